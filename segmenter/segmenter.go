@@ -1,0 +1,652 @@
+// Package segmenter cuts the MPEG-TS that ffmpeg writes into HLS: one
+// gohlslib muxer per rendition, one-second segments, low-latency parts, kept
+// in memory within a bounded window. When the stream ends it freezes the last
+// window into a finished playlist with #EXT-X-ENDLIST.
+package segmenter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+)
+
+// Variant is the HLS flavour the segmenter produces.
+type Variant int
+
+// The variants. LowLatency is the default.
+const (
+	LowLatency Variant = iota // fMP4 segments with 200 ms parts and blocking reload
+	FMP4                      // fMP4 segments, no parts
+	MPEGTS                    // MPEG-TS segments, for old players
+)
+
+// ParseVariant reads a variant name: "lowlatency", "fmp4" or "mpegts".
+func ParseVariant(s string) (Variant, error) {
+	switch s {
+	case "lowlatency", "":
+		return LowLatency, nil
+	case "fmp4":
+		return FMP4, nil
+	case "mpegts":
+		return MPEGTS, nil
+	}
+	return 0, fmt.Errorf("unknown HLS variant %q (want lowlatency, fmp4 or mpegts)", s)
+}
+
+func (v Variant) gohlslib() gohlslib.MuxerVariant {
+	switch v {
+	case FMP4:
+		return gohlslib.MuxerVariantFMP4
+	case MPEGTS:
+		return gohlslib.MuxerVariantMPEGTS
+	}
+	return gohlslib.MuxerVariantLowLatency
+}
+
+// ErrNoVideo is returned by Consume when the MPEG-TS holds no H.264 track.
+var ErrNoVideo = errors.New("no H.264 video track in the transcoder output")
+
+// ErrEnded is returned by Consume once End has been called.
+var ErrEnded = errors.New("stream ended")
+
+var validDir = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+// Segmenter turns ffmpeg's MPEG-TS into HLS. Set the fields, call Consume
+// with the transcoder's output, serve with Handle. Whoever creates it must
+// call Close (or End, which also releases the muxers).
+type Segmenter struct {
+	// Names are the rendition directories in the order of the video tracks
+	// (e.g. "720p"). Missing names default to "r0", "r1", ...
+	Names []string
+	// Variant defaults to LowLatency.
+	Variant Variant
+	// SegmentCount is how many segments each playlist keeps; default 7.
+	SegmentCount int
+	// SegmentDuration is the minimum segment length; default 1 s.
+	SegmentDuration time.Duration
+	// PartDuration is the minimum low-latency part length; default 200 ms.
+	PartDuration time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	mu        sync.Mutex
+	muxers    []*muxer
+	ready     chan struct{}
+	frozen    map[string][]byte // the finished window, once ended
+	ended     bool
+	closed    bool
+	base      int64 // 90 kHz offset added to every timestamp of the current Consume
+	last      int64 // highest video timestamp written, 90 kHz
+	discontAt []uint64
+	mediaTime atomic.Int64 // highest video timestamp, 90 kHz
+}
+
+type muxer struct {
+	dir   string
+	m     *gohlslib.Muxer
+	video *gohlslib.Track
+	audio *gohlslib.Track
+	info  *playlist.Multivariant // the muxer's own multivariant, once it has content
+}
+
+// Rendition describes one running rendition.
+type Rendition struct {
+	Dir              string
+	Playlist         *playlist.Multivariant // the rendition's own multivariant playlist, URIs relative to Dir
+	Width, Height    int
+	Bandwidth        int
+	AverageBandwidth int
+}
+
+func (s *Segmenter) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
+}
+
+func (s *Segmenter) readyChan() chan struct{} {
+	if s.ready == nil {
+		s.ready = make(chan struct{})
+	}
+	return s.ready
+}
+
+// Ready is closed once every rendition has its first segments.
+func (s *Segmenter) Ready() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readyChan()
+}
+
+// MediaTime is the timestamp of the newest video frame written.
+func (s *Segmenter) MediaTime() time.Duration {
+	return time.Duration(s.mediaTime.Load()) * time.Second / 90000
+}
+
+// Consume reads one MPEG-TS stream until it ends. The first call creates
+// the muxers from the tracks it finds; a later call (a new transcoder for the
+// same stream) continues the same playlists, its timestamps shifted to follow
+// on, and must carry the same number of video tracks.
+func (s *Segmenter) Consume(r io.Reader) error {
+	rd := &mpegts.Reader{R: r}
+	if err := rd.Initialize(); err != nil {
+		return fmt.Errorf("read transcoder output: %w", err)
+	}
+	var videos []*mpegts.Track
+	var audio *mpegts.Track
+	for _, t := range rd.Tracks() {
+		switch t.Codec.(type) {
+		case *mpegts.CodecH264:
+			videos = append(videos, t)
+		case *mpegts.CodecMPEG4Audio:
+			if audio == nil {
+				audio = t
+			}
+		}
+	}
+	if len(videos) == 0 {
+		return ErrNoVideo
+	}
+	muxers, base, err := s.attach(videos, audio)
+	if err != nil {
+		return err
+	}
+	log := s.logger()
+	rd.OnDecodeError(func(err error) { log.Warn("transcoder output", "error", err) })
+
+	var dec mpegts.TimeDecoder // one decoder keeps every track on one timeline
+	for i, t := range videos {
+		mx := muxers[i]
+		leading := i == 0
+		rd.OnDataH264(t, func(pts, _ int64, au [][]byte) error {
+			pts = base + dec.Decode(pts)
+			if leading {
+				s.note(pts, true)
+			}
+			return mx.m.WriteH264(mx.video, time.Now(), pts, au)
+		})
+	}
+	if audio != nil {
+		rate := int64(audio.Codec.(*mpegts.CodecMPEG4Audio).SampleRate)
+		rd.OnDataMPEG4Audio(audio, func(pts int64, aus [][]byte) error {
+			pts = base + dec.Decode(pts)
+			s.note(pts, false)
+			for _, mx := range muxers {
+				if err := mx.m.WriteMPEG4Audio(mx.audio, time.Now(), pts*rate/90000, aus); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for {
+		if err := rd.Read(); err != nil {
+			if isEOF(err) {
+				return nil
+			}
+			return fmt.Errorf("read transcoder output: %w", err)
+		}
+	}
+}
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		strings.Contains(err.Error(), "no more packets") || strings.Contains(err.Error(), "EOF")
+}
+
+// note keeps the newest timestamp, where a later transcoder run follows on.
+func (s *Segmenter) note(pts int64, video bool) {
+	s.mu.Lock()
+	if pts > s.last {
+		s.last = pts
+	}
+	s.mu.Unlock()
+	if video {
+		s.mediaTime.Store(pts)
+	}
+}
+
+// nextSegment is the media sequence number of the segment in progress.
+func nextSegment(mx *muxer) (uint64, error) {
+	if mx.info == nil || len(mx.info.Variants) == 0 {
+		return 0, errors.New("no content yet")
+	}
+	body, err := get(mx.m, stripQuery(mx.info.Variants[0].URI))
+	if err != nil {
+		return 0, err
+	}
+	var pl playlist.Media
+	if err := pl.Unmarshal(body); err != nil {
+		return 0, err
+	}
+	return uint64(pl.MediaSequence + len(pl.Segments)), nil
+}
+
+// attach creates the muxers on the first call, or checks that a new
+// transcoder's tracks fit the running ones and returns the timestamp offset.
+func (s *Segmenter) attach(videos []*mpegts.Track, audio *mpegts.Track) ([]*muxer, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.closed {
+		return nil, 0, ErrEnded
+	}
+	if s.muxers != nil {
+		if len(videos) != len(s.muxers) || (audio == nil) != (s.muxers[0].audio == nil) {
+			return nil, 0, fmt.Errorf("continue stream: got %d video tracks (audio %t), running %d",
+				len(videos), audio != nil, len(s.muxers))
+		}
+		// follow on 100 ms after the newest timestamp (an audio packet may
+		// run past it), and mark the
+		// segment after the one in progress as a discontinuity
+		s.base = s.last + 9000
+		if next, err := nextSegment(s.muxers[0]); err == nil {
+			s.discontAt = append(s.discontAt, next+1)
+		}
+		return s.muxers, s.base, nil
+	}
+	if s.SegmentCount == 0 {
+		s.SegmentCount = 7
+	}
+	if s.SegmentDuration == 0 {
+		s.SegmentDuration = time.Second
+	}
+	if s.PartDuration == 0 {
+		s.PartDuration = 200 * time.Millisecond
+	}
+	for i := range videos {
+		dir := fmt.Sprintf("r%d", i)
+		if i < len(s.Names) && validDir.MatchString(s.Names[i]) {
+			dir = s.Names[i]
+		}
+		mx := &muxer{dir: dir, video: &gohlslib.Track{Codec: &codecs.H264{}, ClockRate: 90000}}
+		tracks := []*gohlslib.Track{mx.video}
+		if audio != nil {
+			conf := audio.Codec.(*mpegts.CodecMPEG4Audio).Config
+			mx.audio = &gohlslib.Track{Codec: &codecs.MPEG4Audio{Config: conf}, ClockRate: conf.SampleRate}
+			tracks = append(tracks, mx.audio)
+		}
+		log := s.logger().With("rendition", dir)
+		mx.m = &gohlslib.Muxer{
+			Tracks:             tracks,
+			Variant:            s.Variant.gohlslib(),
+			SegmentCount:       s.SegmentCount,
+			SegmentMinDuration: s.SegmentDuration,
+			PartMinDuration:    s.PartDuration,
+			OnEncodeError:      func(err error) { log.Warn("hls muxer", "error", err) },
+		}
+		if err := mx.m.Start(); err != nil {
+			for _, done := range s.muxers {
+				done.m.Close()
+			}
+			s.muxers = nil
+			return nil, 0, fmt.Errorf("start hls muxer %s: %w", dir, err)
+		}
+		s.muxers = append(s.muxers, mx)
+	}
+	go s.waitReady(s.muxers)
+	return s.muxers, 0, nil
+}
+
+// waitReady asks each muxer for its multivariant playlist, which gohlslib
+// holds until the muxer has content, and closes Ready when all have answered.
+func (s *Segmenter) waitReady(muxers []*muxer) {
+	var wg sync.WaitGroup
+	for _, mx := range muxers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pl, err := fetchMultivariant(mx.m)
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			mx.info = pl
+			s.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, mx := range muxers {
+		if mx.info == nil {
+			return // closed before it had content
+		}
+	}
+	close(s.readyChan())
+}
+
+func fetchMultivariant(m *gohlslib.Muxer) (*playlist.Multivariant, error) {
+	body, err := get(m, "index.m3u8")
+	if err != nil {
+		return nil, err
+	}
+	var pl playlist.Multivariant
+	if err := pl.Unmarshal(body); err != nil {
+		return nil, fmt.Errorf("parse muxer playlist: %w", err)
+	}
+	return &pl, nil
+}
+
+// get asks a muxer for one of its files as a player would.
+func get(m *gohlslib.Muxer, file string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "/"+file, nil)
+	if err != nil {
+		return nil, err
+	}
+	var c capture
+	m.Handle(&c, req)
+	if c.code != http.StatusOK || c.body == nil {
+		return nil, fmt.Errorf("muxer file %s: status %d", file, c.code)
+	}
+	return c.body, nil
+}
+
+// Renditions describes the renditions once Ready; nil before.
+func (s *Segmenter) Renditions() []Rendition {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Rendition
+	for _, mx := range s.muxers {
+		if mx.info == nil {
+			return nil
+		}
+		out = append(out, s.describe(mx))
+	}
+	return out
+}
+
+func (s *Segmenter) describe(mx *muxer) Rendition {
+	// refresh the measured bandwidth while the muxer runs
+	if !s.ended {
+		if pl, err := fetchMultivariant(mx.m); err == nil {
+			mx.info = pl
+		}
+	}
+	r := Rendition{Dir: mx.dir, Playlist: mx.info}
+	if len(mx.info.Variants) > 0 {
+		v := mx.info.Variants[0]
+		r.Bandwidth = v.Bandwidth
+		if v.AverageBandwidth != nil {
+			r.AverageBandwidth = *v.AverageBandwidth
+		}
+		fmt.Sscanf(v.Resolution, "%dx%d", &r.Width, &r.Height)
+	}
+	return r
+}
+
+// Handle serves one file of the stream: "DIR/NAME" of a rendition. It
+// answers 404 for anything it does not hold.
+func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) {
+	s.mu.Lock()
+	if s.frozen != nil {
+		body, ok := s.frozen[file]
+		s.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", contentType(file))
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write(body)
+		return
+	}
+	var mx *muxer
+	dir, _, _ := strings.Cut(file, "/")
+	for _, m := range s.muxers {
+		if m.dir == dir {
+			mx = m
+		}
+	}
+	discont := s.discontAt
+	s.mu.Unlock()
+	if mx == nil || !strings.Contains(file, "/") {
+		http.NotFound(w, r)
+		return
+	}
+	if !strings.HasSuffix(file, ".m3u8") {
+		pw := &passthrough{ResponseWriter: w}
+		mx.m.Handle(pw, r)
+		if !pw.wrote {
+			http.NotFound(w, r) // gohlslib answers unknown files with an empty 200
+		}
+		return
+	}
+	var c capture
+	mx.m.Handle(&c, r)
+	if c.code == 0 {
+		http.NotFound(w, r)
+		return
+	}
+	body := c.body
+	if len(discont) > 0 && c.code == http.StatusOK {
+		body = rewrite(body, discont)
+	}
+	for k, v := range c.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(c.code)
+	w.Write(body)
+}
+
+// rewrite marks the discontinuities in a media playlist; it returns the
+// playlist unchanged if it cannot parse it.
+func rewrite(body []byte, discont []uint64) []byte {
+	var pl playlist.Media
+	if err := pl.Unmarshal(body); err != nil {
+		return body
+	}
+	markDiscontinuities(&pl, discont)
+	out, err := pl.Marshal()
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+// markDiscontinuities flags the segments that begin a new transcoder run
+// and counts the ones that have left the window.
+func markDiscontinuities(pl *playlist.Media, at []uint64) {
+	first := uint64(pl.MediaSequence)
+	if pl.Skip != nil {
+		first += uint64(pl.Skip.SkippedSegments)
+	}
+	gone := 0
+	for _, msn := range at {
+		if msn < uint64(pl.MediaSequence) {
+			gone++
+		}
+		if msn >= first && msn < first+uint64(len(pl.Segments)) {
+			pl.Segments[msn-first].Discontinuity = true
+		}
+	}
+	if gone > 0 {
+		pl.DiscontinuitySequence = &gone
+	}
+}
+
+func contentType(file string) string {
+	switch {
+	case strings.HasSuffix(file, ".m3u8"):
+		return "application/vnd.apple.mpegurl"
+	case strings.HasSuffix(file, ".ts"):
+		return "video/mp2t"
+	}
+	return "video/mp4"
+}
+
+// End freezes the current window of every rendition into finished
+// playlists ending with #EXT-X-ENDLIST, served by Handle from then on, and
+// releases the muxers. Call it after the last Consume returned.
+func (s *Segmenter) End() {
+	s.mu.Lock()
+	if s.ended || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	muxers, discont := s.muxers, s.discontAt
+	s.mu.Unlock()
+
+	frozen := map[string][]byte{}
+	for _, mx := range muxers {
+		if err := freeze(mx, discont, frozen); err != nil {
+			s.logger().Warn("freeze ended stream", "rendition", mx.dir, "error", err)
+		}
+	}
+	s.mu.Lock()
+	s.frozen = frozen
+	s.muxers = nil
+	s.mu.Unlock()
+	for _, mx := range muxers {
+		mx.m.Close()
+	}
+}
+
+// Ended reports whether End was called.
+func (s *Segmenter) Ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+func freeze(mx *muxer, discont []uint64, out map[string][]byte) error {
+	if mx.info == nil {
+		return errors.New("no content yet")
+	}
+	for _, uri := range mediaPlaylists(mx.info) {
+		body, err := get(mx.m, uri)
+		if err != nil {
+			return err
+		}
+		var pl playlist.Media
+		if err := pl.Unmarshal(body); err != nil {
+			return fmt.Errorf("parse media playlist %s: %w", uri, err)
+		}
+		markDiscontinuities(&pl, discont)
+		final := playlist.Media{
+			Version:               pl.Version,
+			IndependentSegments:   pl.IndependentSegments,
+			TargetDuration:        pl.TargetDuration,
+			MediaSequence:         pl.MediaSequence,
+			DiscontinuitySequence: pl.DiscontinuitySequence,
+			Map:                   pl.Map,
+			Endlist:               true,
+		}
+		if pl.Map != nil {
+			if out[mx.dir+"/"+stripQuery(pl.Map.URI)], err = get(mx.m, stripQuery(pl.Map.URI)); err != nil {
+				return err
+			}
+		}
+		for _, seg := range pl.Segments {
+			if seg.Gap && len(final.Segments) == 0 {
+				final.MediaSequence++
+				continue
+			}
+			name := stripQuery(seg.URI)
+			if out[mx.dir+"/"+name], err = get(mx.m, name); err != nil {
+				return err
+			}
+			seg.Parts = nil
+			final.Segments = append(final.Segments, seg)
+		}
+		if len(final.Segments) == 0 {
+			return fmt.Errorf("media playlist %s: no segments", uri)
+		}
+		if out[mx.dir+"/"+uri], err = final.Marshal(); err != nil {
+			return fmt.Errorf("write final playlist %s: %w", uri, err)
+		}
+	}
+	return nil
+}
+
+// mediaPlaylists lists the media playlists a muxer's multivariant names.
+func mediaPlaylists(pl *playlist.Multivariant) []string {
+	var uris []string
+	for _, v := range pl.Variants {
+		uris = append(uris, stripQuery(v.URI))
+	}
+	for _, r := range pl.Renditions {
+		if r.URI != nil {
+			uris = append(uris, stripQuery(*r.URI))
+		}
+	}
+	return uris
+}
+
+func stripQuery(uri string) string {
+	u, _, _ := strings.Cut(uri, "?")
+	return u
+}
+
+// Close releases the muxers without freezing anything. Idempotent.
+func (s *Segmenter) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	muxers := s.muxers
+	s.muxers = nil
+	s.mu.Unlock()
+	for _, mx := range muxers {
+		mx.m.Close()
+	}
+}
+
+// capture is an http.ResponseWriter that keeps what a muxer answers.
+type capture struct {
+	header http.Header
+	code   int
+	body   []byte
+}
+
+func (c *capture) Header() http.Header {
+	if c.header == nil {
+		c.header = http.Header{}
+	}
+	return c.header
+}
+
+func (c *capture) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+}
+
+func (c *capture) Write(p []byte) (int, error) {
+	c.WriteHeader(http.StatusOK)
+	c.body = append(c.body, p...)
+	return len(p), nil
+}
+
+// passthrough forwards to a ResponseWriter and notes whether anything was
+// written.
+type passthrough struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (p *passthrough) WriteHeader(code int) {
+	p.wrote = true
+	p.ResponseWriter.WriteHeader(code)
+}
+
+func (p *passthrough) Write(b []byte) (int, error) {
+	p.wrote = true
+	return p.ResponseWriter.Write(b)
+}
