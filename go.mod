@@ -9,6 +9,9 @@ require (
 	github.com/aws/aws-sdk-go v1.38.20 // indirect
 	github.com/bluenviron/gohlslib/v2 v2.2.0 // indirect
 	github.com/bluenviron/mediacommon/v2 v2.2.0 // indirect
+	github.com/chromedp/cdproto v0.159.0 // indirect
+	github.com/chromedp/chromedp v0.23.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/google/uuid v1.3.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/jmespath/go-jmespath v0.4.0 // indirect

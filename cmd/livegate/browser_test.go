@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// newBrowser starts Debian's Chromium, headless, with a fake camera and
+// microphone that need no permission prompt. It skips when Chromium is
+// missing locally; CI installs it, so there the test always runs.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium missing in CI")
+		}
+		t.Skip("chromium not installed")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.WindowSize(1280, 900),
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// evalUntil polls a JavaScript expression until it is true.
+func evalUntil(t *testing.T, ctx context.Context, within time.Duration, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var ok bool
+		if err := chromedp.Run(ctx, chromedp.Evaluate(expr, &ok)); err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			var state string
+			chromedp.Run(ctx, chromedp.Evaluate(`JSON.stringify(window.__livegate||null, (k,v)=> (k==="hls"||k==="video")?undefined:v) + " " + (document.getElementById("state")||{}).textContent`, &state))
+			t.Fatalf("timed out after %s waiting for %s; page state: %s", within, what, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// screenshot saves a PNG of the page into $LIVEGATE_SCREENSHOTS (or the
+// test's temporary directory) for people to look at.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("LIVEGATE_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 80)); err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+}
+
+// TestBrowserBroadcastAndWatch: the broadcaster page publishes the fake
+// camera with no click, and a second page plays it with hls.js.
+func TestBrowserBroadcastAndWatch(t *testing.T) {
+	needTools(t)
+	srv := startGateway(t, nil)
+	browser := newBrowser(t)
+
+	bctx, cancelB := chromedp.NewContext(browser)
+	defer cancelB()
+	if err := chromedp.Run(bctx, chromedp.Navigate(srv.URL+"/broadcast?stream=t&autostart=1")); err != nil {
+		t.Fatal(err)
+	}
+	evalUntil(t, bctx, 30*time.Second, "the broadcaster to be live",
+		`!!(window.__livegate && window.__livegate.status && window.__livegate.status.state === "live")`)
+
+	wctx, cancelW := chromedp.NewContext(browser)
+	defer cancelW()
+	if err := chromedp.Run(wctx, chromedp.Navigate(srv.URL+"/watch/t")); err != nil {
+		t.Fatal(err)
+	}
+	evalUntil(t, wctx, 30*time.Second, "the video to start", `document.getElementById("video").currentTime > 0.5`)
+	var start float64
+	chromedp.Run(wctx, chromedp.Evaluate(`document.getElementById("video").currentTime`, &start))
+	evalUntil(t, wctx, 20*time.Second, "3 s of playback",
+		`document.getElementById("video").currentTime > `+formatFloat(start+3))
+	var fatal []string
+	if err := chromedp.Run(wctx, chromedp.Evaluate(`window.__livegate.errors`, &fatal)); err != nil || len(fatal) > 0 {
+		t.Errorf("hls.js fatal errors: %v %v", fatal, err)
+	}
+	var latency float64
+	chromedp.Run(wctx, chromedp.Evaluate(`window.__livegate.hls ? window.__livegate.hls.latency : -1`, &latency))
+	t.Logf("hls.js latency estimate: %.2f s", latency)
+	screenshot(t, bctx, "broadcast")
+	screenshot(t, wctx, "watch")
+}
+
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) }

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/livegate/livegate/segmenter"
+	"github.com/livegate/livegate/transcode"
+)
+
+// defaultJSON is the embedded default configuration; every key is listed
+// there and documented in the README.
+//
+//go:embed default.json
+var defaultJSON []byte
+
+// config is every setting of the gateway. It is read in one place (load):
+// embedded defaults, then the --config file, then LIVEGATE_* environment
+// variables, then flags, then validate.
+type config struct {
+	Listen      string   `json:"listen"`
+	Data        string   `json:"data"`
+	PublishKeys []string `json:"publish_keys"`
+	NATSURL     string   `json:"nats_url"`
+	FFmpeg      string   `json:"ffmpeg"`
+
+	Ladder     []rung `json:"ladder"`
+	AudioKbps  int    `json:"audio_kbps"`
+	FrameRate  int    `json:"frame_rate"`
+	X264Preset string `json:"x264_preset"`
+
+	HLSVariant      string   `json:"hls_variant"`
+	HLSSegmentCount int      `json:"hls_segment_count"`
+	KeepEnded       duration `json:"keep_ended"`
+	LiveAllowOrigin string   `json:"live_allow_origin"`
+	StartWait       duration `json:"start_wait"`
+
+	IngestMaxFrameBytes  int64    `json:"ingest_max_frame_bytes"`
+	IngestIdleTimeout    duration `json:"ingest_idle_timeout"`
+	IngestBufferBytes    int      `json:"ingest_buffer_bytes"`
+	IngestOverrunTimeout duration `json:"ingest_overrun_timeout"`
+	IngestGrace          duration `json:"ingest_grace"`
+	IngestStatusInterval duration `json:"ingest_status_interval"`
+	AllowedOrigins       []string `json:"allowed_origins"`
+
+	ChatMaxTextRunes  int     `json:"chat_max_text_runes"`
+	ChatMaxFrameBytes int64   `json:"chat_max_frame_bytes"`
+	ChatHistory       int     `json:"chat_history"`
+	ChatRatePerSecond float64 `json:"chat_rate_per_second"`
+	ChatBurst         int     `json:"chat_burst"`
+	ChatSendQueue     int     `json:"chat_send_queue"`
+}
+
+// rung is one rendition of the ladder in config units.
+type rung struct {
+	Name         string `json:"name"`
+	Height       int    `json:"height"`
+	VideoKbps    int    `json:"video_kbps"`
+	MaxrateKbps  int    `json:"maxrate_kbps"`
+	BufsizeKbits int    `json:"bufsize_kbits"`
+}
+
+// duration is a time.Duration written as "10s" in JSON.
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string like \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = duration(v)
+	return nil
+}
+
+func (d duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// load reads the configuration from args and the environment.
+func load(args []string, getenv func(string) string) (*config, error) {
+	c := &config{}
+	if err := decode(defaultJSON, c); err != nil {
+		return nil, fmt.Errorf("embedded defaults: %w", err)
+	}
+	fs := flag.NewFlagSet("livegate", flag.ContinueOnError)
+	file := fs.String("config", getenv("LIVEGATE_CONFIG"), "JSON config file (keys as in the embedded default; see --print-config)")
+	listen := fs.String("listen", "", "HOST:PORT to serve on (env LIVEGATE_LISTEN)")
+	data := fs.String("data", "", "data directory (env LIVEGATE_DATA)")
+	key := fs.String("publish-key", "", "require this key of every publisher (env LIVEGATE_PUBLISH_KEY)")
+	nats := fs.String("nats-url", "", "join other gateways through this NATS server (env LIVEGATE_NATS_URL)")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration as JSON and exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if *file != "" {
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		if err := decode(b, c); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", *file, err)
+		}
+	}
+	for _, o := range []struct {
+		flag *string
+		env  string
+		set  func(string)
+	}{
+		{listen, "LIVEGATE_LISTEN", func(v string) { c.Listen = v }},
+		{data, "LIVEGATE_DATA", func(v string) { c.Data = v }},
+		{key, "LIVEGATE_PUBLISH_KEY", func(v string) { c.PublishKeys = []string{v} }},
+		{nats, "LIVEGATE_NATS_URL", func(v string) { c.NATSURL = v }},
+	} {
+		if v := getenv(o.env); v != "" {
+			o.set(v)
+		}
+		if *o.flag != "" {
+			o.set(*o.flag)
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if *printConfig {
+		b, _ := json.MarshalIndent(c, "", "  ")
+		fmt.Println(string(b))
+		return nil, errPrinted
+	}
+	return c, nil
+}
+
+// errPrinted ends the program after --print-config.
+var errPrinted = errors.New("configuration printed")
+
+func decode(b []byte, c *config) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	return d.Decode(c)
+}
+
+var validRungName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+// validate checks every value, naming the key of the first bad one.
+func (c *config) validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not HOST:PORT: %w", c.Listen, err)
+	}
+	for i, k := range c.PublishKeys {
+		if k == "" || strings.ContainsAny(k, " \t\r\n") {
+			return fmt.Errorf("publish_keys[%d]: empty or contains white space", i)
+		}
+	}
+	if c.NATSURL != "" && !strings.HasPrefix(c.NATSURL, "nats://") && !strings.HasPrefix(c.NATSURL, "tls://") {
+		return fmt.Errorf("nats_url: %q must start with nats:// or tls://", c.NATSURL)
+	}
+	if c.FFmpeg == "" {
+		return errors.New("ffmpeg: empty")
+	}
+	for i, r := range c.Ladder {
+		if !validRungName.MatchString(r.Name) {
+			return fmt.Errorf("ladder[%d].name: %q must be 1-32 of A-Z a-z 0-9 _ -", i, r.Name)
+		}
+	}
+	if err := c.transcodeLadder().Validate(); err != nil {
+		return fmt.Errorf("ladder: %w", err)
+	}
+	if _, err := segmenter.ParseVariant(c.HLSVariant); err != nil {
+		return fmt.Errorf("hls_variant: %w", err)
+	}
+	minSegments := 3
+	if c.HLSVariant == "lowlatency" {
+		minSegments = 7
+	}
+	checks := []struct {
+		key string
+		ok  bool
+		msg string
+	}{
+		{"hls_segment_count", c.HLSSegmentCount >= minSegments, fmt.Sprintf("at least %d for this variant", minSegments)},
+		{"keep_ended", c.KeepEnded >= duration(time.Second), "at least 1s"},
+		{"start_wait", c.StartWait >= 0, "not negative"},
+		{"ingest_max_frame_bytes", c.IngestMaxFrameBytes >= 1024 && c.IngestMaxFrameBytes <= 64<<20, "between 1024 and 64 MiB"},
+		{"ingest_idle_timeout", c.IngestIdleTimeout >= duration(time.Second), "at least 1s"},
+		{"ingest_buffer_bytes", c.IngestBufferBytes >= 64<<10, "at least 64 KiB"},
+		{"ingest_overrun_timeout", c.IngestOverrunTimeout >= duration(100*time.Millisecond), "at least 100ms"},
+		{"ingest_grace", c.IngestGrace >= duration(time.Second), "at least 1s"},
+		{"ingest_status_interval", c.IngestStatusInterval >= duration(100*time.Millisecond) && c.IngestStatusInterval <= duration(2*time.Second), "between 100ms and 2s"},
+		{"chat_max_text_runes", c.ChatMaxTextRunes > 0, "positive"},
+		{"chat_max_frame_bytes", c.ChatMaxFrameBytes >= 256, "at least 256"},
+		{"chat_history", c.ChatHistory >= 0, "not negative"},
+		{"chat_rate_per_second", c.ChatRatePerSecond > 0, "positive"},
+		{"chat_burst", c.ChatBurst > 0, "positive"},
+		{"chat_send_queue", c.ChatSendQueue > 0, "positive"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return fmt.Errorf("%s: must be %s", ch.key, ch.msg)
+		}
+	}
+	return nil
+}
+
+func (c *config) transcodeLadder() transcode.Ladder {
+	l := transcode.Ladder{AudioBitrate: c.AudioKbps * 1000, FrameRate: c.FrameRate, Preset: c.X264Preset}
+	for _, r := range c.Ladder {
+		l.Renditions = append(l.Renditions, transcode.Rendition{
+			Name: r.Name, Height: r.Height, VideoBitrate: r.VideoKbps * 1000,
+			MaxRate: r.MaxrateKbps * 1000, BufSize: r.BufsizeKbits * 1000,
+		})
+	}
+	return l
+}

@@ -1,0 +1,385 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/gorilla/websocket"
+)
+
+// needTools skips when ffmpeg is missing locally; CI installs it, so there
+// the test always runs.
+func needTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s missing in CI", tool)
+			}
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+// startGateway runs a gateway with the embedded defaults on a test server.
+func startGateway(t *testing.T, edit func(*config)) *httptest.Server {
+	t.Helper()
+	cfg, err := load(nil, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.KeepEnded = duration(time.Minute)
+	if edit != nil {
+		edit(cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	g, err := newGateway(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(func() { g.Close(); srv.Close() })
+	return srv
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func wsURL(srv *httptest.Server, path string) string {
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + path
+}
+
+// publisher is ffmpeg making a real-time WebM test pattern with a tone,
+// pushed over the ingest WebSocket.
+type publisher struct {
+	conn   *websocket.Conn
+	cmd    *exec.Cmd
+	done   chan error
+	status chan map[string]any
+}
+
+func publish(t *testing.T, srv *httptest.Server, stream string, size string, seconds int) *publisher {
+	t.Helper()
+	conn, resp, err := websocket.DefaultDialer.Dial(wsURL(srv, "/ingest/"+stream), nil)
+	if err != nil {
+		t.Fatalf("dial ingest: %v (%v)", err, resp)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size="+size+":rate=30",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", strconv.Itoa(seconds),
+		"-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1500k", "-g", "60",
+		"-c:a", "libopus", "-f", "webm", "pipe:1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &publisher{conn: conn, cmd: cmd, done: make(chan error, 1), status: make(chan map[string]any, 100)}
+	go func() {
+		for {
+			_, msg, err := conn.ReadMessage()
+			if err != nil {
+				close(p.status)
+				return
+			}
+			var m map[string]any
+			json.Unmarshal(msg, &m)
+			select {
+			case p.status <- m:
+			default:
+			}
+		}
+	}()
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := out.Read(buf)
+			if n > 0 {
+				if werr := conn.WriteMessage(websocket.BinaryMessage, buf[:n]); werr != nil {
+					p.done <- werr
+					return
+				}
+			}
+			if err != nil {
+				p.done <- cmd.Wait()
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); conn.Close() })
+	return p
+}
+
+// finish waits for ffmpeg to end and closes the socket normally.
+func (p *publisher) finish(t *testing.T) {
+	t.Helper()
+	if err := <-p.done; err != nil {
+		t.Fatalf("publisher: %v", err)
+	}
+	p.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"), time.Now().Add(time.Second))
+}
+
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// waitFor polls until cond holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestPipeline(t *testing.T) {
+	needTools(t)
+	cases := []struct {
+		size       string
+		renditions []string // RESOLUTION of each variant, highest first
+	}{
+		{"1280x720", []string{"1280x720", "854x480", "640x360"}},
+		{"854x480", []string{"854x480", "640x360"}},
+	}
+	srv := startGateway(t, nil)
+	for _, c := range cases {
+		t.Run(c.size, func(t *testing.T) {
+			stream := "t" + strings.ReplaceAll(c.size, "x", "_")
+			pub := publish(t, srv, stream, c.size, 7)
+			base := srv.URL + "/live/" + stream + "/"
+			code, body := get(t, base+"index.m3u8") // held until the first segments exist
+			if code != http.StatusOK {
+				t.Fatalf("index.m3u8: %d %s", code, body)
+			}
+			var mv playlist.Multivariant
+			if err := mv.Unmarshal(body); err != nil {
+				t.Fatalf("multivariant: %v\n%s", err, body)
+			}
+			var got []string
+			for _, v := range mv.Variants {
+				got = append(got, v.Resolution)
+				if v.Bandwidth <= 0 || v.AverageBandwidth == nil || v.FrameRate == nil || len(v.Codecs) == 0 {
+					t.Errorf("variant lacks attributes: %+v", v)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(c.renditions, " ") {
+				t.Fatalf("renditions %v, want %v\n%s", got, c.renditions, body)
+			}
+			pub.finish(t)
+
+			var media []*playlist.Media
+			var uris []string
+			waitFor(t, 15*time.Second, "#EXT-X-ENDLIST in every playlist", func() bool {
+				media, uris = nil, nil
+				for _, v := range mv.Variants {
+					_, b := get(t, base+v.URI)
+					var pl playlist.Media
+					if pl.Unmarshal(b) != nil || !pl.Endlist {
+						return false
+					}
+					media, uris = append(media, &pl), append(uris, v.URI)
+				}
+				return true
+			})
+			for i, pl := range media {
+				if pl.MediaSequence != media[0].MediaSequence || len(pl.Segments) != len(media[0].Segments) {
+					t.Errorf("%s: sequence %d (%d segments), first rendition %d (%d)", uris[i],
+						pl.MediaSequence, len(pl.Segments), media[0].MediaSequence, len(media[0].Segments))
+				}
+				if pl.TargetDuration != 1 {
+					t.Errorf("%s: target duration %d", uris[i], pl.TargetDuration)
+				}
+				if len(pl.Segments) < 3 {
+					t.Fatalf("%s: only %d segments", uris[i], len(pl.Segments))
+				}
+				dir := uris[i][:strings.LastIndex(uris[i], "/")+1]
+				_, init := get(t, base+dir+pl.Map.URI)
+				for j, seg := range pl.Segments {
+					if d := seg.Duration.Seconds(); d < 0.95 || d > 1.05 {
+						t.Errorf("%s segment %d: EXTINF %.3f", uris[i], j, d)
+					}
+					_, data := get(t, base+dir+seg.URI)
+					checkSegment(t, fmt.Sprintf("%s#%d", uris[i], j), append(append([]byte{}, init...), data...))
+				}
+			}
+			if len(mv.Renditions) != 1 || mv.Renditions[0].URI == nil {
+				t.Fatalf("want one audio rendition, got %+v", mv.Renditions)
+			}
+			checkAudio(t, base+*mv.Renditions[0].URI)
+		})
+	}
+}
+
+// checkSegment decodes one fMP4 segment with ffprobe: it starts with a
+// keyframe and lasts 1.0 ± 0.05 s.
+func checkSegment(t *testing.T, name string, data []byte) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "seg.mp4")
+	os.WriteFile(file, data, 0o644)
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0",
+		"-show_entries", "frame=key_frame,pts_time", "-of", "csv=p=0", file).Output()
+	if err != nil {
+		t.Errorf("%s: ffprobe: %v", name, err)
+		return
+	}
+	lines := strings.Fields(string(out))
+	if len(lines) == 0 {
+		t.Errorf("%s: no frames", name)
+		return
+	}
+	if !strings.HasPrefix(lines[0], "1,") {
+		t.Errorf("%s: first frame is not a keyframe: %s", name, lines[0])
+	}
+	if d := float64(len(lines)) / 30; d < 0.95 || d > 1.05 {
+		t.Errorf("%s: %d frames = %.3f s at 30 fps", name, len(lines), d)
+	}
+}
+
+// checkAudio decodes the audio rendition's playlist with ffmpeg.
+func checkAudio(t *testing.T, url string) {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate",
+		"-of", "csv=p=0", url).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "aac") {
+		t.Errorf("audio %s: %v %s", url, err, out)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	needTools(t)
+	srv := startGateway(t, func(c *config) { c.PublishKeys = []string{"secret"} })
+
+	t.Run("names and keys", func(t *testing.T) {
+		cases := []struct {
+			path string
+			want int
+		}{
+			{"/ingest/bad.name?key=secret", 400},
+			{"/ingest/" + strings.Repeat("a", 65) + "?key=secret", 400},
+			{"/ingest/ok", 401},
+			{"/ingest/ok?key=wrong", 403},
+			{"/live/bad.name/index.m3u8", 400},
+			{"/live/nosuch/index.m3u8", 404},
+			{"/chat/bad.name", 400},
+		}
+		for _, c := range cases {
+			_, resp, err := websocket.DefaultDialer.Dial(wsURL(srv, c.path), nil)
+			if err == nil || resp == nil || resp.StatusCode != c.want {
+				t.Errorf("%s: got %v %v, want %d", c.path, resp, err, c.want)
+				continue
+			}
+			var body map[string]any
+			if json.NewDecoder(resp.Body).Decode(&body) != nil || body["error"] == nil {
+				t.Errorf("%s: no JSON error body", c.path)
+			}
+		}
+	})
+
+	t.Run("random bytes while another stream plays", func(t *testing.T) {
+		keyed := func(stream string) string { return wsURL(srv, "/ingest/"+stream+"?key=secret") }
+		good, _, err := websocket.DefaultDialer.Dial(keyed("good"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer good.Close()
+		// a second publisher on a live stream gets 409
+		if _, resp, err := websocket.DefaultDialer.Dial(keyed("good"), nil); err == nil || resp.StatusCode != 409 {
+			t.Errorf("second publisher: %v %v, want 409", resp, err)
+		}
+		bad, _, err := websocket.DefaultDialer.Dial(keyed("bad"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		junk := make([]byte, 4096)
+		rand.Read(junk)
+		junk[0] = 0 // never an EBML or ftyp start
+		start := time.Now()
+		bad.WriteMessage(websocket.BinaryMessage, junk)
+		var errFrame map[string]any
+		bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, msg, err := bad.ReadMessage()
+			if ce, ok := err.(*websocket.CloseError); ok {
+				if ce.Code != websocket.CloseUnsupportedData {
+					t.Errorf("close code %d, want 1003", ce.Code)
+				}
+				break
+			}
+			if err != nil {
+				t.Fatalf("no close within 5 s: %v", err)
+			}
+			var m map[string]any
+			json.Unmarshal(msg, &m)
+			if m["type"] == "error" {
+				errFrame = m
+			}
+		}
+		if errFrame == nil || errFrame["code"] != "unsupported_media" {
+			t.Errorf("error frame before close: %v", errFrame)
+		}
+		t.Logf("closed 1003 after %s", time.Since(start))
+		// the good connection is untouched
+		good.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, msg, err := good.ReadMessage(); err != nil || !bytes.Contains(msg, []byte(`"status"`)) {
+			t.Errorf("good publisher affected: %v %s", err, msg)
+		}
+	})
+
+	t.Run("frame too big", func(t *testing.T) {
+		c, _, err := websocket.DefaultDialer.Dial(wsURL(srv, "/ingest/big?key=secret"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.WriteMessage(websocket.BinaryMessage, make([]byte, 2<<20))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, _, err := c.ReadMessage()
+			if ce, ok := err.(*websocket.CloseError); ok {
+				if ce.Code != websocket.CloseMessageTooBig {
+					t.Errorf("close code %d, want 1009", ce.Code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("no close: %v", err)
+			}
+		}
+	})
+}

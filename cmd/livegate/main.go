@@ -1,0 +1,153 @@
+// Command livegate is the live-streaming gateway: browsers publish over a
+// WebSocket, ffmpeg encodes an ABR ladder, viewers watch low-latency HLS and
+// talk in a chat room per stream. With no arguments it serves on
+// 127.0.0.1:8080 with embedded defaults.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/livegate/livegate/chat"
+	"github.com/livegate/livegate/ingest"
+	"github.com/livegate/livegate/segmenter"
+	"github.com/livegate/livegate/web"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cfg, err := load(os.Args[1:], os.Getenv)
+	if errors.Is(err, errPrinted) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "livegate:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("livegate stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+// gateway is every component of one livegate process, wired.
+type gateway struct {
+	hub   *hub
+	rooms *chat.Server
+	pub   *ingest.Server
+	site  *web.Server
+}
+
+// newGateway builds the components from the configuration. Whoever calls it
+// must call Close.
+func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
+	if _, err := exec.LookPath(cfg.FFmpeg); err != nil {
+		return nil, fmt.Errorf("ffmpeg: %w (install it: apt-get install -y ffmpeg)", err)
+	}
+	if cfg.Data != "" {
+		if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+			return nil, fmt.Errorf("data: %w", err)
+		}
+	}
+	variant, _ := segmenter.ParseVariant(cfg.HLSVariant) // validated
+	g := &gateway{}
+	g.hub = &hub{
+		ladder: cfg.transcodeLadder(), ffmpeg: cfg.FFmpeg, variant: variant,
+		segments: cfg.HLSSegmentCount, keepEnded: time.Duration(cfg.KeepEnded), log: log,
+	}
+	g.rooms = &chat.Server{
+		MaxTextRunes:   cfg.ChatMaxTextRunes,
+		MaxFrameBytes:  cfg.ChatMaxFrameBytes,
+		HistorySize:    cfg.ChatHistory,
+		RatePerSecond:  cfg.ChatRatePerSecond,
+		Burst:          cfg.ChatBurst,
+		SendQueue:      cfg.ChatSendQueue,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Logger:         log.With("component", "chat"),
+	}
+	if cfg.NATSURL != "" {
+		bus, err := chat.NewNATSBus(cfg.NATSURL, log.With("component", "nats"))
+		if err != nil {
+			return nil, fmt.Errorf("nats_url: %w", err)
+		}
+		g.rooms.Bus = bus
+	}
+	if err := g.rooms.Start(); err != nil {
+		return nil, err
+	}
+	g.site = &web.Server{Catalog: g.hub, Chat: g.rooms, AllowOrigin: cfg.LiveAllowOrigin,
+		StartWait: time.Duration(cfg.StartWait), Logger: log}
+	g.pub = &ingest.Server{
+		Backend:        g.hub,
+		Keys:           cfg.PublishKeys,
+		MaxFrameBytes:  cfg.IngestMaxFrameBytes,
+		IdleTimeout:    time.Duration(cfg.IngestIdleTimeout),
+		BufferBytes:    cfg.IngestBufferBytes,
+		OverrunTimeout: time.Duration(cfg.IngestOverrunTimeout),
+		Grace:          time.Duration(cfg.IngestGrace),
+		StatusInterval: time.Duration(cfg.IngestStatusInterval),
+		AllowedOrigins: cfg.AllowedOrigins,
+		Viewers:        g.site.Viewers,
+		Logger:         log.With("component", "ingest"),
+	}
+	g.site.Publisher = g.pub
+	return g, nil
+}
+
+// Handler serves every route.
+func (g *gateway) Handler() http.Handler { return g.site.Handler() }
+
+// Close ends publishers (their streams end) and chat members, then the
+// streams' outputs. Idempotent.
+func (g *gateway) Close() {
+	g.pub.Close()
+	g.rooms.Close()
+	g.hub.Close()
+}
+
+// run serves until ctx ends, then shuts everything down in order.
+func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+	g, err := newGateway(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if len(cfg.PublishKeys) == 0 {
+		log.Warn("publishing is open to anyone who can reach this address: set --publish-key")
+	}
+	base := "http://" + ln.Addr().String()
+	log.Info("livegate serving", "addr", ln.Addr().String(),
+		"broadcast", base+"/broadcast", "watch", base+"/watch/{stream}", "home", base+"/")
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	// publishers and chat members first: Shutdown does not wait for hijacked
+	// connections
+	g.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	return nil
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/livegate/livegate/ingest"
+	"github.com/livegate/livegate/manifest"
+	"github.com/livegate/livegate/segmenter"
+	"github.com/livegate/livegate/transcode"
+	"github.com/livegate/livegate/web"
+)
+
+// hub wires transcode and segmenter into the media pipeline of each stream.
+// It is the ingest.Backend and the web.Catalog: it holds the streams that
+// are live or ended less than keepEnded ago.
+type hub struct {
+	ladder    transcode.Ladder
+	ffmpeg    string
+	variant   segmenter.Variant
+	segments  int
+	keepEnded time.Duration
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	streams map[string]*output
+}
+
+// output is one stream's HLS output across publisher reconnects.
+type output struct {
+	hub     *hub
+	name    string
+	log     *slog.Logger
+	seg     *segmenter.Segmenter
+	started time.Time
+
+	mu      sync.Mutex
+	plan    []transcode.Output // fixed by the first run, so a resumed run fits the muxers
+	ended   time.Time
+	samples []sample // recent (wall, media) pairs for the speed estimate
+}
+
+type sample struct {
+	wall  time.Time
+	media time.Duration
+}
+
+// Open implements ingest.Backend.
+func (h *hub) Open(name string) (ingest.Output, error) {
+	o := &output{hub: h, name: name, started: time.Now(), log: h.log.With("stream", name)}
+	o.seg = &segmenter.Segmenter{Variant: h.variant, SegmentCount: h.segments, Logger: o.log}
+	h.mu.Lock()
+	old := h.streams[name]
+	if h.streams == nil {
+		h.streams = map[string]*output{}
+	}
+	h.streams[name] = o
+	h.mu.Unlock()
+	if old != nil {
+		old.seg.Close() // an ended stream of the same name gives way
+	}
+	return o, nil
+}
+
+// Stream implements web.Catalog.
+func (h *hub) Stream(name string) web.Stream {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if o := h.streams[name]; o != nil {
+		return o
+	}
+	return nil
+}
+
+// Names implements web.Catalog.
+func (h *hub) Names() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	names := make([]string, 0, len(h.streams))
+	for n := range h.streams {
+		names = append(names, n)
+	}
+	return names
+}
+
+// Close releases every stream.
+func (h *hub) Close() {
+	h.mu.Lock()
+	streams := h.streams
+	h.streams = nil
+	h.mu.Unlock()
+	for _, o := range streams {
+		o.seg.Close()
+	}
+}
+
+func format(c ingest.Container) string {
+	switch c {
+	case ingest.ContainerWebM:
+		return "matroska"
+	case ingest.ContainerMP4:
+		return "mp4"
+	}
+	return ""
+}
+
+// Transcode implements ingest.Output: it starts ffmpeg and a segmenter
+// consumer on its output.
+func (o *output) Transcode(c ingest.Container, width, height int) (ingest.Run, error) {
+	o.mu.Lock()
+	if o.plan == nil {
+		o.plan = o.hub.ladder.Plan(width, height)
+		for _, out := range o.plan {
+			o.seg.Names = append(o.seg.Names, out.Name)
+		}
+	}
+	plan := o.plan
+	o.mu.Unlock()
+	if len(plan) == 0 {
+		return nil, errors.New("empty ladder")
+	}
+	p := &transcode.Process{
+		Path:   o.hub.ffmpeg,
+		Args:   transcode.Args(o.hub.ladder, format(c), plan),
+		Logger: o.log.With("component", "ffmpeg"),
+	}
+	stdin, stdout, err := p.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start transcoder: %w", err)
+	}
+	r := &run{proc: p, stdin: stdin, consumed: make(chan error, 1)}
+	go func() {
+		err := o.seg.Consume(stdout)
+		if err != nil {
+			p.Close() // nobody reads its output any more
+		}
+		io.Copy(io.Discard, stdout)
+		r.consumed <- err
+	}()
+	return r, nil
+}
+
+// Live implements ingest.Output.
+func (o *output) Live() bool {
+	select {
+	case <-o.seg.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
+// Speed implements ingest.Output: media time made per wall time over the
+// last few seconds.
+func (o *output) Speed() float64 {
+	now := sample{time.Now(), o.seg.MediaTime()}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.samples = append(o.samples, now)
+	for len(o.samples) > 2 && now.wall.Sub(o.samples[1].wall) > 3*time.Second {
+		o.samples = o.samples[1:]
+	}
+	first := o.samples[0]
+	wall := now.wall.Sub(first.wall)
+	if wall < 500*time.Millisecond {
+		return 0
+	}
+	return float64(now.media-first.media) / float64(wall)
+}
+
+// End implements ingest.Output: the playlists are finished, kept for
+// keepEnded, then dropped.
+func (o *output) End() {
+	o.seg.End()
+	o.mu.Lock()
+	o.ended = time.Now()
+	o.mu.Unlock()
+	o.log.Info("stream ended")
+	time.AfterFunc(o.hub.keepEnded, func() {
+		h := o.hub
+		h.mu.Lock()
+		if h.streams[o.name] == o {
+			delete(h.streams, o.name)
+		}
+		h.mu.Unlock()
+		o.seg.Close()
+	})
+}
+
+// Info implements web.Stream.
+func (o *output) Info() web.StreamInfo {
+	o.mu.Lock()
+	info := web.StreamInfo{Name: o.name, StartedAt: o.started, Live: o.ended.IsZero()}
+	if !o.ended.IsZero() {
+		ended := o.ended
+		info.EndedAt = &ended
+	}
+	o.mu.Unlock()
+	for _, r := range o.seg.Renditions() {
+		info.Renditions = append(info.Renditions, web.RenditionInfo{
+			Name: r.Dir, Width: r.Width, Height: r.Height, Bandwidth: r.Bandwidth + o.hub.ladder.AudioBitrate,
+		})
+	}
+	return info
+}
+
+// Ready implements web.Stream.
+func (o *output) Ready() <-chan struct{} { return o.seg.Ready() }
+
+// Multivariant implements web.Stream.
+func (o *output) Multivariant() ([]byte, error) {
+	var rends []manifest.Rendition
+	for _, r := range o.seg.Renditions() {
+		rends = append(rends, manifest.Rendition{Dir: r.Dir, Playlist: r.Playlist})
+	}
+	return manifest.Build(rends, o.hub.ladder.AudioBitrate)
+}
+
+// ServeFile implements web.Stream.
+func (o *output) ServeFile(w http.ResponseWriter, r *http.Request, file string) {
+	o.seg.Handle(w, r, file)
+}
+
+// run is one ffmpeg fed by one publisher connection.
+type run struct {
+	proc     *transcode.Process
+	stdin    io.WriteCloser
+	consumed chan error
+}
+
+func (r *run) Write(p []byte) (int, error) { return r.stdin.Write(p) }
+
+func (r *run) CloseInput() error { return r.stdin.Close() }
+
+// Wait waits for the output to be consumed and ffmpeg to exit; ffmpeg's
+// own error names the cause best, so it comes first.
+func (r *run) Wait() error {
+	cerr := <-r.consumed
+	perr := r.proc.Wait()
+	if perr != nil {
+		return perr
+	}
+	if cerr != nil && !errors.Is(cerr, segmenter.ErrEnded) {
+		return cerr
+	}
+	return nil
+}

@@ -1,0 +1,354 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// publisher is one publisher connection: the reading goroutine (run), a
+// writer goroutine for status frames, and a feeder goroutine that drains the
+// queue into the transcoder run.
+type publisher struct {
+	srv   *Server
+	st    *stream
+	conn  *websocket.Conn
+	log   *slog.Logger
+	out   chan outMsg
+	done  chan struct{} // closed when the connection and its run are finished
+	stop  chan struct{} // closed to stop the writer
+	queue *queue
+
+	bytes   atomic.Int64
+	lagging atomic.Bool
+
+	endOnce sync.Once
+	ending  ending
+}
+
+// ending says why a connection ends and what happens to its stream.
+type ending struct {
+	kind   endKind
+	close  int    // close code to send, 0 for none
+	code   string // contract error code
+	reason string
+}
+
+type endKind int
+
+const (
+	endDrop     endKind = iota // connection lost: the session waits for a resume
+	endClean                   // the publisher finished: the stream ends
+	endFailed                  // bad input or a failed transcoder: the stream ends
+	endReplaced                // a resuming connection took over
+	endShutdown                // the server stops
+)
+
+// end records the first reason the connection ends and, if it calls for a
+// close frame, has the writer send the error and the close.
+func (p *publisher) end(e ending) {
+	p.endOnce.Do(func() {
+		p.ending = e
+		if e.close != 0 {
+			var text []byte
+			if e.code != "" {
+				text, _ = json.Marshal(map[string]string{"type": "error", "code": e.code, "message": e.reason})
+			}
+			select {
+			case p.out <- outMsg{text: text, closeCode: e.close, reason: e.code}:
+			default:
+				p.conn.Close()
+			}
+		} else {
+			p.conn.Close()
+		}
+	})
+}
+
+func (p *publisher) replaced() {
+	p.end(ending{kind: endReplaced, close: websocket.ClosePolicyViolation, code: "replaced", reason: "a newer connection resumed this session"})
+	<-p.done
+}
+
+func (p *publisher) shutdown() {
+	p.end(ending{kind: endShutdown, close: websocket.CloseGoingAway, code: "shutdown", reason: "server shutting down"})
+}
+
+func (p *publisher) run() {
+	defer close(p.done)
+	writerDone := make(chan struct{})
+	go p.writer(writerDone)
+	fed := make(chan struct{})
+	started := p.read(fed)
+	p.queue.close()
+	if started {
+		<-fed
+	}
+	p.end(ending{kind: endDrop}) // no-op if an ending was recorded
+	close(p.stop)
+	<-writerDone
+	p.conn.Close()
+
+	e := p.ending
+	p.log.Info("publisher gone", "why", e.code, "kind", e.kind, "bytes", p.bytes.Load())
+	switch e.kind {
+	case endClean, endFailed:
+		p.srv.release(p.st, p)
+	case endDrop:
+		if started {
+			p.srv.detach(p.st, p)
+		} else {
+			p.srv.release(p.st, p)
+		}
+	}
+}
+
+// read reads frames until the connection ends. It reports whether a
+// transcoder run was started (and so a feeder runs, closing fed).
+func (p *publisher) read(fed chan struct{}) (started bool) {
+	s := p.srv
+	var head []byte
+	p.conn.SetPongHandler(func(string) error {
+		return p.conn.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+	})
+	for {
+		p.conn.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+		typ, r, err := p.conn.NextReader()
+		if err != nil {
+			p.readError(err)
+			return started
+		}
+		data, err := io.ReadAll(io.LimitReader(r, s.MaxFrameBytes+1))
+		if err != nil {
+			p.readError(err)
+			return started
+		}
+		if int64(len(data)) > s.MaxFrameBytes {
+			p.end(ending{kind: endFailed, close: codeTooBig, code: "frame_too_big",
+				reason: fmt.Sprintf("frames are limited to %d bytes", s.MaxFrameBytes)})
+			return started
+		}
+		if typ == websocket.TextMessage {
+			var hello struct{ Type, Mime string }
+			if json.Unmarshal(data, &hello) == nil && hello.Type == "hello" {
+				p.log.Info("publisher hello", "mime", hello.Mime)
+			}
+			continue
+		}
+		if len(data) == 0 {
+			continue
+		}
+		p.bytes.Add(int64(len(data)))
+		if !started {
+			head = append(head, data...)
+			run, wait := p.start(head)
+			if run == nil {
+				if wait {
+					continue // need more of the header
+				}
+				return false
+			}
+			started = true
+			go p.feed(run, fed)
+			data, head = head, nil
+		}
+		err = p.queue.put(data, s.OverrunTimeout, func() {
+			p.lagging.Store(true)
+			p.log.Warn("publisher outruns the transcoder", "buffered", p.queue.buffered())
+		})
+		if errors.Is(err, errOverrun) {
+			p.end(ending{kind: endFailed, close: codePolicy, code: "overrun",
+				reason: fmt.Sprintf("sending faster than real time: %d bytes waited more than %s", s.BufferBytes, s.OverrunTimeout)})
+			return started
+		}
+		if err != nil {
+			return started // the feeder stopped and said why
+		}
+	}
+}
+
+// start looks at the head of the stream and, once it knows the container
+// (and the video size, or has looked far enough), starts the transcoder. It
+// returns no run and wait=true while it needs more bytes, no run and
+// wait=false when it ended the connection.
+func (p *publisher) start(head []byte) (run Run, wait bool) {
+	s := p.srv
+	c, needMore, err := Sniff(head)
+	if err == nil && needMore && len(head) > s.HeadBytes {
+		err = ErrUnknownContainer
+	}
+	if err != nil {
+		p.end(ending{kind: endFailed, close: codeUnsupported, code: "unsupported_media",
+			reason: "expected WebM/Matroska or fragmented MP4: " + err.Error()})
+		return nil, false
+	}
+	if needMore {
+		return nil, true
+	}
+	w, h, needMore, err := VideoSize(c, head)
+	if needMore && len(head) < s.HeadBytes {
+		return nil, true
+	}
+	if err != nil || needMore {
+		p.log.Warn("video size not found in the header; using the full ladder", "error", err)
+		w, h = 0, 0
+	}
+	p.log.Info("publisher media", "container", c, "width", w, "height", h)
+	fail := func(err error) (Run, bool) {
+		p.end(ending{kind: endFailed, close: codeInternal, code: "transcoder_failed", reason: err.Error()})
+		return nil, false
+	}
+	s.mu.Lock()
+	out := p.st.out
+	s.mu.Unlock()
+	if out == nil {
+		if out, err = s.Backend.Open(p.st.name); err != nil {
+			return fail(err)
+		}
+		s.mu.Lock()
+		p.st.out = out
+		s.mu.Unlock()
+	}
+	if run, err = out.Transcode(c, w, h); err != nil {
+		return fail(err)
+	}
+	return run, false
+}
+
+// feed drains the queue into the run, then ends the run's input and waits.
+func (p *publisher) feed(run Run, fed chan struct{}) {
+	defer close(fed)
+	var werr error
+	for {
+		chunk, ok := p.queue.get()
+		if !ok {
+			break
+		}
+		if _, werr = run.Write(chunk); werr != nil {
+			break
+		}
+	}
+	p.queue.close()
+	run.CloseInput()
+	err := run.Wait()
+	if err == nil && werr != nil {
+		err = werr
+	}
+	if err == nil {
+		return
+	}
+	p.log.Warn("transcoder run failed", "error", err)
+	if p.st.out.Live() {
+		p.end(ending{kind: endFailed, close: codeInternal, code: "transcoder_failed", reason: err.Error()})
+	} else {
+		p.end(ending{kind: endFailed, close: codeUnsupported, code: "undecodable",
+			reason: "the media could not be decoded: " + err.Error()})
+	}
+}
+
+// readError classifies how reading ended.
+func (p *publisher) readError(err error) {
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure:
+		p.end(ending{kind: endClean, code: "ended"})
+	case isTimeout(err):
+		p.end(ending{kind: endDrop, close: codePolicy, code: "idle",
+			reason: fmt.Sprintf("nothing received for %s", p.srv.IdleTimeout)})
+	default:
+		p.end(ending{kind: endDrop, code: "dropped", reason: err.Error()})
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// status is the contract's status frame.
+type status struct {
+	Type     string  `json:"type"`
+	Session  string  `json:"session"`
+	State    string  `json:"state"`
+	Bytes    int64   `json:"bytes"`
+	Speed    float64 `json:"speed"`
+	Viewers  int     `json:"viewers"`
+	Buffered int     `json:"buffered"`
+	Lagging  bool    `json:"lagging"`
+}
+
+func (p *publisher) status() []byte {
+	st := status{Type: "status", Session: p.st.session, State: "starting",
+		Bytes: p.bytes.Load(), Buffered: p.queue.buffered()}
+	p.srv.mu.Lock()
+	out := p.st.out
+	p.srv.mu.Unlock()
+	if out != nil && out.Live() {
+		st.State = "live"
+		st.Speed = out.Speed()
+	}
+	if p.srv.Viewers != nil {
+		st.Viewers = p.srv.Viewers(p.st.name)
+	}
+	st.Lagging = p.lagging.Load() && st.Buffered > p.srv.BufferBytes/2
+	if !st.Lagging {
+		p.lagging.Store(false)
+	}
+	b, _ := json.Marshal(st)
+	return b
+}
+
+// writer is the only goroutine writing data frames: status on a ticker,
+// then the error and close of the ending, if any.
+func (p *publisher) writer(done chan struct{}) {
+	defer close(done)
+	const writeWait = 5 * time.Second
+	tick := time.NewTicker(p.srv.StatusInterval)
+	defer tick.Stop()
+	write := func(b []byte) bool {
+		p.conn.SetWriteDeadline(time.Now().Add(writeWait))
+		if err := p.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+			p.conn.Close()
+			return false
+		}
+		return true
+	}
+	closeWith := func(m outMsg) {
+		if m.text != nil {
+			write(m.text)
+		}
+		p.conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(m.closeCode, m.reason), time.Now().Add(writeWait))
+		// give the client a moment to read the close, then cut
+		time.AfterFunc(time.Second, func() { p.conn.Close() })
+	}
+	if !write(p.status()) {
+		return
+	}
+	for {
+		select {
+		case m := <-p.out:
+			closeWith(m)
+			return
+		case <-tick.C:
+			if !write(p.status()) {
+				return
+			}
+		case <-p.stop:
+			select {
+			case m := <-p.out: // an ending raced the stop
+				closeWith(m)
+			default:
+			}
+			return
+		}
+	}
+}

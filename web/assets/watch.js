@@ -1,0 +1,74 @@
+// Viewer page: hls.js in low-latency mode (native HLS where MSE is
+// missing), quality menu, latency, offline/ended states with retry, chat.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const name = decodeURIComponent(location.pathname.split("/").pop());
+  const src = "/live/" + encodeURIComponent(name) + "/index.m3u8";
+  const video = $("video"), quality = $("quality"), golive = $("golive");
+  const dbg = { errors: [], hls: null, video };
+  window.__livegate = dbg;
+  let hls = null, retry = null;
+
+  $("title").textContent = name;
+  document.title = name + " · livegate";
+  function say(text) { $("state").textContent = text; }
+
+  function scheduleRetry(text) {
+    say(text);
+    clearTimeout(retry);
+    retry = setTimeout(load, 3000);
+  }
+
+  function fillLevels() {
+    const cur = quality.value;
+    const opts = [new Option("Auto", "-1")];
+    hls.levels.forEach((l, i) => opts.push(new Option(l.height + "p" + (l.bitrate ? " · " + Math.round(l.bitrate / 1000) + " kbit/s" : ""), String(i))));
+    quality.replaceChildren(...opts);
+    quality.value = cur && Number(cur) < hls.levels.length ? cur : "-1";
+  }
+
+  async function load() {
+    const res = await fetch("/api/streams/" + encodeURIComponent(name)).catch(() => null);
+    if (!res || !res.ok) { scheduleRetry("Offline. Waiting for the stream to start…"); return; }
+    const info = await res.json();
+    $("viewers").textContent = info.viewers + " watching";
+    if (!info.live && info.ended_at) say("The stream has ended.");
+    else say("Starting…");
+    if (window.Hls && Hls.isSupported()) {
+      if (hls) hls.destroy();
+      hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, manifestLoadingMaxRetry: 4 });
+      dbg.hls = hls;
+      hls.on(Hls.Events.MANIFEST_PARSED, () => { fillLevels(); video.play().catch(() => {}); });
+      hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
+        const l = hls.levels[d.level];
+        $("state").textContent = (hls.autoLevelEnabled ? "Auto · " : "") + "playing " + l.height + "p";
+      });
+      hls.on(Hls.Events.ERROR, (_, d) => {
+        if (!d.fatal) return;
+        dbg.errors.push(d.type + ":" + d.details);
+        hls.destroy(); hls = null;
+        scheduleRetry("Stream unavailable, retrying…");
+      });
+      hls.loadSource(src);
+      hls.attachMedia(video);
+    } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+      video.src = src;
+      video.play().catch(() => {});
+    } else {
+      say("This browser cannot play HLS.");
+    }
+  }
+
+  quality.addEventListener("change", () => { if (hls) hls.currentLevel = Number(quality.value); });
+  golive.addEventListener("click", () => { if (hls && hls.liveSyncPosition) video.currentTime = hls.liveSyncPosition; });
+  video.addEventListener("ended", () => say("The stream has ended."));
+  setInterval(() => {
+    if (!hls || hls.latency === undefined || !isFinite(hls.latency)) return;
+    $("latency").textContent = "Latency " + hls.latency.toFixed(1) + " s";
+    golive.hidden = !(hls.targetLatency && hls.latency > hls.targetLatency + 2);
+  }, 1000);
+
+  if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: name });
+  load();
+})();

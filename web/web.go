@@ -1,0 +1,376 @@
+// Package web holds every HTTP route of livegate in one place: the ingest
+// and chat WebSockets, the HLS playlists and segments under /live/, the JSON
+// API, metrics, and the pages with their embedded assets.
+package web
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// validName is the contract's stream name.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidName reports whether s is a valid stream name.
+func ValidName(s string) bool { return validName.MatchString(s) }
+
+// Publisher serves /ingest/{stream} for a valid name.
+type Publisher interface {
+	ServePublish(w http.ResponseWriter, r *http.Request, stream string)
+}
+
+// Chat serves /chat/{stream} for a valid name and counts room members.
+type Chat interface {
+	ServeRoom(w http.ResponseWriter, r *http.Request, room string)
+	Users(room string) int
+}
+
+// Catalog finds the streams that are live or have just ended.
+type Catalog interface {
+	// Stream returns the named stream, or nil.
+	Stream(name string) Stream
+	// Names lists the streams it holds.
+	Names() []string
+}
+
+// Stream is the HLS output of one stream.
+type Stream interface {
+	Info() StreamInfo
+	// Ready is closed once the first segments of every rendition exist.
+	Ready() <-chan struct{}
+	// Multivariant returns the multivariant playlist.
+	Multivariant() ([]byte, error)
+	// ServeFile serves a file under the multivariant playlist's directory.
+	ServeFile(w http.ResponseWriter, r *http.Request, file string)
+}
+
+// StreamInfo describes a stream for the API.
+type StreamInfo struct {
+	Name       string          `json:"name"`
+	Live       bool            `json:"live"`
+	StartedAt  time.Time       `json:"started_at"`
+	EndedAt    *time.Time      `json:"ended_at,omitempty"`
+	Viewers    int             `json:"viewers"`
+	ChatUsers  int             `json:"chat_users"`
+	Renditions []RenditionInfo `json:"renditions"`
+}
+
+// RenditionInfo describes one rendition for the API.
+type RenditionInfo struct {
+	Name      string `json:"name"`
+	Width     int    `json:"width"`
+	Height    int    `json:"height"`
+	Bandwidth int    `json:"bandwidth"`
+}
+
+// Server routes requests. Set the fields and use Handler.
+type Server struct {
+	Publisher Publisher
+	Chat      Chat
+	Catalog   Catalog
+	// AllowOrigin is the Access-Control-Allow-Origin of /live/ responses;
+	// default "*". "-" sends none.
+	AllowOrigin string
+	// StartWait is how long a playlist request for a starting stream is
+	// held; default 10 s.
+	StartWait time.Duration
+	// ViewerWindow is how far back distinct HLS clients are counted; default 10 s.
+	ViewerWindow time.Duration
+	// MaxViewersTracked bounds the viewer table of one stream; default 100000.
+	MaxViewersTracked int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	once     sync.Once
+	viewers  viewers
+	requests sync.Map // route -> *atomic.Int64
+}
+
+func (s *Server) defaults() {
+	s.once.Do(func() {
+		if s.AllowOrigin == "" {
+			s.AllowOrigin = "*"
+		}
+		if s.StartWait == 0 {
+			s.StartWait = 10 * time.Second
+		}
+		if s.ViewerWindow == 0 {
+			s.ViewerWindow = 10 * time.Second
+		}
+		if s.MaxViewersTracked == 0 {
+			s.MaxViewersTracked = 100000
+		}
+		if s.Logger == nil {
+			s.Logger = slog.Default()
+		}
+		s.viewers.window, s.viewers.max = s.ViewerWindow, s.MaxViewersTracked
+	})
+}
+
+// Handler returns every route of the contract.
+func (s *Server) Handler() http.Handler {
+	s.defaults()
+	static, _ := fs.Sub(assets, "assets")
+	mux := http.NewServeMux()
+	page := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Security-Policy", "default-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; img-src 'self' data:; connect-src 'self' ws: wss:")
+			http.ServeFileFS(w, r, static, name)
+		}
+	}
+	mux.HandleFunc("GET /{$}", page("index.html"))
+	mux.HandleFunc("GET /broadcast", page("broadcast.html"))
+	mux.HandleFunc("GET /watch/{stream}", s.named(page("watch.html")))
+	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(static)))
+
+	mux.HandleFunc("GET /ingest/{stream}", s.named(func(w http.ResponseWriter, r *http.Request) {
+		s.Publisher.ServePublish(w, r, r.PathValue("stream"))
+	}))
+	mux.HandleFunc("GET /chat/{stream}", s.named(func(w http.ResponseWriter, r *http.Request) {
+		s.Chat.ServeRoom(w, r, r.PathValue("stream"))
+	}))
+
+	mux.HandleFunc("GET /live/{stream}/index.m3u8", s.named(s.cors(s.multivariant)))
+	mux.HandleFunc("GET /live/{stream}/{file...}", s.named(s.cors(s.liveFile)))
+	mux.HandleFunc("OPTIONS /live/{stream}/{file...}", s.cors(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+
+	mux.HandleFunc("GET /api/streams", s.listStreams)
+	mux.HandleFunc("GET /api/streams/{stream}", s.named(s.oneStream))
+	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// jsonError answers with the contract's JSON error body.
+func jsonError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": code, "message": msg})
+}
+
+// named rejects an invalid {stream} with 400 before anything else runs.
+func (s *Server) named(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !ValidName(r.PathValue("stream")) {
+			jsonError(w, http.StatusBadRequest, "invalid_name", "stream names are 1 to 64 characters of A-Z a-z 0-9 _ -")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.AllowOrigin != "-" {
+			w.Header().Set("Access-Control-Allow-Origin", s.AllowOrigin)
+			w.Header().Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Range")
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) count(route string) {
+	c, _ := s.requests.LoadOrStore(route, new(atomic.Int64))
+	c.(*atomic.Int64).Add(1)
+}
+
+func (s *Server) multivariant(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("stream")
+	s.count("playlist")
+	st := s.Catalog.Stream(name)
+	if st == nil {
+		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
+		return
+	}
+	s.viewers.seen(name, r)
+	timer := time.NewTimer(s.StartWait)
+	defer timer.Stop()
+	select {
+	case <-st.Ready():
+	case <-timer.C:
+		jsonError(w, http.StatusServiceUnavailable, "starting", "stream "+name+" has no segments yet")
+		return
+	case <-r.Context().Done():
+		return
+	}
+	body, err := st.Multivariant()
+	if err != nil {
+		jsonError(w, http.StatusServiceUnavailable, "starting", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(body)
+}
+
+func (s *Server) liveFile(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("stream")
+	s.count("media")
+	st := s.Catalog.Stream(name)
+	if st == nil {
+		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
+		return
+	}
+	s.viewers.seen(name, r)
+	st.ServeFile(w, r, r.PathValue("file"))
+}
+
+func (s *Server) info(st Stream) StreamInfo {
+	info := st.Info()
+	info.Viewers = s.Viewers(info.Name)
+	if s.Chat != nil {
+		info.ChatUsers = s.Chat.Users(info.Name)
+	}
+	if info.Renditions == nil {
+		info.Renditions = []RenditionInfo{}
+	}
+	return info
+}
+
+func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) {
+	list := []StreamInfo{}
+	for _, name := range s.Catalog.Names() {
+		if st := s.Catalog.Stream(name); st != nil {
+			if info := s.info(st); info.Live {
+				list = append(list, info)
+			}
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	writeJSON(w, list)
+}
+
+func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("stream")
+	st := s.Catalog.Stream(name)
+	if st == nil {
+		info := StreamInfo{Name: name, Renditions: []RenditionInfo{}}
+		if s.Chat != nil {
+			info.ChatUsers = s.Chat.Users(name)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		json.NewEncoder(w).Encode(info)
+		return
+	}
+	writeJSON(w, s.info(st))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	json.NewEncoder(w).Encode(v)
+}
+
+// Viewers estimates the distinct HLS clients of a stream over the window.
+func (s *Server) Viewers(stream string) int {
+	s.defaults()
+	return s.viewers.count(stream)
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	var b strings.Builder
+	live := 0
+	var lines []string
+	for _, name := range s.Catalog.Names() {
+		st := s.Catalog.Stream(name)
+		if st == nil {
+			continue
+		}
+		info := s.info(st)
+		if info.Live {
+			live++
+		}
+		lines = append(lines, fmt.Sprintf("livegate_viewers{stream=%q} %d\nlivegate_chat_users{stream=%q} %d\n",
+			name, info.Viewers, name, info.ChatUsers))
+	}
+	sort.Strings(lines)
+	fmt.Fprintf(&b, "# TYPE livegate_streams_live gauge\nlivegate_streams_live %d\n", live)
+	b.WriteString("# TYPE livegate_viewers gauge\n# TYPE livegate_chat_users gauge\n")
+	for _, l := range lines {
+		b.WriteString(l)
+	}
+	b.WriteString("# TYPE livegate_http_requests_total counter\n")
+	s.requests.Range(func(k, v any) bool {
+		fmt.Fprintf(&b, "livegate_http_requests_total{route=%q} %d\n", k, v.(*atomic.Int64).Load())
+		return true
+	})
+	w.Write([]byte(b.String()))
+}
+
+// viewers counts distinct clients (address and user agent) per stream over
+// a sliding window.
+type viewers struct {
+	mu     sync.Mutex
+	window time.Duration
+	max    int
+	seenAt map[string]map[string]time.Time
+}
+
+func clientKey(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	return host + "|" + r.UserAgent()
+}
+
+func (v *viewers) seen(stream string, r *http.Request) {
+	now := time.Now()
+	key := clientKey(r)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.seenAt == nil {
+		v.seenAt = map[string]map[string]time.Time{}
+	}
+	m := v.seenAt[stream]
+	if m == nil {
+		m = map[string]time.Time{}
+		v.seenAt[stream] = m
+	}
+	if _, ok := m[key]; !ok && len(m) >= v.max {
+		v.prune(m, now)
+		if len(m) >= v.max {
+			return // table full of recent clients: count saturates
+		}
+	}
+	m[key] = now
+}
+
+func (v *viewers) prune(m map[string]time.Time, now time.Time) {
+	for k, t := range m {
+		if now.Sub(t) > v.window {
+			delete(m, k)
+		}
+	}
+}
+
+func (v *viewers) count(stream string) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	m := v.seenAt[stream]
+	v.prune(m, time.Now())
+	if len(m) == 0 {
+		delete(v.seenAt, stream)
+	}
+	return len(m)
+}
