@@ -201,6 +201,17 @@ func TestParseProc(t *testing.T) {
 	}
 }
 
+func TestParseProcStat(t *testing.T) {
+	stat := "cpu  100 5 50 1000 7 3 20 9 0 0\ncpu0 50 2 25 500 3 1 10 4 0 0\n"
+	busy, softirq, steal, err := parseProcStat([]byte(stat))
+	if err != nil || busy != 178 || softirq != 20 || steal != 9 {
+		t.Errorf("parseProcStat = %d %d %d %v; want 178 20 9", busy, softirq, steal, err)
+	}
+	if _, _, _, err := parseProcStat([]byte("intr 1 2\n")); err == nil {
+		t.Error("parseProcStat without cpu line: no error")
+	}
+}
+
 func TestJudge(t *testing.T) {
 	cfg := config{maxP99: 100 * time.Millisecond, minRatio: 0.99}
 	tests := []struct {

@@ -112,3 +112,21 @@ func parseCPUTicks(stat []byte) (int64, error) {
 	}
 	return u + s, nil
 }
+
+// parseProcStat reads the machine-wide "cpu" line of /proc/stat and returns
+// busy ticks (all but idle, iowait and steal), softirq ticks and steal
+// ticks.
+func parseProcStat(stat []byte) (busy, softirq, steal int64, err error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, 0, errors.New("parse /proc/stat: no cpu line")
+	}
+	var v [8]int64 // user nice system idle iowait irq softirq steal
+	for i := range v {
+		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return 0, 0, 0, fmt.Errorf("parse /proc/stat: %w", err)
+		}
+	}
+	return v[0] + v[1] + v[2] + v[5] + v[6], v[6], v[7], nil
+}

@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
@@ -51,6 +52,8 @@ type config struct {
 	minRatio    float64
 	jsonPath    string
 	serverPID   int
+	pending     int
+	cpuProfile  string
 }
 
 func parseFlags(args []string, out io.Writer) (config, error) {
@@ -70,6 +73,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.Float64Var(&c.minRatio, "min-delivered", 0.99, "a step passes when at least this fraction of expected deliveries arrive")
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "server process to sample RSS and CPU of (optional)")
+	fs.IntVar(&c.pending, "pending", 200, "most clients dialing or waiting for welcome at once (the ramp slows to what the server accepts)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write chatload's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -97,38 +102,57 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		return c, fmt.Errorf("-drain %v: want 0 to 10m", c.drain)
 	case c.joinTimeout <= 0 || c.settleMax < 0:
 		return c, errors.New("-join-timeout and -settle must be positive")
+	case c.pending < 1:
+		return c, fmt.Errorf("-pending %d: want at least 1", c.pending)
 	case c.minRatio < 0 || c.minRatio > 1:
 		return c, fmt.Errorf("-min-delivered %v: want 0 to 1", c.minRatio)
 	}
 	return c, nil
 }
 
-func main() {
+func main() { os.Exit(mainCode()) }
+
+// mainCode runs chatload and returns its exit code: 0 when clients joined,
+// 1 on a run error, 2 on bad flags.
+func mainCode() int {
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return
+		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chatload: %v\n", err)
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chatload: cpu profile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	rep, runErr := run(ctx, cfg, os.Stderr)
+	code := 0
 	if rep != nil {
 		rep.print(os.Stdout)
 		if cfg.jsonPath != "" {
 			if err := writeJSON(cfg.jsonPath, rep); err != nil {
 				fmt.Fprintf(os.Stderr, "chatload: %v\n", err)
-				os.Exit(1)
+				code = 1
 			}
 		}
 	}
 	if runErr != nil {
 		fmt.Fprintf(os.Stderr, "chatload: %v\n", runErr)
-		os.Exit(1)
+		code = 1
 	}
+	return code
 }
 
 func writeJSON(path string, rep *report) error {

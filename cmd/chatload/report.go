@@ -62,6 +62,9 @@ type step struct {
 	MaxMs           float64 `json:"max_ms"`
 	ServerCPU       float64 `json:"server_cpu_cores"`
 	ClientCPU       float64 `json:"client_cpu_cores"`
+	MachineCPU      float64 `json:"machine_busy_cores"`
+	SoftirqCPU      float64 `json:"softirq_cores"`
+	StealCPU        float64 `json:"steal_cores"`
 	Pass            bool    `json:"pass"`
 	Why             string  `json:"why,omitempty"`
 }
@@ -87,9 +90,9 @@ func (r *report) print(w io.Writer) {
 			verdict = "FAIL: " + s.Why
 		}
 		fmt.Fprintf(w, "  rate %-7g sent %d (rejected %d), delivered %d/%d (%.2f%%), %.0f deliveries/s, "+
-			"p50 %.1f p90 %.1f p99 %.1f max %.1f ms, cpu server %.2f client %.2f: %s\n",
+			"p50 %.1f p90 %.1f p99 %.1f max %.1f ms, cores: server %.2f client %.2f machine %.2f (softirq %.2f, steal %.2f): %s\n",
 			s.Rate, s.Sent, s.Rejected, s.Delivered, s.Expected, 100*s.DeliveredRatio, s.DeliveredPerSec,
-			s.P50ms, s.P90ms, s.P99ms, s.MaxMs, s.ServerCPU, s.ClientCPU, verdict)
+			s.P50ms, s.P90ms, s.P99ms, s.MaxMs, s.ServerCPU, s.ClientCPU, s.MachineCPU, s.SoftirqCPU, s.StealCPU, verdict)
 	}
 	if r.Best != nil {
 		fmt.Fprintf(w, "  best      %.0f deliveries/s at %g msg/s, p99 %.1f ms\n", r.Best.DeliveredPerSec, r.Best.Rate, r.Best.P99ms)

@@ -18,11 +18,15 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Small per-connection buffers keep the client's own memory low: frames
-// longer than readBuf (a welcome with the user list) are read whole during
-// the join and only their head afterwards.
+// Small per-connection buffers keep the client's own memory low (about
+// 13 KiB per client with the goroutine stack). netBuf is the socket read
+// buffer: when the server falls behind, one read system call takes several
+// queued frames, which matters where system calls are slow. Frames longer
+// than headBuf (a welcome with its user list) are read whole during the
+// join and only their head afterwards.
 const (
-	readBuf       = 1024
+	netBuf        = 4096
+	headBuf       = 512
 	writeTimeout  = 5 * time.Second
 	quietFor      = time.Second // no frames for this long: the room is idle
 	maxErrorKinds = 10
@@ -71,7 +75,7 @@ func newRunner(cfg config, log io.Writer) *runner {
 	r.dialer = &websocket.Dialer{
 		NetDialContext:   nd.DialContext,
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   readBuf,
+		ReadBufferSize:   netBuf,
 		WriteBufferSize:  256,
 		WriteBufferPool:  &sync.Pool{},
 	}
@@ -200,16 +204,18 @@ func checkLimits(n int, soft, hard *uint64) []string {
 	return warn
 }
 
-// connectAll starts clients at the ramp rate, then waits until each has
-// joined or failed.
+// connectAll starts clients at the ramp rate, with at most -pending of
+// them between dial and welcome (so the ramp slows down to what the server
+// accepts), then waits until each has joined or failed.
 func (r *runner) connectAll(ctx context.Context) {
 	r.setPhase("connect")
-	start := time.Now()
-	t := time.NewTimer(time.Hour)
+	interval := time.Duration(float64(time.Second) / r.cfg.ramp)
+	pending := make(chan struct{}, r.cfg.pending)
+	t := time.NewTimer(time.Hour) // Reset discards a stale tick (Go 1.23+)
 	defer t.Stop()
+	next := time.Now()
 	for i := 0; i < r.cfg.clients; i++ {
-		at := start.Add(time.Duration(float64(i) / r.cfg.ramp * float64(time.Second)))
-		if d := time.Until(at); d > 0 {
+		if d := time.Until(next); d > 0 {
 			t.Reset(d)
 			select {
 			case <-ctx.Done():
@@ -217,14 +223,24 @@ func (r *runner) connectAll(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return
+		case pending <- struct{}{}:
 		}
+		next = later(next, time.Now()).Add(interval)
 		r.started.Add(1)
 		r.wg.Add(1)
-		go r.client(ctx, i)
+		go r.client(ctx, i, pending)
 	}
 	r.waitUntil(ctx, func() bool { return r.connected.Load()+r.failed.Load() >= r.started.Load() }, r.cfg.joinTimeout+15*time.Second)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // settle waits until no frame has arrived for quietFor (the join
@@ -259,12 +275,13 @@ func (r *runner) waitUntil(ctx context.Context, cond func() bool, max time.Durat
 }
 
 // client joins the room and then reads every frame until the run stops.
-func (r *runner) client(ctx context.Context, id int) {
+func (r *runner) client(ctx context.Context, id int, pending <-chan struct{}) {
 	defer r.wg.Done()
 	conn, err := r.join(ctx, id)
+	<-pending
 	if err != nil {
 		r.failed.Add(1)
-		r.noteErr(err)
+		r.noteErr("join", err)
 		return
 	}
 	r.connected.Add(1)
@@ -318,7 +335,7 @@ func (r *runner) join(ctx context.Context, id int) (*websocket.Conn, error) {
 func (r *runner) readLoop(conn *websocket.Conn) {
 	r.open.Add(1)
 	defer r.open.Add(-1)
-	buf := make([]byte, readBuf)
+	buf := make([]byte, headBuf)
 	for {
 		_, rd, err := conn.NextReader()
 		if err == nil {
@@ -337,7 +354,7 @@ func (r *runner) readLoop(conn *websocket.Conn) {
 		}
 		if !r.stopping.Load() {
 			r.closes.Add(1)
-			r.noteErr(fmt.Errorf("read: %w", err))
+			r.noteErr("read", err)
 		}
 		return
 	}
@@ -399,6 +416,7 @@ func (r *runner) runStep(ctx context.Context, i int) step {
 	receivers := r.open.Load()
 	senders := r.senderConns()
 	srv0, cli0 := r.cpu()
+	sys0, _ := readSystemCPU()
 	start := time.Now()
 
 	var wg sync.WaitGroup
@@ -419,7 +437,9 @@ func (r *runner) runStep(ctx context.Context, i int) step {
 	}, r.cfg.drain)
 	elapsed := time.Since(start)
 	srv1, cli1 := r.cpu()
+	sys1, _ := readSystemCPU()
 	r.cur.Store(-1)
+	cores := func(d time.Duration) float64 { return d.Seconds() / elapsed.Seconds() }
 
 	res := step{
 		Rate:       rate,
@@ -429,8 +449,11 @@ func (r *runner) runStep(ctx context.Context, i int) step {
 		Rejected:   s.rejected.Load(),
 		Receivers:  receivers,
 		Delivered:  s.delivered.Load(),
-		ServerCPU:  (srv1 - srv0).Seconds() / elapsed.Seconds(),
-		ClientCPU:  (cli1 - cli0).Seconds() / elapsed.Seconds(),
+		ServerCPU:  cores(srv1 - srv0),
+		ClientCPU:  cores(cli1 - cli0),
+		MachineCPU: cores(sys1.busy - sys0.busy),
+		SoftirqCPU: cores(sys1.softirq - sys0.softirq),
+		StealCPU:   cores(sys1.steal - sys0.steal),
 	}
 	if r.cfg.serverPID == 0 {
 		res.ServerCPU = 0
@@ -492,7 +515,7 @@ func (r *runner) send(ctx context.Context, conn *websocket.Conn, j, k int, rate 
 		_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if err := conn.WriteMessage(websocket.TextMessage, buf); err != nil {
 			s.sendErrors.Add(1)
-			r.noteErr(fmt.Errorf("send: %w", err))
+			r.noteErr("send", err)
 			return
 		}
 		s.sent.Add(1)
@@ -573,9 +596,10 @@ func (r *runner) getPhase() string {
 	return r.phase
 }
 
-// noteErr counts an error by its text, keeping at most maxErrorKinds kinds.
-func (r *runner) noteErr(err error) {
-	msg := err.Error()
+// noteErr counts an error by what failed and its kind, keeping at most
+// maxErrorKinds kinds.
+func (r *runner) noteErr(what string, err error) {
+	msg := what + ": " + errKind(err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.errs[msg]; ok || len(r.errs) < maxErrorKinds {
@@ -583,6 +607,17 @@ func (r *runner) noteErr(err error) {
 		return
 	}
 	r.others++
+}
+
+// errKind shortens an error for counting: a network error names its
+// addresses, which differ per connection, so only its operation and cause
+// are kept.
+func errKind(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return strings.Replace(err.Error(), op.Error(), op.Op+": "+op.Err.Error(), 1)
+	}
+	return err.Error()
 }
 
 func (r *runner) errorList() []string {
@@ -620,6 +655,20 @@ func readRSS(pid int) (int64, error) {
 		return 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
 	}
 	return kib, nil
+}
+
+// systemCPU is machine-wide CPU time from /proc/stat.
+type systemCPU struct{ busy, softirq, steal time.Duration }
+
+// readSystemCPU reads the machine's CPU times, assuming USER_HZ 100.
+func readSystemCPU() (systemCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return systemCPU{}, fmt.Errorf("read machine cpu time: %w", err)
+	}
+	busy, softirq, steal, err := parseProcStat(b)
+	tick := 10 * time.Millisecond
+	return systemCPU{time.Duration(busy) * tick, time.Duration(softirq) * tick, time.Duration(steal) * tick}, err
 }
 
 // readCPU returns the user+system CPU time of a process. It assumes the
