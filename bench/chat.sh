@@ -15,8 +15,10 @@
 # the ratios livegate/node is printed.
 #
 # Environment: CLIENTS (10000), SENDERS (CLIENTS/10), RATES (messages per
-# second, comma separated), DURATION (10s per step), DRAIN (5s), RAMP (500/s),
-# PENDING (200 joins in flight), MAX_P99 (100ms), SERVERS ("livegate node"),
+# second, comma separated, 1 to 200 by 25 %), DURATION (10s per step), DRAIN
+# (5s), RAMP (500/s), PENDING (200 joins in flight), MAX_P99 (1s: Node fans a
+# message out to 10,000 clients one by one, which alone takes a few hundred
+# ms here), SERVERS ("livegate node"),
 # OUT_DIR (a new temporary directory), REPORT (OUT_DIR/chat.json).
 # Traffic goes to 127.0.0.1 only; every phase is bounded in time.
 set -euo pipefail
@@ -55,12 +57,12 @@ if [ "$smoke" = 1 ]; then
 fi
 CLIENTS=${CLIENTS:-10000}
 SENDERS=${SENDERS:-$(((CLIENTS + 9) / 10))}
-RATES=${RATES:-1,2,3,5,8,12,18,27,40,60,90,135}
+RATES=${RATES:-1,1.25,1.6,2,2.5,3.2,4,5,6.4,8,10,12.5,16,20,25,32,40,50,64,80,100,125,160,200}
 DURATION=${DURATION:-10s}
 DRAIN=${DRAIN:-5s}
 RAMP=${RAMP:-500/s}
 PENDING=${PENDING:-200}
-MAX_P99=${MAX_P99:-100ms}
+MAX_P99=${MAX_P99:-1s}
 SERVERS=${SERVERS:-livegate node}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/livegate-chat-bench.XXXXXX)}
 report=${report:-$OUT_DIR/chat.json}
@@ -195,7 +197,15 @@ const fig = (r) => {
 };
 const f = Object.fromEntries(servers.map((s) => [s, fig(runs[s])]));
 const ratio = (k) => (f.livegate && f.node && f.node[k] ? f.livegate[k] / f.node[k] : null);
+// livegate's best delivered rate among its steps whose p99 is no worse than
+// Node's p99 at Node's best step: the "3x at equal or better p99" figure.
+if (f.livegate && f.node && runs.node.best) {
+  const ok = (runs.livegate.steps || []).filter((x) => x.pass && x.p99_ms <= runs.node.best.p99_ms);
+  f.livegate.at_node_p99 = Math.max(0, ...ok.map((x) => x.delivered_per_sec));
+  f.node.at_node_p99 = f.node.delivered_per_sec;
+}
 const ratios = {
+  at_node_p99: ratio('at_node_p99'),
   delivered_per_sec: ratio('delivered_per_sec'),
   p99: ratio('p99_ms'),
   kib_per_idle_conn: ratio('kib_per_idle_conn'),
@@ -214,6 +224,7 @@ const rows = [
   ['  at rate (msg/s)', (x) => num(x.rate), null],
   ['  p50 latency (ms)', (x) => num(x.p50_ms, 1), null],
   ['  p99 latency (ms)', (x) => num(x.p99_ms, 1), ratios.p99],
+  ['msgs/s at p99 <= node\'s', (x) => num(x.at_node_p99), ratios.at_node_p99],
   ['peak delivered msgs/s', (x) => num(x.peak_per_sec), ratio('peak_per_sec')],
   ['  server / client cores', (x) => `${num(x.server_cores, 2)} / ${num(x.client_cores, 2)}`, null],
   ['server KiB / idle conn', (x) => num(x.kib_per_idle_conn, 1), ratios.kib_per_idle_conn],
@@ -226,7 +237,7 @@ for (const [name, get, r] of rows) {
 if (f.livegate && f.node) {
   const t = (ok) => (ok ? 'met' : 'NOT met');
   console.log(`\ntargets: ${clients} in one room: ${t(f.livegate.joined === +clients)}; ` +
-    `≥3× Node's delivered msgs/s at ≤ its p99: ${t(ratios.delivered_per_sec >= 3 && ratios.p99 <= 1)}; ` +
+    `≥3× Node's delivered msgs/s at ≤ its p99: ${t(ratios.at_node_p99 >= 3)}; ` +
     `≤16 KiB per idle connection: ${t(f.livegate.kib_per_idle_conn <= 16)}`);
 }
 console.log(`report: ${reportPath}`);

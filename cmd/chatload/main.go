@@ -35,7 +35,7 @@ import (
 )
 
 // maxSteps bounds the -rate list.
-const maxSteps = 20
+const maxSteps = 30
 
 // config holds the parsed flags.
 type config struct {
@@ -69,7 +69,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	ramp := fs.String("ramp", "500/s", "connect rate, connections per second")
 	fs.DurationVar(&c.joinTimeout, "join-timeout", 120*time.Second, "per client: longest wait from dial to welcome")
 	fs.DurationVar(&c.settleMax, "settle", 300*time.Second, "longest wait for the join traffic to stop before measuring idle memory")
-	fs.DurationVar(&c.maxP99, "max-p99", 100*time.Millisecond, "a step passes when its p99 latency is at most this")
+	fs.DurationVar(&c.maxP99, "max-p99", time.Second, "a step passes when its p99 latency is at most this")
 	fs.Float64Var(&c.minRatio, "min-delivered", 0.99, "a step passes when at least this fraction of expected deliveries arrive")
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "server process to sample RSS and CPU of (optional)")

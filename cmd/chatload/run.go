@@ -71,10 +71,12 @@ func newRunner(cfg config, log io.Writer) *runner {
 		phase: "start",
 	}
 	r.cur.Store(-1)
+	// A busy server (Node fanning out join broadcasts) may take long to
+	// answer the upgrade: the whole join, dial included, gets -join-timeout.
 	nd := &net.Dialer{Timeout: 10 * time.Second, Control: loopbackOnly}
 	r.dialer = &websocket.Dialer{
 		NetDialContext:   nd.DialContext,
-		HandshakeTimeout: 10 * time.Second,
+		HandshakeTimeout: cfg.joinTimeout,
 		ReadBufferSize:   netBuf,
 		WriteBufferSize:  256,
 		WriteBufferPool:  &sync.Pool{},
@@ -289,6 +291,7 @@ func (r *runner) client(ctx context.Context, id int, pending <-chan struct{}) {
 }
 
 func (r *runner) join(ctx context.Context, id int) (*websocket.Conn, error) {
+	deadline := time.Now().Add(r.cfg.joinTimeout)
 	conn, resp, err := r.dialer.DialContext(ctx, r.cfg.url, nil)
 	if err != nil {
 		if resp != nil {
@@ -306,7 +309,7 @@ func (r *runner) join(ctx context.Context, id int) (*websocket.Conn, error) {
 	if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","name":"c`+strconv.Itoa(id)+`"}`)); err != nil {
 		return nil, fmt.Errorf("send join: %w", err)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(r.cfg.joinTimeout))
+	_ = conn.SetReadDeadline(deadline)
 	for i := 0; i < 1000; i++ {
 		_, msg, err := conn.ReadMessage()
 		if err != nil {
