@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -227,6 +230,24 @@ func TestJudge(t *testing.T) {
 	for _, tt := range tests {
 		if pass, why := judge(tt.s, cfg); pass != tt.pass {
 			t.Errorf("%s: judge = %v (%s), want %v", tt.name, pass, why, tt.pass)
+		}
+	}
+}
+
+func TestErrKind(t *testing.T) {
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40123}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("upgrade: %w", &net.OpError{Op: "dial", Net: "tcp", Addr: addr, Err: errors.New("connect: connection refused")}),
+			"upgrade: dial tcp: connect: connection refused"},
+		{&net.OpError{Op: "read", Net: "tcp", Source: addr, Addr: addr, Err: errors.New("i/o timeout")}, "read tcp: i/o timeout"},
+		{errors.New("join refused: name_taken"), "join refused: name_taken"},
+	}
+	for _, tt := range tests {
+		if got := errKind(tt.err); got != tt.want {
+			t.Errorf("errKind(%v) = %q, want %q", tt.err, got, tt.want)
 		}
 	}
 }

@@ -295,9 +295,9 @@ func (r *runner) join(ctx context.Context, id int) (*websocket.Conn, error) {
 	conn, resp, err := r.dialer.DialContext(ctx, r.cfg.url, nil)
 	if err != nil {
 		if resp != nil {
-			return nil, fmt.Errorf("dial: %w (HTTP %s)", err, resp.Status)
+			return nil, fmt.Errorf("upgrade: %w (HTTP %s)", err, resp.Status)
 		}
-		return nil, fmt.Errorf("dial: %w", err)
+		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	ok := false
 	defer func() {
@@ -618,7 +618,7 @@ func (r *runner) noteErr(what string, err error) {
 func errKind(err error) string {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Err != nil {
-		return strings.Replace(err.Error(), op.Error(), op.Op+": "+op.Err.Error(), 1)
+		return strings.Replace(err.Error(), op.Error(), op.Op+" "+op.Net+": "+op.Err.Error(), 1)
 	}
 	return err.Error()
 }
