@@ -16,7 +16,7 @@
 #
 # Environment: CLIENTS (10000), SENDERS (CLIENTS/10), RATES (messages per
 # second, comma separated, 1 to 200 by 25 %), DURATION (10s per step), DRAIN
-# (5s), RAMP (500/s), PENDING (200 joins in flight), MAX_P99 (1s: Node fans a
+# (5s), RAMP (500/s), PENDING (100 joins in flight), MAX_P99 (1s: Node fans a
 # message out to 10,000 clients one by one, which alone takes a few hundred
 # ms here), SERVERS ("livegate node"),
 # OUT_DIR (a new temporary directory), REPORT (OUT_DIR/chat.json).
@@ -61,7 +61,7 @@ RATES=${RATES:-1,1.25,1.6,2,2.5,3.2,4,5,6.4,8,10,12.5,16,20,25,32,40,50,64,80,10
 DURATION=${DURATION:-10s}
 DRAIN=${DRAIN:-5s}
 RAMP=${RAMP:-500/s}
-PENDING=${PENDING:-200}
+PENDING=${PENDING:-100}
 MAX_P99=${MAX_P99:-1s}
 SERVERS=${SERVERS:-livegate node}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/livegate-chat-bench.XXXXXX)}

@@ -53,6 +53,7 @@ type config struct {
 	jsonPath    string
 	serverPID   int
 	pending     int
+	connectMax  time.Duration
 	cpuProfile  string
 }
 
@@ -73,7 +74,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.Float64Var(&c.minRatio, "min-delivered", 0.99, "a step passes when at least this fraction of expected deliveries arrive")
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "server process to sample RSS and CPU of (optional)")
-	fs.IntVar(&c.pending, "pending", 200, "most clients dialing or waiting for welcome at once (the ramp slows to what the server accepts)")
+	fs.DurationVar(&c.connectMax, "connect-max", 45*time.Minute, "longest connect phase; clients not joined by then count as not started or failed")
+	fs.IntVar(&c.pending, "pending", 100, "most clients dialing or waiting for welcome at once (the ramp slows to what the server accepts)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write chatload's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -100,8 +102,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		return c, fmt.Errorf("-duration %v: want more than 0 and at most 1h", c.duration)
 	case c.drain < 0 || c.drain > 10*time.Minute:
 		return c, fmt.Errorf("-drain %v: want 0 to 10m", c.drain)
-	case c.joinTimeout <= 0 || c.settleMax < 0:
-		return c, errors.New("-join-timeout and -settle must be positive")
+	case c.joinTimeout <= 0 || c.settleMax < 0 || c.connectMax <= 0:
+		return c, errors.New("-join-timeout, -connect-max and -settle must be positive")
 	case c.pending < 1:
 		return c, fmt.Errorf("-pending %d: want at least 1", c.pending)
 	case c.minRatio < 0 || c.minRatio > 1:

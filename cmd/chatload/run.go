@@ -84,23 +84,22 @@ func newRunner(cfg config, log io.Writer) *runner {
 	for range cfg.rates {
 		r.steps = append(r.steps, &stepStats{})
 	}
-	ramp := time.Duration(float64(cfg.clients) / cfg.ramp * float64(time.Second))
 	perStep := cfg.duration + cfg.drain
-	r.hardStop = time.Now().Add(ramp + cfg.joinTimeout + cfg.settleMax +
-		time.Duration(len(cfg.rates))*perStep + 30*time.Second)
+	r.hardStop = time.Now().Add(cfg.connectMax + cfg.settleMax +
+		time.Duration(len(cfg.rates))*perStep + time.Minute)
 	return r
 }
 
 // run connects the clients, waits for the room to go idle, runs the rate
 // steps and closes everything. It returns a report even with an error.
-func run(ctx context.Context, cfg config, log io.Writer) (*report, error) {
+func run(parent context.Context, cfg config, log io.Writer) (*report, error) {
 	r := newRunner(cfg, log)
 	rep := &report{URL: cfg.url, Clients: cfg.clients, Senders: cfg.senders}
 	rep.Warnings = checkLimits(cfg.clients, &rep.NofileSoft, &rep.NofileHard)
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(log, "chatload: WARNING: %s\n", w)
 	}
-	ctx, cancel := context.WithDeadline(ctx, r.hardStop)
+	ctx, cancel := context.WithDeadline(parent, r.hardStop)
 	defer cancel()
 
 	m := &rep.Memory
@@ -160,6 +159,9 @@ func run(ctx context.Context, cfg config, log io.Writer) (*report, error) {
 		m.ServerEndKiB, _ = readRSS(cfg.serverPID)
 	}
 
+	if ctx.Err() != nil && parent.Err() == nil {
+		rep.Warnings = append(rep.Warnings, "the run hit its overall time limit")
+	}
 	r.setPhase("closing")
 	r.stop(cancel)
 	close(progressDone)
@@ -169,7 +171,10 @@ func run(ctx context.Context, cfg config, log io.Writer) (*report, error) {
 	rep.ErrorFrames, rep.RateLimited = r.errFrames.Load(), r.rateLimited.Load()
 	rep.ForeignFrames, rep.Closes = r.foreign.Load(), r.closes.Load()
 	rep.Errors = r.errorList()
-	if rep.Connected == 0 {
+	switch {
+	case parent.Err() != nil:
+		return rep, errors.New("interrupted")
+	case rep.Connected == 0:
 		return rep, fmt.Errorf("no client could join %s", cfg.url)
 	}
 	return rep, nil
@@ -208,9 +213,12 @@ func checkLimits(n int, soft, hard *uint64) []string {
 
 // connectAll starts clients at the ramp rate, with at most -pending of
 // them between dial and welcome (so the ramp slows down to what the server
-// accepts), then waits until each has joined or failed.
+// accepts), then waits until each has joined or failed, all within
+// -connect-max.
 func (r *runner) connectAll(ctx context.Context) {
 	r.setPhase("connect")
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.connectMax)
+	defer cancel()
 	interval := time.Duration(float64(time.Second) / r.cfg.ramp)
 	pending := make(chan struct{}, r.cfg.pending)
 	t := time.NewTimer(time.Hour) // Reset discards a stale tick (Go 1.23+)
@@ -235,7 +243,7 @@ func (r *runner) connectAll(ctx context.Context) {
 		r.wg.Add(1)
 		go r.client(ctx, i, pending)
 	}
-	r.waitUntil(ctx, func() bool { return r.connected.Load()+r.failed.Load() >= r.started.Load() }, r.cfg.joinTimeout+15*time.Second)
+	r.waitUntil(ctx, func() bool { return r.connected.Load()+r.failed.Load() >= r.started.Load() }, r.cfg.connectMax)
 }
 
 func later(a, b time.Time) time.Time {
