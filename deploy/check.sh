@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Validates the deploy files with what runs without Docker: nginx -t on both
+# nginx configs (gateway host names mapped to loopback), the systemd unit
+# with systemd-analyze if present, compose.yaml as YAML, and the Dockerfile's
+# build steps (go build as the image does).
+set -euo pipefail
+cd "$(dirname "$0")"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/livegate" "$tmp/cache"
+cp nginx/locations.conf "$tmp/livegate/"
+for conf in single compose; do
+  sed -e "s|/etc/nginx/livegate/|$tmp/livegate/|; s|/var/cache/nginx/livegate|$tmp/cache|; s|gateway1:8080|127.0.0.1:8081|; s|gateway2:8080|127.0.0.1:8082|" \
+    "nginx/$conf.conf" > "$tmp/$conf.conf"
+  cat > "$tmp/nginx-$conf.conf" <<EOC
+pid $tmp/nginx.pid;
+error_log stderr;
+events {}
+http { access_log off; include $tmp/$conf.conf; }
+EOC
+  nginx -t -q -c "$tmp/nginx-$conf.conf" -p "$tmp" 2>&1 | grep -v "could not open error log" || true
+  nginx -t -q -c "$tmp/nginx-$conf.conf" -p "$tmp" 2>/dev/null || { echo "nginx/$conf.conf: invalid" >&2; exit 1; }
+  echo "nginx/$conf.conf: ok"
+done
+if command -v systemd-analyze >/dev/null; then
+  systemd-analyze verify livegate.service 2>&1 | grep -v "not found\|Command /usr/local/bin/livegate" || true
+fi
+python3 -c 'import sys,json; import yaml' 2>/dev/null && python3 -c 'import yaml; yaml.safe_load(open("compose.yaml"))' && echo "compose.yaml: ok (yaml)" || echo "compose.yaml: not checked (no python yaml)"
+(cd .. && CGO_ENABLED=0 go build -trimpath -o "$tmp/livegate" ./cmd/livegate) && echo "Dockerfile build step: ok"
