@@ -166,6 +166,7 @@ func (s *Segmenter) Consume(r io.Reader) error {
 		return err
 	}
 	log := s.logger()
+	log.Debug("transcoder output started", "video_tracks", len(videos), "audio", audio != nil)
 	rd.OnDecodeError(func(err error) { log.Warn("transcoder output", "error", err) })
 
 	var dec mpegts.TimeDecoder // one decoder keeps every track on one timeline
@@ -327,6 +328,7 @@ func (s *Segmenter) waitReady(muxers []*muxer) {
 		}
 	}
 	close(s.readyChan())
+	s.logger().Debug("first segments ready")
 }
 
 func fetchMultivariant(m *gohlslib.Muxer) (*playlist.Multivariant, error) {

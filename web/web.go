@@ -30,6 +30,9 @@ func ValidName(s string) bool { return validName.MatchString(s) }
 // Publisher serves /ingest/{stream} for a valid name.
 type Publisher interface {
 	ServePublish(w http.ResponseWriter, r *http.Request, stream string)
+	// Live reports whether the stream has a publisher (its output may not
+	// exist yet).
+	Live(stream string) bool
 }
 
 // Chat serves /chat/{stream} for a valid name and counts room members.
@@ -195,13 +198,23 @@ func (s *Server) count(route string) {
 func (s *Server) multivariant(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("stream")
 	s.count("playlist")
+	deadline := time.Now().Add(s.StartWait)
 	st := s.Catalog.Stream(name)
+	// a publisher that just connected has no output until its first bytes
+	for st == nil && s.Publisher.Live(name) && time.Now().Before(deadline) {
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		st = s.Catalog.Stream(name)
+	}
 	if st == nil {
 		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
 		return
 	}
 	s.viewers.seen(name, r)
-	timer := time.NewTimer(s.StartWait)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case <-st.Ready():

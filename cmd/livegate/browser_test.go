@@ -46,7 +46,7 @@ func newBrowser(t *testing.T) context.Context {
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Run(ctx); err != nil {
+	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return ctx
@@ -57,13 +57,11 @@ func evalUntil(t *testing.T, ctx context.Context, within time.Duration, what, ex
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		var ok bool
-		if err := chromedp.Run(ctx, chromedp.Evaluate(expr, &ok)); err == nil && ok {
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr)); err == nil && ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			var state string
-			chromedp.Run(ctx, chromedp.Evaluate(`JSON.stringify(window.__livegate||null, (k,v)=> (k==="hls"||k==="video")?undefined:v) + " " + (document.getElementById("state")||{}).textContent`, &state))
+			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.__livegate||null, (k,v)=> (k==="hls"||k==="video")?undefined:v) + " " + (document.getElementById("state")||{}).textContent`))
 			t.Fatalf("timed out after %s waiting for %s; page state: %s", within, what, state)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -78,8 +76,8 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 80)); err != nil {
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(80))
+	if err != nil {
 		t.Logf("screenshot %s: %v", name, err)
 		return
 	}
@@ -96,7 +94,7 @@ func TestBrowserBroadcastAndWatch(t *testing.T) {
 
 	bctx, cancelB := chromedp.NewContext(browser)
 	defer cancelB()
-	if err := chromedp.Run(bctx, chromedp.Navigate(srv.URL+"/broadcast?stream=t&autostart=1")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/broadcast?stream=t&autostart=1")); err != nil {
 		t.Fatal(err)
 	}
 	evalUntil(t, bctx, 30*time.Second, "the broadcaster to be live",
@@ -104,20 +102,18 @@ func TestBrowserBroadcastAndWatch(t *testing.T) {
 
 	wctx, cancelW := chromedp.NewContext(browser)
 	defer cancelW()
-	if err := chromedp.Run(wctx, chromedp.Navigate(srv.URL+"/watch/t")); err != nil {
+	if err := chromedp.Do(wctx, chromedp.Navigate(srv.URL+"/watch/t")); err != nil {
 		t.Fatal(err)
 	}
 	evalUntil(t, wctx, 30*time.Second, "the video to start", `document.getElementById("video").currentTime > 0.5`)
-	var start float64
-	chromedp.Run(wctx, chromedp.Evaluate(`document.getElementById("video").currentTime`, &start))
+	start, _ := chromedp.Run(wctx, chromedp.Evaluate[float64](`document.getElementById("video").currentTime`))
 	evalUntil(t, wctx, 20*time.Second, "3 s of playback",
 		`document.getElementById("video").currentTime > `+formatFloat(start+3))
-	var fatal []string
-	if err := chromedp.Run(wctx, chromedp.Evaluate(`window.__livegate.errors`, &fatal)); err != nil || len(fatal) > 0 {
+	fatal, err := chromedp.Run(wctx, chromedp.Evaluate[[]string](`window.__livegate.errors`))
+	if err != nil || len(fatal) > 0 {
 		t.Errorf("hls.js fatal errors: %v %v", fatal, err)
 	}
-	var latency float64
-	chromedp.Run(wctx, chromedp.Evaluate(`window.__livegate.hls ? window.__livegate.hls.latency : -1`, &latency))
+	latency, _ := chromedp.Run(wctx, chromedp.Evaluate[float64](`window.__livegate.hls ? window.__livegate.hls.latency : -1`))
 	t.Logf("hls.js latency estimate: %.2f s", latency)
 	screenshot(t, bctx, "broadcast")
 	screenshot(t, wctx, "watch")

@@ -50,7 +50,7 @@ func startGateway(t *testing.T, edit func(*config)) *httptest.Server {
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	g, err := newGateway(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func publish(t *testing.T, srv *httptest.Server, stream string, size string, sec
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
 		"-t", strconv.Itoa(seconds),
 		"-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1500k", "-g", "60",
-		"-c:a", "libopus", "-f", "webm", "pipe:1")
+		"-c:a", "libopus", "-cluster_time_limit", "100", "-f", "webm", "pipe:1")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

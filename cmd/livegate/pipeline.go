@@ -133,7 +133,7 @@ func (o *output) Transcode(c ingest.Container, width, height int) (ingest.Run, e
 	if err != nil {
 		return nil, fmt.Errorf("start transcoder: %w", err)
 	}
-	r := &run{proc: p, stdin: stdin, consumed: make(chan error, 1)}
+	r := &transcodeRun{proc: p, stdin: stdin, consumed: make(chan error, 1)}
 	go func() {
 		err := o.seg.Consume(stdout)
 		if err != nil {
@@ -226,20 +226,20 @@ func (o *output) ServeFile(w http.ResponseWriter, r *http.Request, file string) 
 	o.seg.Handle(w, r, file)
 }
 
-// run is one ffmpeg fed by one publisher connection.
-type run struct {
+// transcodeRun is one ffmpeg fed by one publisher connection.
+type transcodeRun struct {
 	proc     *transcode.Process
 	stdin    io.WriteCloser
 	consumed chan error
 }
 
-func (r *run) Write(p []byte) (int, error) { return r.stdin.Write(p) }
+func (r *transcodeRun) Write(p []byte) (int, error) { return r.stdin.Write(p) }
 
-func (r *run) CloseInput() error { return r.stdin.Close() }
+func (r *transcodeRun) CloseInput() error { return r.stdin.Close() }
 
 // Wait waits for the output to be consumed and ffmpeg to exit; ffmpeg's
 // own error names the cause best, so it comes first.
-func (r *run) Wait() error {
+func (r *transcodeRun) Wait() error {
 	cerr := <-r.consumed
 	perr := r.proc.Wait()
 	if perr != nil {
