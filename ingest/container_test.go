@@ -98,6 +98,28 @@ func handMade() []sample {
 	}
 }
 
+// chromeMade returns the first 4 KiB of MediaRecorder recordings by
+// Chromium 156 with its fake camera (timeslice 100 ms; the first chunk was
+// one byte each time). The audio track comes first; the portrait 720x1280
+// request came out as 1216x2160.
+func chromeMade(t testing.TB) []sample {
+	var out []sample
+	for _, s := range []sample{
+		{name: "chrome vp8", w: 1280, h: 720},
+		{name: "chrome vp9", w: 640, h: 480},
+		{name: "chrome h264 portrait", w: 1216, h: 2160},
+	} {
+		codec := strings.Fields(s.name)[1]
+		data, err := os.ReadFile(filepath.Join("testdata", fmt.Sprintf("chrome-%s-%dx%d.webm", codec, s.w, s.h)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.data, s.container = data, ContainerWebM
+		out = append(out, s)
+	}
+	return out
+}
+
 // encoded describes a stream start made by ffmpeg from lavfi sources.
 type encoded struct {
 	name   string
@@ -235,7 +257,7 @@ func TestVideoSize(t *testing.T) {
 	if *fuzzSeeds {
 		writeSeeds(t, made)
 	}
-	samples := append(handMade(), made...)
+	samples := append(append(handMade(), chromeMade(t)...), made...)
 	for _, s := range samples {
 		t.Run(s.name, func(t *testing.T) {
 			c, needMore, err := Sniff(s.data)
@@ -372,11 +394,11 @@ func writeSeeds(t *testing.T, samples []sample) {
 
 // FuzzVideoSize checks that no input panics, answers are well formed, and a
 // prefix never contradicts the whole input. Its seeds are the hand-made
-// headers and, in testdata/fuzz/FuzzVideoSize, the starts of the ffmpeg-made
+// headers, the Chrome recordings and, in testdata/fuzz/FuzzVideoSize, the starts of the ffmpeg-made
 // samples of TestVideoSize (go test -run TestVideoSize -fuzzseeds rewrites
 // them).
 func FuzzVideoSize(f *testing.F) {
-	for _, s := range handMade() {
+	for _, s := range append(handMade(), chromeMade(f)...) {
 		f.Add(s.data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
