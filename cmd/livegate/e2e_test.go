@@ -80,9 +80,9 @@ type publisher struct {
 	status chan map[string]any
 }
 
-func publish(t *testing.T, srv *httptest.Server, stream string, size string, seconds int) *publisher {
+func publish(t *testing.T, srv *httptest.Server, path string, size string, seconds int) *publisher {
 	t.Helper()
-	conn, resp, err := websocket.DefaultDialer.Dial(wsURL(srv, "/ingest/"+stream), nil)
+	conn, resp, err := websocket.DefaultDialer.Dial(wsURL(srv, "/ingest/"+path), nil)
 	if err != nil {
 		t.Fatalf("dial ingest: %v (%v)", err, resp)
 	}
@@ -209,7 +209,7 @@ func TestPipeline(t *testing.T) {
 				media, uris = nil, nil
 				for _, v := range mv.Variants {
 					_, b := get(t, base+v.URI)
-					var pl playlist.Media
+					var pl playlist.Media // Unmarshal appends: a new one each time
 					if pl.Unmarshal(b) != nil || !pl.Endlist {
 						return false
 					}
@@ -382,4 +382,50 @@ func TestBadInput(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestResume: a publisher whose connection drops resumes its session with a
+// new connection (and a new container header); the playlists go on with a
+// discontinuity and end with #EXT-X-ENDLIST.
+func TestResume(t *testing.T) {
+	needTools(t)
+	srv := startGateway(t, nil)
+	first := publish(t, srv, "r", "640x360", 30)
+	var session string
+	for m := range first.status {
+		if m["state"] == "live" {
+			session, _ = m["session"].(string)
+			break
+		}
+	}
+	if session == "" {
+		t.Fatal("no live status with a session")
+	}
+	time.Sleep(2 * time.Second)
+	first.conn.UnderlyingConn().Close() // the network path dies: no close frame
+	first.cmd.Process.Kill()
+
+	if _, resp, err := websocket.DefaultDialer.Dial(wsURL(srv, "/ingest/r"), nil); err == nil || resp.StatusCode != http.StatusConflict {
+		t.Fatalf("publisher without the session during the grace period: %v %v, want 409", resp, err)
+	}
+	second := publish(t, srv, "r?session="+session, "640x360", 4)
+	second.finish(t)
+
+	url := srv.URL + "/live/r/360p/video1_stream.m3u8"
+	var pl playlist.Media
+	waitFor(t, 20*time.Second, "#EXT-X-ENDLIST", func() bool {
+		_, b := get(t, url)
+		pl = playlist.Media{} // Unmarshal appends
+		return pl.Unmarshal(b) == nil && pl.Endlist
+	})
+	discont := 0
+	for _, seg := range pl.Segments {
+		if seg.Discontinuity {
+			discont++
+		}
+	}
+	if discont != 1 || pl.Segments[0].Discontinuity || len(pl.Segments) < 5 {
+		b, _ := pl.Marshal()
+		t.Errorf("want one discontinuity between the runs' segments:\n%s", b)
+	}
 }
