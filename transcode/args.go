@@ -12,8 +12,9 @@ import (
 // and writes one MPEG-TS stream to stdout (pipe:1) holding one H.264 stream
 // per output, in the order of outs, then the first audio stream of the input,
 // if there is one, as AAC. Every video stream has a keyframe (IDR) exactly
-// every second, at the same instants. Call l.Validate first: Args does not
-// check its input. Args is pure: it runs nothing.
+// every second, at the same instants. Call l.Validate first and pass at
+// least one output: Args does not check its input (with no outputs the
+// command writes audio only). Args is pure: it runs nothing.
 func Args(l Ladder, format string, outs []Output) []string {
 	fps := l.frameRate()
 	inOpts := ffmpeg.KwArgs{

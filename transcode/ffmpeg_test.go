@@ -228,7 +228,7 @@ func TestFFmpegLadder(t *testing.T) {
 		src    media
 		format string
 	}{
-		{"webm 720p with audio", media{w: 1280, h: 720, rate: 30, audio: true, muxer: "webm", seconds: 4}, "matroska"},
+		{"webm 720p with audio", media{w: 1280, h: 720, rate: 30, audio: true, muxer: "webm", seconds: 3}, "matroska"},
 		{"webm portrait without audio", media{w: 480, h: 854, rate: 30, muxer: "webm", seconds: 3}, "matroska"},
 		{"webm 20 fps with gaps", media{w: 640, h: 360, rate: 20, gaps: true, audio: true, muxer: "webm", seconds: 4}, "matroska"},
 		{"fragmented mp4 probed", media{w: 640, h: 480, rate: 30, audio: true, muxer: "mp4", seconds: 3}, ""},
