@@ -1,0 +1,144 @@
+package segmenter
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+)
+
+// makeTS has ffmpeg write what the transcoder writes: MPEG-TS with two
+// H.264 tracks (keyframe every second) and AAC, not in real time.
+func makeTS(t *testing.T, seconds string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ffmpeg missing in CI")
+		}
+		t.Skip("ffmpeg not installed")
+	}
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+		"-t", seconds, "-filter_complex", "[0:v]split=2[a][b];[b]scale=320:180[c]",
+		"-map", "[a]", "-map", "[c]", "-map", "1:a",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-force_key_frames", "expr:gte(t,n_forced*1)", "-sc_threshold", "0",
+		"-c:a", "aac", "-f", "mpegts", "pipe:1").Output()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v", err)
+	}
+	return out
+}
+
+func fetch(s *Segmenter, file string) (int, []byte) {
+	rec := httptest.NewRecorder()
+	s.Handle(rec, httptest.NewRequest(http.MethodGet, "/live/x/"+file, nil), file)
+	return rec.Code, rec.Body.Bytes()
+}
+
+func TestVariants(t *testing.T) {
+	ts := makeTS(t, "6")
+	cases := []struct {
+		variant string
+		media   string // the first rendition's video playlist
+		segExt  string
+	}{
+		{"lowlatency", "hi/video1_stream.m3u8", ".mp4"},
+		{"fmp4", "hi/video1_stream.m3u8", ".mp4"},
+		{"mpegts", "hi/main_stream.m3u8", ".ts"},
+	}
+	for _, c := range cases {
+		t.Run(c.variant, func(t *testing.T) {
+			v, err := ParseVariant(c.variant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &Segmenter{Names: []string{"hi", "lo"}, Variant: v}
+			defer s.Close()
+			if err := s.Consume(bytes.NewReader(ts)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-s.Ready():
+			case <-time.After(5 * time.Second):
+				t.Fatal("not ready after 6 s of media")
+			}
+			rends := s.Renditions()
+			if len(rends) != 2 || rends[0].Width != 640 || rends[1].Height != 180 {
+				t.Fatalf("renditions: %+v", rends)
+			}
+			if code, _ := fetch(s, "hi/nosuch.mp4"); code != http.StatusNotFound {
+				t.Errorf("unknown file: %d, want 404", code)
+			}
+			if code, _ := fetch(s, "nodir"); code != http.StatusNotFound {
+				t.Errorf("file outside a rendition: %d, want 404", code)
+			}
+			s.End()
+			code, body := fetch(s, c.media)
+			var pl playlist.Media
+			if code != http.StatusOK || pl.Unmarshal(body) != nil || !pl.Endlist {
+				t.Fatalf("final playlist: %d\n%s", code, body)
+			}
+			if len(pl.Segments) < 3 || pl.Segments[0].Gap {
+				t.Fatalf("final playlist keeps %d segments, first gap %v", len(pl.Segments), pl.Segments[0].Gap)
+			}
+			for _, seg := range pl.Segments {
+				if !strings.HasSuffix(seg.URI, c.segExt) || len(seg.Parts) > 0 {
+					t.Errorf("segment %s (parts %d)", seg.URI, len(seg.Parts))
+				}
+				if code, data := fetch(s, "hi/"+seg.URI); code != http.StatusOK || len(data) == 0 {
+					t.Errorf("segment %s: %d, %d bytes", seg.URI, code, len(data))
+				}
+			}
+		})
+	}
+}
+
+func TestMarkDiscontinuities(t *testing.T) {
+	seg := func(n int) []*playlist.MediaSegment {
+		var out []*playlist.MediaSegment
+		for range n {
+			out = append(out, &playlist.MediaSegment{Duration: time.Second, URI: "s.mp4"})
+		}
+		return out
+	}
+	cases := []struct {
+		name     string
+		pl       playlist.Media
+		at       []uint64
+		marked   []int // indexes of marked segments
+		sequence int   // EXT-X-DISCONTINUITY-SEQUENCE, 0 for none
+	}{
+		{"inside", playlist.Media{MediaSequence: 10, Segments: seg(5)}, []uint64{12}, []int{2}, 0},
+		{"left the window", playlist.Media{MediaSequence: 10, Segments: seg(5)}, []uint64{5, 8, 14}, []int{4}, 2},
+		{"first segment stays counted", playlist.Media{MediaSequence: 10, Segments: seg(5)}, []uint64{10}, []int{0}, 0},
+		{"not yet", playlist.Media{MediaSequence: 10, Segments: seg(5)}, []uint64{15}, nil, 0},
+		{"delta update", playlist.Media{MediaSequence: 10, Skip: &playlist.MediaSkip{SkippedSegments: 3}, Segments: seg(2)}, []uint64{13}, []int{0}, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			markDiscontinuities(&c.pl, c.at)
+			var got []int
+			for i, s := range c.pl.Segments {
+				if s.Discontinuity {
+					got = append(got, i)
+				}
+			}
+			if len(got) != len(c.marked) || (len(got) > 0 && got[0] != c.marked[0]) {
+				t.Errorf("marked %v, want %v", got, c.marked)
+			}
+			seq := 0
+			if c.pl.DiscontinuitySequence != nil {
+				seq = *c.pl.DiscontinuitySequence
+			}
+			if seq != c.sequence {
+				t.Errorf("discontinuity sequence %d, want %d", seq, c.sequence)
+			}
+		})
+	}
+}
