@@ -87,12 +87,24 @@ func (p *publisher) run() {
 	writerDone := make(chan struct{})
 	go p.writer(writerDone)
 	fed := make(chan struct{})
-	started := p.read(fed)
+	run := p.read(fed)
+	p.end(ending{kind: endDrop}) // no-op if an ending was recorded
+	started := run != nil
 	p.queue.close()
 	if started {
-		<-fed
+		// a failed publisher's media is not worth flushing, and a transcoder
+		// that does not finish in time is hung
+		if p.ending.kind == endFailed {
+			run.Abort()
+		}
+		select {
+		case <-fed:
+		case <-time.After(p.srv.FlushTimeout):
+			p.log.Warn("transcoder did not finish in time; aborting it")
+			run.Abort()
+			<-fed
+		}
 	}
-	p.end(ending{kind: endDrop}) // no-op if an ending was recorded
 	close(p.stop)
 	<-writerDone
 	p.conn.Close()
@@ -111,9 +123,9 @@ func (p *publisher) run() {
 	}
 }
 
-// read reads frames until the connection ends. It reports whether a
-// transcoder run was started (and so a feeder runs, closing fed).
-func (p *publisher) read(fed chan struct{}) (started bool) {
+// read reads frames until the connection ends. It returns the transcoder
+// run it started, if any (a feeder then runs, closing fed when done).
+func (p *publisher) read(fed chan struct{}) (run Run) {
 	s := p.srv
 	var head []byte
 	p.conn.SetPongHandler(func(string) error {
@@ -124,17 +136,17 @@ func (p *publisher) read(fed chan struct{}) (started bool) {
 		typ, r, err := p.conn.NextReader()
 		if err != nil {
 			p.readError(err)
-			return started
+			return run
 		}
 		data, err := io.ReadAll(io.LimitReader(r, s.MaxFrameBytes+1))
 		if err != nil {
 			p.readError(err)
-			return started
+			return run
 		}
 		if int64(len(data)) > s.MaxFrameBytes {
 			p.end(ending{kind: endFailed, close: codeTooBig, code: "frame_too_big",
 				reason: fmt.Sprintf("frames are limited to %d bytes", s.MaxFrameBytes)})
-			return started
+			return run
 		}
 		if typ == websocket.TextMessage {
 			var hello struct{ Type, Mime string }
@@ -147,30 +159,29 @@ func (p *publisher) read(fed chan struct{}) (started bool) {
 			continue
 		}
 		p.bytes.Add(int64(len(data)))
-		if !started {
+		if run == nil {
 			head = append(head, data...)
-			run, wait := p.start(head)
-			if run == nil {
+			var wait bool
+			if run, wait = p.start(head); run == nil {
 				if wait {
 					continue // need more of the header
 				}
-				return false
+				return nil
 			}
-			started = true
 			go p.feed(run, fed)
 			data, head = head, nil
 		}
-		err = p.queue.put(data, s.OverrunTimeout, func() {
+		err = p.queue.put(data, s.OverrunTimeout, func(buffered int) {
 			p.lagging.Store(true)
-			p.log.Warn("publisher outruns the transcoder", "buffered", p.queue.buffered())
+			p.log.Warn("publisher outruns the transcoder", "buffered", buffered)
 		})
 		if errors.Is(err, errOverrun) {
 			p.end(ending{kind: endFailed, close: codePolicy, code: "overrun",
 				reason: fmt.Sprintf("sending faster than real time: %d bytes waited more than %s", s.BufferBytes, s.OverrunTimeout)})
-			return started
+			return run
 		}
 		if err != nil {
-			return started // the feeder stopped and said why
+			return run // the feeder stopped and said why
 		}
 	}
 }

@@ -28,13 +28,14 @@ func newQueue(max int) *queue {
 	return q
 }
 
-// put appends p, waiting up to wait for room. full is called once if it has
-// to wait. It returns errOverrun when the wait runs out.
-func (q *queue) put(p []byte, wait time.Duration, full func()) error {
+// put appends p, waiting up to wait for room. full is called once, with the
+// queue locked and its size, if it has to wait. It returns errOverrun when
+// the wait runs out.
+func (q *queue) put(p []byte, wait time.Duration, full func(buffered int)) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.size > 0 && q.size+len(p) > q.max && !q.closed {
-		full()
+		full(q.size)
 		timer := time.AfterFunc(wait, func() {
 			q.mu.Lock()
 			q.cond.Broadcast()

@@ -49,6 +49,9 @@ type Run interface {
 	CloseInput() error
 	// Wait waits for the run to end; a failure names its cause.
 	Wait() error
+	// Abort stops the run at once (a hung or unwanted transcoder); Wait
+	// then returns soon.
+	Abort()
 }
 
 // Close codes and error codes of the contract.
@@ -76,6 +79,9 @@ type Server struct {
 	OverrunTimeout time.Duration
 	// Grace is how long a dropped publisher may resume its session; default 10 s.
 	Grace time.Duration
+	// FlushTimeout is how long a finished publisher's transcoder may take to
+	// flush before it is aborted; default 5 s.
+	FlushTimeout time.Duration
 	// StatusInterval is the period of status frames; default 1 s.
 	StatusInterval time.Duration
 	// HeadBytes is how much of the stream start is searched for the video
@@ -122,6 +128,9 @@ func (s *Server) defaults() {
 	}
 	if s.Grace == 0 {
 		s.Grace = 10 * time.Second
+	}
+	if s.FlushTimeout == 0 {
+		s.FlushTimeout = 5 * time.Second
 	}
 	if s.StatusInterval == 0 {
 		s.StatusInterval = time.Second

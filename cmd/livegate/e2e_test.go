@@ -429,3 +429,88 @@ func TestResume(t *testing.T) {
 		t.Errorf("want one discontinuity between the runs' segments:\n%s", b)
 	}
 }
+
+// fakeFFmpeg writes a shell script that stands in for ffmpeg.
+func fakeFFmpeg(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ffmpeg")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// closeOf reads until the close frame and returns it with the last error frame.
+func closeOf(t *testing.T, conn *websocket.Conn, within time.Duration) (*websocket.CloseError, map[string]any) {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(within))
+	var last map[string]any
+	for {
+		_, msg, err := conn.ReadMessage()
+		if ce, ok := err.(*websocket.CloseError); ok {
+			return ce, last
+		}
+		if err != nil {
+			t.Fatalf("no close frame within %s: %v", within, err)
+		}
+		var m map[string]any
+		json.Unmarshal(msg, &m)
+		if m["type"] == "error" {
+			last = m
+		}
+	}
+}
+
+func TestTranscoderFailures(t *testing.T) {
+	needTools(t)
+	t.Run("crash ends the stream with 1011 naming the cause", func(t *testing.T) {
+		ff := fakeFFmpeg(t, `timeout -s KILL 4 ffmpeg "$@"; echo "simulated crash" >&2; exit 3`)
+		srv := startGateway(t, func(c *config) { c.FFmpeg = ff })
+		pub := publish(t, srv, "crash", "640x360", 30)
+		ce, errFrame := closeOf(t, pub.conn, 20*time.Second)
+		if ce.Code != websocket.CloseInternalServerErr || errFrame["code"] != "transcoder_failed" ||
+			!strings.Contains(fmt.Sprint(errFrame["message"]), "simulated crash") {
+			t.Errorf("close %d, error %v", ce.Code, errFrame)
+		}
+	})
+	t.Run("a hung transcoder: overrun closes 1008 and frees the stream", func(t *testing.T) {
+		ff := fakeFFmpeg(t, `exec sleep 60`)
+		srv := startGateway(t, func(c *config) {
+			c.FFmpeg = ff
+			c.IngestBufferBytes = 64 << 10
+			c.IngestOverrunTimeout = duration(200 * time.Millisecond)
+			c.IngestMaxFrameBytes = 64 << 10
+		})
+		file := filepath.Join(t.TempDir(), "in.webm")
+		if out, err := exec.Command("ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+			"-t", "10", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M", file).CombinedOutput(); err != nil {
+			t.Fatalf("make webm: %v %s", err, out)
+		}
+		data, _ := os.ReadFile(file)
+		conn, _, err := websocket.DefaultDialer.Dial(wsURL(srv, "/ingest/hung"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		go func() {
+			for len(data) > 0 {
+				n := min(len(data), 16<<10)
+				if conn.WriteMessage(websocket.BinaryMessage, data[:n]) != nil {
+					return
+				}
+				data = data[n:]
+			}
+		}()
+		ce, errFrame := closeOf(t, conn, 15*time.Second)
+		if ce.Code != websocket.ClosePolicyViolation || errFrame["code"] != "overrun" {
+			t.Errorf("close %d, error %v", ce.Code, errFrame)
+		}
+		waitFor(t, 10*time.Second, "the stream to be free again", func() bool {
+			c, _, err := websocket.DefaultDialer.Dial(wsURL(srv, "/ingest/hung"), nil)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	})
+}

@@ -237,6 +237,8 @@ func (r *transcodeRun) Write(p []byte) (int, error) { return r.stdin.Write(p) }
 
 func (r *transcodeRun) CloseInput() error { return r.stdin.Close() }
 
+func (r *transcodeRun) Abort() { r.proc.Close() }
+
 // Wait waits for the output to be consumed and ffmpeg to exit; ffmpeg's
 // own error names the cause best, so it comes first.
 func (r *transcodeRun) Wait() error {
