@@ -1,0 +1,85 @@
+package chat
+
+// Event is room traffic between gateways: what happened, and the frame the
+// members get.
+type Event struct {
+	Gateway string `json:"gw"` // set by the bus: the gateway it came from
+	Room    string `json:"room"`
+	Kind    string `json:"kind"` // join, leave, nick or message
+	User    User   `json:"user"`
+	Old     string `json:"old,omitempty"` // nick: the previous name
+	Frame   []byte `json:"frame"`         // the encoded event for clients
+}
+
+// Handler is what a Bus calls back into: the Server's rooms.
+type Handler interface {
+	// Deliver applies an event from another gateway.
+	Deliver(Event)
+	// Presence replaces what is known of a gateway's members, room by room;
+	// rooms absent from the map have none of its members. A nil map means
+	// the gateway is gone.
+	Presence(gateway string, rooms map[string][]User)
+	// Local is this gateway's members, room by room, for the others.
+	Local() map[string][]User
+}
+
+// Bus carries room traffic between the gateways that share rooms.
+type Bus interface {
+	// Start begins delivering other gateways' traffic to h.
+	Start(h Handler) error
+	// Publish sends an event of a local member to the other gateways.
+	Publish(Event)
+	// Close stops the bus. Idempotent.
+	Close()
+}
+
+// NewLocalBus returns the in-process bus: one gateway, nothing to carry.
+func NewLocalBus() Bus { return localBus{} }
+
+type localBus struct{}
+
+func (localBus) Start(Handler) error { return nil }
+func (localBus) Publish(Event)       {}
+func (localBus) Close()              {}
+
+// handler adapts a Server to Handler.
+type handler struct{ s *Server }
+
+func (h handler) Deliver(ev Event) { h.s.room(ev.Room).remote(ev) }
+
+func (h handler) Presence(gw string, rooms map[string][]User) {
+	s := h.s
+	s.mu.Lock()
+	names := make(map[string]bool, len(s.rooms)+len(rooms))
+	for name := range s.rooms {
+		names[name] = true
+	}
+	s.mu.Unlock()
+	for name := range rooms {
+		names[name] = true
+	}
+	for name := range names {
+		if members, ok := rooms[name]; ok || s.Users(name) > 0 {
+			s.room(name).reconcile(gw, members)
+		}
+	}
+}
+
+func (h handler) Local() map[string][]User {
+	s := h.s
+	s.mu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	out := map[string][]User{}
+	for _, r := range rooms {
+		r.mu.Lock()
+		for _, m := range r.local {
+			out[r.name] = append(out[r.name], m.user)
+		}
+		r.mu.Unlock()
+	}
+	return out
+}

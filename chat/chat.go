@@ -1,0 +1,322 @@
+// Package chat serves the chat room of each stream over WebSocket: names
+// unique in a room, presence with join and leave notices, renames, history,
+// and limits on size, rate and slow readers. A room's members may be spread
+// over several gateways: room traffic goes through a Bus, in-process by
+// default or over NATS.
+package chat
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+)
+
+// User is a room member as the protocol shows it.
+type User struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Server serves chat rooms. Set the fields, call Start, route requests to
+// ServeRoom. Whoever calls Start must call Close.
+type Server struct {
+	// Bus carries room traffic between gateways; default NewLocalBus().
+	Bus Bus
+	// MaxTextRunes is the longest message text; default 500.
+	MaxTextRunes int
+	// MaxFrameBytes is the largest frame a client may send (bigger: close
+	// 1009); default 4096.
+	MaxFrameBytes int64
+	// HistorySize is how many recent messages a newcomer gets; default 50.
+	HistorySize int
+	// RatePerSecond and Burst bound each connection's messages (token
+	// bucket); defaults 5 and 10.
+	RatePerSecond float64
+	Burst         int
+	// MaxViolations is how many errors in a row (rate limit, bad input)
+	// a connection may cause before it is closed with 1008; default 20.
+	MaxViolations int
+	// SendQueue is how many frames may wait for one slow reader before it is
+	// dropped; default 256.
+	SendQueue int
+	// PingInterval is the keepalive period (a connection silent for two is
+	// dropped); default 30 s. WriteTimeout bounds each write; default 10 s.
+	PingInterval time.Duration
+	WriteTimeout time.Duration
+	// AllowedOrigins lists extra browser origins (scheme://host[:port]);
+	// requests without Origin or from the same host are always allowed; "*"
+	// allows any.
+	AllowedOrigins []string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	upgrader websocket.Upgrader
+	mu       sync.Mutex
+	rooms    map[string]*room
+	closed   bool
+	wg       sync.WaitGroup
+	stop     chan struct{}
+}
+
+// Start fills in defaults, checks the settings and starts the keepalive.
+func (s *Server) Start() error {
+	if s.Bus == nil {
+		s.Bus = NewLocalBus()
+	}
+	if s.MaxTextRunes == 0 {
+		s.MaxTextRunes = 500
+	}
+	if s.MaxFrameBytes == 0 {
+		s.MaxFrameBytes = 4096
+	}
+	if s.HistorySize == 0 {
+		s.HistorySize = 50
+	}
+	if s.RatePerSecond == 0 {
+		s.RatePerSecond = 5
+	}
+	if s.Burst == 0 {
+		s.Burst = 10
+	}
+	if s.MaxViolations == 0 {
+		s.MaxViolations = 20
+	}
+	if s.SendQueue == 0 {
+		s.SendQueue = 256
+	}
+	if s.PingInterval == 0 {
+		s.PingInterval = 30 * time.Second
+	}
+	if s.WriteTimeout == 0 {
+		s.WriteTimeout = 10 * time.Second
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{
+		{"MaxTextRunes", s.MaxTextRunes > 0}, {"MaxFrameBytes", s.MaxFrameBytes >= 256},
+		{"HistorySize", s.HistorySize >= 0}, {"RatePerSecond", s.RatePerSecond > 0},
+		{"Burst", s.Burst > 0}, {"MaxViolations", s.MaxViolations > 0}, {"SendQueue", s.SendQueue > 0},
+		{"PingInterval", s.PingInterval > 0}, {"WriteTimeout", s.WriteTimeout > 0},
+	} {
+		if !c.ok {
+			return fmt.Errorf("chat: %s: out of range", c.name)
+		}
+	}
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     func(r *http.Request) bool { return originAllowed(r, s.AllowedOrigins) },
+	}
+	s.rooms = map[string]*room{}
+	s.stop = make(chan struct{})
+	if err := s.Bus.Start(handler{s}); err != nil {
+		return fmt.Errorf("chat: start bus: %w", err)
+	}
+	s.wg.Add(1)
+	go s.keepalive()
+	return nil
+}
+
+func originAllowed(r *http.Request, allowed []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+// Close closes every connection with 1001 and stops the bus. Idempotent.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed || s.stop == nil {
+		s.closed = true
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.stop)
+	var members []*member
+	for _, r := range s.rooms {
+		members = append(members, r.localMembers()...)
+	}
+	s.mu.Unlock()
+	for _, m := range members {
+		m.closeWith(websocket.CloseGoingAway, "server shutting down")
+	}
+	s.wg.Wait()
+	s.Bus.Close()
+}
+
+// Users is the number of members of a room, on every gateway.
+func (s *Server) Users(name string) int {
+	s.mu.Lock()
+	r := s.rooms[name]
+	s.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	return r.count()
+}
+
+// room returns the named room, creating it.
+func (s *Server) room(name string) *room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[name]
+	if r == nil {
+		r = newRoom(s, name)
+		s.rooms[name] = r
+	}
+	return r
+}
+
+// dropIfEmpty frees a room nobody is in.
+func (s *Server) dropIfEmpty(r *room) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rooms[r.name] == r && r.empty() {
+		delete(s.rooms, r.name)
+	}
+}
+
+// ServeRoom upgrades the request and runs one member of the room, whose
+// name the caller has validated.
+func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		http.Error(w, `{"error":"shutdown","message":"server shutting down"}`, http.StatusServiceUnavailable)
+		return
+	}
+	if !originAllowed(r, s.AllowedOrigins) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"error":"origin","message":"origin not allowed"}` + "\n"))
+		return
+	}
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	m := &member{srv: s, conn: conn, roomName: room, tokens: float64(s.Burst), last: time.Now()}
+	m.serve()
+}
+
+// keepalive pings every member each PingInterval.
+func (s *Server) keepalive() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		var members []*member
+		for _, r := range s.rooms {
+			members = append(members, r.localMembers()...)
+		}
+		s.mu.Unlock()
+		deadline := time.Now().Add(s.WriteTimeout)
+		for _, m := range members {
+			if m.conn.WriteControl(websocket.PingMessage, nil, deadline) != nil {
+				m.conn.Close()
+			}
+		}
+	}
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// validName trims a name and checks it: 1-32 runes, no control characters.
+func validName(raw string) (string, bool) {
+	name := strings.TrimSpace(raw)
+	n := utf8.RuneCountInString(name)
+	if n < 1 || n > 32 || !utf8.ValidString(name) {
+		return "", false
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return "", false
+		}
+	}
+	return name, true
+}
+
+// errNameTaken: another member of the room has the name (ignoring case).
+var errNameTaken = errors.New("name taken")
+
+// frame encodes a server event.
+func frame(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("chat: encode %T: %v", v, err)) // only our own types are encoded
+	}
+	return b
+}
+
+type errorEvent struct {
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type messageEvent struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	User User   `json:"user"`
+	Text string `json:"text"`
+	TS   string `json:"ts"`
+}
+
+type presenceEvent struct {
+	Type  string `json:"type"`
+	User  User   `json:"user"`
+	Count int    `json:"count"`
+}
+
+type nickEvent struct {
+	Type string `json:"type"`
+	User User   `json:"user"`
+	Old  string `json:"old"`
+}
+
+type welcomeEvent struct {
+	Type    string            `json:"type"`
+	You     User              `json:"you"`
+	Users   []User            `json:"users"`
+	Count   int               `json:"count"`
+	History []json.RawMessage `json:"history"`
+}

@@ -1,0 +1,275 @@
+package chat
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// startServer runs a chat server behind a test HTTP server; every path
+// /{room} is a room.
+func startServer(t *testing.T, s *Server) *httptest.Server {
+	t.Helper()
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ServeRoom(w, r, strings.TrimPrefix(r.URL.Path, "/"))
+	}))
+	t.Cleanup(func() { s.Close(); hs.Close() })
+	return hs
+}
+
+type client struct {
+	t    *testing.T
+	conn *websocket.Conn
+}
+
+func dial(t *testing.T, hs *httptest.Server, room string) *client {
+	t.Helper()
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/"+room, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &client{t, conn}
+}
+
+func (c *client) send(v any) {
+	c.t.Helper()
+	if err := c.conn.WriteJSON(v); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// next reads the next event, failing after 5 s.
+func (c *client) next() map[string]any {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, msg, err := c.conn.ReadMessage()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(msg, &m); err != nil {
+		c.t.Fatalf("bad JSON from server: %s", msg)
+	}
+	return m
+}
+
+// expect reads until an event of that type and returns it.
+func (c *client) expect(typ string) map[string]any {
+	c.t.Helper()
+	for {
+		if m := c.next(); m["type"] == typ {
+			return m
+		}
+	}
+}
+
+func (c *client) expectError(code string) {
+	c.t.Helper()
+	if m := c.expect("error"); m["code"] != code {
+		c.t.Fatalf("error %v, want %s", m, code)
+	}
+}
+
+func join(t *testing.T, hs *httptest.Server, room, name string) (*client, map[string]any) {
+	t.Helper()
+	c := dial(t, hs, room)
+	c.send(map[string]string{"type": "join", "name": name})
+	return c, c.expect("welcome")
+}
+
+func TestRoom(t *testing.T) {
+	hs := startServer(t, &Server{HistorySize: 3})
+	alice, w := join(t, hs, "show", "alice")
+	if w["count"] != 1.0 || w["you"].(map[string]any)["name"] != "alice" {
+		t.Fatalf("welcome: %v", w)
+	}
+	bob, w := join(t, hs, "show", "  bob  ")
+	if w["count"] != 2.0 || len(w["users"].([]any)) != 2 || w["you"].(map[string]any)["name"] != "bob" {
+		t.Fatalf("welcome of the second: %v", w)
+	}
+	if j := alice.expect("join"); j["count"] != 2.0 || j["user"].(map[string]any)["name"] != "bob" {
+		t.Fatalf("join notice: %v", j)
+	}
+
+	// every member, the sender included, gets each message once, verbatim
+	xss := `<img src=x onerror=alert(1)>`
+	alice.send(map[string]string{"type": "message", "text": xss})
+	for _, c := range []*client{alice, bob} {
+		m := c.expect("message")
+		if m["text"] != xss || m["user"].(map[string]any)["name"] != "alice" || m["id"] == "" {
+			t.Fatalf("message: %v", m)
+		}
+		if _, err := time.Parse("2006-01-02T15:04:05.000Z", m["ts"].(string)); err != nil {
+			t.Fatalf("ts %v: %v", m["ts"], err)
+		}
+	}
+
+	// renames, both forms; names are unique ignoring case
+	bob.send(map[string]string{"type": "nick", "name": "ALICE"})
+	bob.expectError("name_taken")
+	bob.send(map[string]string{"type": "nick", "name": "robert"})
+	for _, c := range []*client{alice, bob} {
+		if n := c.expect("nick"); n["old"] != "bob" || n["user"].(map[string]any)["name"] != "robert" {
+			t.Fatalf("nick: %v", n)
+		}
+	}
+	alice.send(map[string]string{"type": "message", "text": "/nick al"})
+	if n := bob.expect("nick"); n["old"] != "alice" || n["user"].(map[string]any)["name"] != "al" {
+		t.Fatalf("/nick: %v", n)
+	}
+
+	// history: the last HistorySize messages
+	for i := range 4 {
+		alice.send(map[string]string{"type": "message", "text": fmt.Sprint("m", i)})
+	}
+	for range 4 {
+		bob.expect("message")
+	}
+	_, w = join(t, hs, "show", "carol")
+	hist := w["history"].([]any)
+	if len(hist) != 3 || hist[2].(map[string]any)["text"] != "m3" || hist[0].(map[string]any)["text"] != "m1" {
+		t.Fatalf("history: %v", hist)
+	}
+
+	// leave
+	bob.conn.Close()
+	if l := alice.expect("leave"); l["count"] != 2.0 || l["user"].(map[string]any)["name"] != "robert" {
+		t.Fatalf("leave: %v", l)
+	}
+	if got := (&Server{}).Users("show"); got != 0 {
+		t.Fatalf("an unstarted server has users: %d", got)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	hs := startServer(t, &Server{MaxTextRunes: 10})
+	c := dial(t, hs, "r")
+	c.send(map[string]string{"type": "message", "text": "hi"})
+	c.expectError("not_joined")
+	c.conn.WriteMessage(websocket.TextMessage, []byte("{not json"))
+	c.expectError("bad_request")
+	for _, name := range []string{"", "   ", strings.Repeat("x", 33), "a\x00b", "tab\there"} {
+		c.send(map[string]string{"type": "join", "name": name})
+		c.expectError("invalid_name")
+	}
+	c.send(map[string]string{"type": "join", "name": strings.Repeat("é", 32)})
+	c.expect("welcome")
+	c.send(map[string]string{"type": "dance"})
+	c.expectError("bad_request")
+	c.send(map[string]string{"type": "message", "text": strings.Repeat("é", 11)})
+	c.expectError("too_long")
+	c.send(map[string]string{"type": "message", "text": "   "})
+	c.expectError("bad_request")
+	c.send(map[string]string{"type": "message", "text": "still here"})
+	if m := c.expect("message"); m["text"] != "still here" {
+		t.Fatalf("after errors: %v", m)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	t.Run("frame too big closes 1009", func(t *testing.T) {
+		hs := startServer(t, &Server{MaxFrameBytes: 512})
+		c, _ := join(t, hs, "r", "a")
+		c.send(map[string]string{"type": "message", "text": strings.Repeat("x", 600)})
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, _, err := c.conn.ReadMessage()
+			if ce, ok := err.(*websocket.CloseError); ok {
+				if ce.Code != websocket.CloseMessageTooBig {
+					t.Fatalf("close %d", ce.Code)
+				}
+				return
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	t.Run("rate limit, then 1008 for persistent abuse", func(t *testing.T) {
+		hs := startServer(t, &Server{RatePerSecond: 1, Burst: 2, MaxViolations: 5})
+		c, _ := join(t, hs, "r", "a")
+		for range 10 {
+			c.conn.WriteJSON(map[string]string{"type": "message", "text": "spam"})
+		}
+		limited, messages := 0, 0
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, msg, err := c.conn.ReadMessage()
+			if ce, ok := err.(*websocket.CloseError); ok {
+				if ce.Code != websocket.ClosePolicyViolation || messages != 2 || limited != 6 {
+					t.Fatalf("close %d after %d messages, %d rate_limited", ce.Code, messages, limited)
+				}
+				return
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case strings.Contains(string(msg), `"rate_limited"`):
+				limited++
+			case strings.Contains(string(msg), `"type":"message"`):
+				messages++
+			}
+		}
+	})
+	t.Run("a slow reader is dropped, the room goes on", func(t *testing.T) {
+		hs := startServer(t, &Server{SendQueue: 64, RatePerSecond: 1e6, Burst: 1e6})
+		slow := dial(t, hs, "r")
+		slow.send(map[string]string{"type": "join", "name": "slow"}) // never reads again
+		fast, _ := join(t, hs, "r", "fast")
+		talker, _ := join(t, hs, "r", "talker")
+		const n = 4000 // 6 MB: more than the socket buffers hold for the slow one
+		text := strings.Repeat("€", 490)
+		go func() { // in lockstep with its own echo, so the talker is never slow
+			for i := range n {
+				if talker.conn.WriteJSON(map[string]string{"type": "message", "text": fmt.Sprint(i, text)}) != nil {
+					return
+				}
+				for {
+					_, msg, err := talker.conn.ReadMessage()
+					if err != nil {
+						return
+					}
+					if strings.Contains(string(msg), `"type":"message"`) {
+						break
+					}
+				}
+			}
+		}()
+		got := 0
+		left := false
+		for got < n || !left {
+			switch m := fast.next(); m["type"] {
+			case "message":
+				got++
+			case "leave":
+				if m["user"].(map[string]any)["name"] != "slow" {
+					t.Fatalf("leave: %v", m)
+				}
+				left = true
+			}
+		}
+	})
+	t.Run("foreign origin is refused", func(t *testing.T) {
+		hs := startServer(t, &Server{})
+		h := http.Header{"Origin": {"http://evil.example"}}
+		_, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/r", h)
+		if err == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("got %v %v, want 403", resp, err)
+		}
+		h = http.Header{"Origin": {hs.URL}}
+		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/r", h)
+		if err != nil {
+			t.Fatalf("same origin refused: %v", err)
+		}
+		c.Close()
+	})
+}

@@ -1,0 +1,165 @@
+package chat
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// NATS subjects of the bus.
+const (
+	subjectEvents   = "livegate.chat.events"
+	subjectPresence = "livegate.chat.presence"
+)
+
+// NATSBus shares rooms between gateways through a NATS server. Each gateway
+// publishes its members' events, and every HeartbeatInterval its full
+// membership; a gateway silent for ExpireAfter is taken as gone and its
+// members leave the rooms on the others. NATS keeps the order of one
+// publisher's messages, so each sender's messages arrive in order.
+//
+// Limits: names are checked for uniqueness against the members this gateway
+// knows, so two gateways admitting the same name within one network round
+// trip can both succeed. History is what this gateway has seen since it
+// started.
+type NATSBus struct {
+	URL               string
+	HeartbeatInterval time.Duration // default 1 s
+	ExpireAfter       time.Duration // default 3 s
+	Logger            *slog.Logger
+
+	id   string
+	nc   *nats.Conn
+	h    Handler
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+
+	mu   sync.Mutex
+	seen map[string]time.Time // gateway -> last heartbeat
+}
+
+// NewNATSBus returns a bus on the NATS server at url; Start connects.
+func NewNATSBus(url string, log *slog.Logger) (*NATSBus, error) {
+	if url == "" {
+		return nil, fmt.Errorf("nats bus: empty url")
+	}
+	return &NATSBus{URL: url, Logger: log}, nil
+}
+
+type presenceMsg struct {
+	Gateway string            `json:"gw"`
+	Rooms   map[string][]User `json:"rooms"`
+}
+
+// Start connects and subscribes.
+func (b *NATSBus) Start(h Handler) error {
+	if b.HeartbeatInterval == 0 {
+		b.HeartbeatInterval = time.Second
+	}
+	if b.ExpireAfter == 0 {
+		b.ExpireAfter = 3 * b.HeartbeatInterval
+	}
+	if b.Logger == nil {
+		b.Logger = slog.Default()
+	}
+	b.id, b.h, b.stop, b.seen = newID(), h, make(chan struct{}), map[string]time.Time{}
+	nc, err := nats.Connect(b.URL, nats.Name("livegate-chat-"+b.id), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("nats connect %s: %w", b.URL, err)
+	}
+	b.nc = nc
+	if _, err := nc.Subscribe(subjectEvents, b.onEvent); err != nil {
+		nc.Close()
+		return fmt.Errorf("nats subscribe: %w", err)
+	}
+	if _, err := nc.Subscribe(subjectPresence, b.onPresence); err != nil {
+		nc.Close()
+		return fmt.Errorf("nats subscribe: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
+		nc.Close()
+		return fmt.Errorf("nats flush: %w", err)
+	}
+	b.wg.Add(1)
+	go b.heartbeat()
+	return nil
+}
+
+func (b *NATSBus) onEvent(msg *nats.Msg) {
+	var ev Event
+	if err := json.Unmarshal(msg.Data, &ev); err != nil || ev.Gateway == b.id {
+		return
+	}
+	b.h.Deliver(ev)
+}
+
+func (b *NATSBus) onPresence(msg *nats.Msg) {
+	var p presenceMsg
+	if err := json.Unmarshal(msg.Data, &p); err != nil || p.Gateway == b.id || p.Gateway == "" {
+		return
+	}
+	b.mu.Lock()
+	b.seen[p.Gateway] = time.Now()
+	b.mu.Unlock()
+	if p.Rooms == nil {
+		p.Rooms = map[string][]User{}
+	}
+	b.h.Presence(p.Gateway, p.Rooms)
+}
+
+// heartbeat publishes this gateway's membership and expires silent ones.
+func (b *NATSBus) heartbeat() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		data, _ := json.Marshal(presenceMsg{Gateway: b.id, Rooms: b.h.Local()})
+		if err := b.nc.Publish(subjectPresence, data); err != nil {
+			b.Logger.Warn("nats heartbeat", "error", err)
+		}
+		var gone []string
+		b.mu.Lock()
+		for gw, at := range b.seen {
+			if time.Since(at) > b.ExpireAfter {
+				gone = append(gone, gw)
+				delete(b.seen, gw)
+			}
+		}
+		b.mu.Unlock()
+		for _, gw := range gone {
+			b.Logger.Info("gateway silent, its chat members leave", "gateway", gw)
+			b.h.Presence(gw, nil)
+		}
+	}
+}
+
+// Publish implements Bus.
+func (b *NATSBus) Publish(ev Event) {
+	ev.Gateway = b.id
+	data, _ := json.Marshal(ev)
+	if err := b.nc.Publish(subjectEvents, data); err != nil {
+		b.Logger.Warn("nats publish", "error", err)
+	}
+}
+
+// Close implements Bus.
+func (b *NATSBus) Close() {
+	b.once.Do(func() {
+		if b.stop == nil {
+			return
+		}
+		close(b.stop)
+		b.wg.Wait()
+		b.nc.Close()
+	})
+}

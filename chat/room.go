@@ -1,0 +1,226 @@
+package chat
+
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// room is one chat room on this gateway: its local members and its view of
+// every member, wherever connected.
+type room struct {
+	srv  *Server
+	name string
+
+	mu      sync.Mutex
+	local   map[string]*member   // this gateway's members by user id
+	users   map[string]User      // every member by user id
+	gateway map[string]string    // user id -> gateway, for members elsewhere
+	added   map[string]time.Time // user id -> when a member elsewhere was added
+	names   map[string]string    // lower-case name -> user id
+	history [][]byte             // recent message events, oldest first
+}
+
+func newRoom(s *Server, name string) *room {
+	return &room{srv: s, name: name, local: map[string]*member{}, users: map[string]User{},
+		gateway: map[string]string{}, added: map[string]time.Time{}, names: map[string]string{}}
+}
+
+func (r *room) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.users)
+}
+
+func (r *room) empty() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.users) == 0
+}
+
+func (r *room) localMembers() []*member {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*member, 0, len(r.local))
+	for _, m := range r.local {
+		out = append(out, m)
+	}
+	return out
+}
+
+// broadcast sends one encoded event to every local member but skip, as the
+// same prepared bytes. Called with r.mu held.
+func (r *room) broadcast(b []byte, skip *member) {
+	if len(r.local) == 0 {
+		return
+	}
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
+	if err != nil {
+		return
+	}
+	for _, m := range r.local {
+		if m != skip {
+			m.send(outFrame{pm: pm})
+		}
+	}
+}
+
+func (r *room) add(u User, gw string) {
+	r.users[u.ID] = u
+	r.names[strings.ToLower(u.Name)] = u.ID
+	if gw != "" {
+		r.gateway[u.ID] = gw
+		r.added[u.ID] = time.Now()
+	}
+}
+
+func (r *room) remove(id string) (User, bool) {
+	u, ok := r.users[id]
+	if !ok {
+		return u, false
+	}
+	delete(r.users, id)
+	delete(r.gateway, id)
+	delete(r.added, id)
+	if r.names[strings.ToLower(u.Name)] == id {
+		delete(r.names, strings.ToLower(u.Name))
+	}
+	return u, true
+}
+
+// join adds a local member: it gets the welcome, everyone else the join.
+func (r *room) join(m *member, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, taken := r.names[strings.ToLower(name)]; taken {
+		return errNameTaken
+	}
+	m.user = User{ID: newID(), Name: name}
+	r.add(m.user, "")
+	r.local[m.user.ID] = m
+	users := make([]User, 0, len(r.users))
+	for _, u := range r.users {
+		users = append(users, u)
+	}
+	history := make([]json.RawMessage, len(r.history))
+	for i, h := range r.history {
+		history[i] = h
+	}
+	m.sendBytes(frame(welcomeEvent{Type: "welcome", You: m.user, Users: users, Count: len(r.users), History: history}))
+	ev := frame(presenceEvent{Type: "join", User: m.user, Count: len(r.users)})
+	r.broadcast(ev, m)
+	r.srv.Bus.Publish(Event{Room: r.name, Kind: "join", User: m.user, Frame: ev})
+	return nil
+}
+
+// leave removes a local member and tells everyone.
+func (r *room) leave(m *member) {
+	r.mu.Lock()
+	if r.local[m.user.ID] != m {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.local, m.user.ID)
+	r.remove(m.user.ID)
+	ev := frame(presenceEvent{Type: "leave", User: m.user, Count: len(r.users)})
+	r.broadcast(ev, nil)
+	r.srv.Bus.Publish(Event{Room: r.name, Kind: "leave", User: m.user, Frame: ev})
+	r.mu.Unlock()
+	r.srv.dropIfEmpty(r)
+}
+
+// rename gives a local member a new name and tells everyone.
+func (r *room) rename(m *member, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id, taken := r.names[strings.ToLower(name)]; taken && id != m.user.ID {
+		return errNameTaken
+	}
+	old := m.user.Name
+	r.remove(m.user.ID)
+	m.user.Name = name
+	r.add(m.user, "")
+	ev := frame(nickEvent{Type: "nick", User: m.user, Old: old})
+	r.broadcast(ev, nil)
+	r.srv.Bus.Publish(Event{Room: r.name, Kind: "nick", User: m.user, Old: old, Frame: ev})
+	return nil
+}
+
+// say sends a message from a local member to everyone, the sender too.
+func (r *room) say(m *member, text string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ev := frame(messageEvent{Type: "message", ID: newID(), User: m.user, Text: text,
+		TS: time.Now().UTC().Format("2006-01-02T15:04:05.000Z")})
+	r.remember(ev)
+	r.broadcast(ev, nil)
+	r.srv.Bus.Publish(Event{Room: r.name, Kind: "message", User: m.user, Frame: ev})
+}
+
+func (r *room) remember(ev []byte) {
+	if r.srv.HistorySize == 0 {
+		return
+	}
+	if len(r.history) >= r.srv.HistorySize {
+		copy(r.history, r.history[1:])
+		r.history = r.history[:len(r.history)-1]
+	}
+	r.history = append(r.history, ev)
+}
+
+// remote applies an event from another gateway and passes it on to the
+// local members.
+func (r *room) remote(ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch ev.Kind {
+	case "join":
+		r.add(ev.User, ev.Gateway)
+	case "leave":
+		if _, ok := r.remove(ev.User.ID); !ok {
+			return
+		}
+	case "nick":
+		r.remove(ev.User.ID)
+		r.add(ev.User, ev.Gateway)
+	case "message":
+		r.remember(ev.Frame)
+	default:
+		return
+	}
+	r.broadcast(ev.Frame, nil)
+}
+
+// staleReport is how old a gateway's membership report may be relative to
+// the events it sent: members added more recently are not removed by it.
+const staleReport = 2 * time.Second
+
+// reconcile makes the room's view of a gateway's members match what that
+// gateway reports (nil: it is gone): missing members leave, with a notice.
+func (r *room) reconcile(gw string, members []User) {
+	r.mu.Lock()
+	present := map[string]User{}
+	for _, u := range members {
+		present[u.ID] = u
+	}
+	for id, g := range r.gateway {
+		if g != gw {
+			continue
+		}
+		if _, ok := present[id]; ok || time.Since(r.added[id]) < staleReport {
+			continue // present, or newer than a report that may predate it
+		}
+		u, _ := r.remove(id)
+		r.broadcast(frame(presenceEvent{Type: "leave", User: u, Count: len(r.users)}), nil)
+	}
+	for _, u := range members {
+		if _, known := r.users[u.ID]; !known {
+			r.add(u, gw) // joined before this gateway listened
+		}
+	}
+	r.mu.Unlock()
+	r.srv.dropIfEmpty(r)
+}
