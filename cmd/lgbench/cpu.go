@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cpuSampler samples the gateway's and its ffmpeg children's CPU time every
+// 500 ms, and the gateway's peak RSS. Whoever calls startCPUSampler must
+// call stop.
+type cpuSampler struct {
+	gw      *gatewayProc
+	quit    chan struct{}
+	done    chan struct{}
+	samples []cpuSample // owned by the sampling goroutine until done
+	machine []machineCPU
+	peakRSS int64
+	errs    int
+}
+
+// startCPUSampler starts sampling gw.
+func startCPUSampler(gw *gatewayProc) *cpuSampler {
+	c := &cpuSampler{gw: gw, quit: make(chan struct{}), done: make(chan struct{})}
+	go c.loop()
+	return c
+}
+
+func (c *cpuSampler) loop() {
+	defer close(c.done)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s, err := c.gw.sample(); err == nil {
+			c.samples = append(c.samples, s)
+		} else {
+			c.errs++
+		}
+		if m, err := readMachineCPU(); err == nil {
+			c.machine = append(c.machine, m)
+		}
+		if rss, err := peakRSS(c.gw.pid()); err == nil {
+			c.peakRSS = max(c.peakRSS, rss)
+		}
+		select {
+		case <-c.quit:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// cpuReport is the CPU the gateway and its ffmpeg used in the steady state.
+type cpuReport struct {
+	Window      float64 `json:"window_s"`            // seconds of steady state sampled
+	Gateway     float64 `json:"gateway_cpu_s_per_s"` // CPU seconds per second
+	FFmpeg      float64 `json:"ffmpeg_cpu_s_per_s"`  // over its ffmpeg children
+	Ratio       float64 `json:"gateway_over_ffmpeg"` // Gateway / FFmpeg
+	FFmpegProcs int     `json:"ffmpeg_processes"`    // ffmpeg children alive at the window's end
+	PeakRSS     int64   `json:"gateway_peak_rss_bytes"`
+	// MachineBusy is the share of all CPUs busy (any process) over the
+	// window: other load on the machine disturbs the latencies.
+	MachineBusy float64 `json:"machine_busy"`
+	// MachineSteal is the share of all CPUs' time the hypervisor gave to
+	// other guests over the window.
+	MachineSteal float64 `json:"machine_steal"`
+}
+
+// stop ends sampling and returns the CPU used between p's steady-state
+// start and its end (the whole sampling when p is nil).
+func (c *cpuSampler) stop(p *pass) *cpuReport {
+	close(c.quit)
+	<-c.done
+	from, to := time.Time{}, time.Now()
+	if p != nil {
+		from, to = p.steadyFrom, p.end
+	}
+	ss := window(c.samples, from, to)
+	r := &cpuReport{PeakRSS: c.peakRSS}
+	if len(ss) < 2 {
+		return r
+	}
+	r.Window = ss[len(ss)-1].at.Sub(ss[0].at).Seconds()
+	r.Gateway, r.FFmpeg = cpuUse(ss)
+	r.FFmpegProcs = len(ss[len(ss)-1].ffmpeg)
+	var ms []machineCPU
+	for _, m := range c.machine {
+		if !m.at.Before(from) && !m.at.After(to) {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) >= 2 {
+		r.MachineBusy, r.MachineSteal = busy(ms[0], ms[len(ms)-1])
+	}
+	if r.FFmpeg > 0 {
+		r.Ratio = r.Gateway / r.FFmpeg
+	}
+	return r
+}
+
+// window returns the samples taken from from to to.
+func window(ss []cpuSample, from, to time.Time) []cpuSample {
+	var out []cpuSample
+	for _, s := range ss {
+		if !s.at.Before(from) && !s.at.After(to) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// machineCPU is the first line of /proc/stat: all CPUs' time, in ticks.
+type machineCPU struct {
+	at    time.Time
+	total uint64 // user, nice, system, idle, iowait, irq, softirq, steal
+	idle  uint64 // idle and iowait
+	steal uint64 // taken by the hypervisor for other guests
+}
+
+// readMachineCPU reads /proc/stat.
+func readMachineCPU() (machineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}, err
+	}
+	m, err := parseMachineCPU(string(b))
+	m.at = time.Now()
+	return m, err
+}
+
+// parseMachineCPU reads the "cpu" line of /proc/stat.
+func parseMachineCPU(stat string) (machineCPU, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineCPU{}, fmt.Errorf("proc stat: first line %q", line)
+	}
+	var m machineCPU
+	// guest time (fields 9 and 10) is counted in user already
+	for i, s := range f[1:9] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return machineCPU{}, fmt.Errorf("proc stat: %q: %w", s, err)
+		}
+		m.total += v
+		switch i {
+		case 3, 4:
+			m.idle += v
+		case 7:
+			m.steal += v
+		}
+	}
+	return m, nil
+}
+
+// busy returns the shares of CPU time between a and b spent running
+// processes and stolen by the hypervisor.
+func busy(a, b machineCPU) (running, stolen float64) {
+	if b.total <= a.total {
+		return 0, 0
+	}
+	t := float64(b.total - a.total)
+	stolen = float64(b.steal-a.steal) / t
+	return 1 - float64(b.idle-a.idle)/t - stolen, stolen
+}

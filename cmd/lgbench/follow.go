@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// httpGet fetches u within timeout and returns the status, the body and the
+// wall time at which the body was complete.
+func httpGet(ctx context.Context, client *http.Client, u string, timeout time.Duration) (int, []byte, time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, nil, time.Time{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, time.Time{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, body, time.Now(), err
+}
+
+// waitPlayable polls the playlist at u until it answers 200 with a body
+// holding want, and returns that time and the body. Requests
+// may be held by the server; each is bounded, and so is the wait, by ctx.
+func waitPlayable(ctx context.Context, client *http.Client, u, want string) (time.Time, string, error) {
+	for {
+		code, body, at, err := httpGet(ctx, client, u, 12*time.Second)
+		if err == nil && code == http.StatusOK && strings.Contains(string(body), want) {
+			return at, string(body), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, "", fmt.Errorf("wait for %s: %w (last: HTTP %d, %v)", u, ctx.Err(), code, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// listing is what following a media playlist measured.
+type listing struct {
+	Delays   []float64    // seconds: arrival - w0 - media end, for each new listing
+	Series   [][2]float64 // every new listing: seconds since w0, media end
+	Reloads  int          // playlist responses read
+	Errors   int          // failed or non-200 reloads
+	Missed   int          // segments that left the window unseen
+	Ended    bool         // #EXT-X-ENDLIST was seen
+	MediaEnd float64      // seconds of media listed at the end
+}
+
+// follow reads the media playlist at u until it ends or ctx does. With
+// blocking true it asks for the next part with _HLS_msn/_HLS_part, as a
+// low-latency player does, and each answer arrives as soon as the part is
+// listed; otherwise it polls every 25 ms. Whenever the media listed grows,
+// it records the listing delay: (arrival - w0) - media end, where w0 is the
+// wall time of the first byte published and media end the seconds of media
+// listed since the stream began. Samples whose media end is below skip
+// seconds are left out, and so are those that arrive after until.
+func follow(ctx context.Context, client *http.Client, u string, blocking bool, w0 time.Time, skip float64, until time.Time) listing {
+	var (
+		res   listing
+		clock mediaClock
+		last  float64
+		query string
+	)
+	for ctx.Err() == nil {
+		code, body, at, err := httpGet(ctx, client, u+query, 5*time.Second)
+		if err != nil || code != http.StatusOK {
+			if ctx.Err() == nil {
+				res.Errors++
+			}
+			query = ""
+			sleep(ctx, 100*time.Millisecond)
+			continue
+		}
+		pl, err := parseMediaPlaylist(string(body))
+		if err != nil {
+			res.Errors++
+			query = ""
+			sleep(ctx, 100*time.Millisecond)
+			continue
+		}
+		res.Reloads++
+		end := clock.update(pl)
+		if end > last+1e-6 {
+			last = end
+			res.Series = append(res.Series, [2]float64{round3(at.Sub(w0).Seconds()), round3(end)})
+			if end >= skip && !at.After(until) {
+				res.Delays = append(res.Delays, at.Sub(w0).Seconds()-end)
+			}
+		}
+		res.Missed, res.MediaEnd = clock.missed, end
+		if pl.Ended {
+			res.Ended = true
+			break
+		}
+		if blocking {
+			msn, part := nextPart(pl)
+			sep := "?"
+			if strings.Contains(u, "?") {
+				sep = "&"
+			}
+			query = sep + "_HLS_msn=" + strconv.FormatUint(msn, 10) + "&_HLS_part=" + strconv.Itoa(part)
+		} else {
+			sleep(ctx, 25*time.Millisecond)
+		}
+	}
+	return res
+}
+
+// resolve returns ref relative to base.
+func resolve(base, ref string) (string, error) {
+	b, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", base, err)
+	}
+	r, err := url.Parse(ref)
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", ref, err)
+	}
+	return b.ResolveReference(r).String(), nil
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// round3 rounds to milliseconds, for the report.
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }

@@ -1,0 +1,139 @@
+// Command lgbench measures livegate's pipeline on loopback in one run: the
+// startup from the first published byte to a playable multivariant
+// playlist, the listing delay of the low-latency playlist, the distance of a
+// headless Chromium hls.js player from the live edge, the CPU the gateway
+// uses next to its ffmpeg, and the same latency for ffmpeg's own HLS muxer
+// served as files with a plain hls.js page, side by side.
+//
+//	go run ./cmd/lgbench -duration 30s -json report.json
+//
+// It publishes an ffmpeg test pattern itself, runs the gateway as a child
+// process (built with go build unless -gateway names a binary), stops by
+// itself and kills whatever it started.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are lgbench's flags.
+type options struct {
+	duration      time.Duration
+	jsonPath      string
+	skipBrowser   bool
+	skipReference bool
+	gateway       string // binary; "" builds ./cmd/livegate
+	config        string // gateway --config; "" for its defaults
+	addr          string // a gateway already running on loopback; "" starts one
+	ffmpeg        string
+	codec         string   // the source of the main pass: h264 or vp8
+	startupCodecs []string // other sources measured for startup only
+	hlsjs         string
+	join          time.Duration // viewer opens the page this long after playable
+}
+
+func main() {
+	logf := log.New(os.Stderr, "lgbench: ", log.Lmsgprefix|log.Ltime)
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lgbench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// every phase is bounded; this bounds the whole run too
+	ctx, cancel := context.WithTimeout(ctx, 3*o.duration+5*time.Minute)
+	defer cancel()
+	rep, err := run(ctx, o, logf)
+	if rep != nil {
+		rep.print(os.Stdout)
+		if o.jsonPath != "" {
+			if werr := rep.write(o.jsonPath); werr != nil {
+				logf.Print(werr)
+				err = errors.Join(err, werr)
+			}
+		}
+	}
+	if err != nil {
+		logf.Print(err)
+		os.Exit(1)
+	}
+}
+
+// parseFlags reads the command line.
+func parseFlags(args []string, out io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("lgbench", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.DurationVar(&o.duration, "duration", 30*time.Second, "publishing time of each measured pass")
+	fs.StringVar(&o.jsonPath, "json", "", "write the report as JSON to this file")
+	fs.BoolVar(&o.skipBrowser, "skip-browser", false, "do not measure the player in Chromium")
+	fs.BoolVar(&o.skipReference, "skip-reference", false, "do not measure ffmpeg's HLS muxer for reference")
+	fs.StringVar(&o.gateway, "gateway", "", "gateway binary (default: go build ./cmd/livegate into a temporary directory)")
+	fs.StringVar(&o.config, "config", "", "gateway --config file (default: its embedded defaults)")
+	fs.StringVar(&o.addr, "addr", "", "measure a gateway already running at this loopback HOST:PORT (no CPU figures)")
+	fs.StringVar(&o.ffmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary for the source and the reference")
+	fs.StringVar(&o.codec, "codec", "h264", "source of the main pass: h264 (Matroska, like Chrome's webm;codecs=h264) or vp8 (WebM)")
+	startup := fs.String("startup-codecs", "vp8", "comma-separated sources measured for startup only after the main pass (\"\" for none)")
+	fs.DurationVar(&o.join, "join", -1, "open the viewer this long after the stream is playable (default min(6s, duration/4))")
+	fs.StringVar(&o.hlsjs, "hlsjs", "web/assets/vendor/hls.min.js", "hls.js for the reference page")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.duration < 5*time.Second || o.duration > time.Hour {
+		return o, fmt.Errorf("-duration %s: want 5s to 1h", o.duration)
+	}
+	if o.join < 0 {
+		o.join = min(6*time.Second, o.duration/4)
+	}
+	for _, c := range strings.Split(*startup, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			o.startupCodecs = append(o.startupCodecs, c)
+		}
+	}
+	for _, c := range append([]string{o.codec}, o.startupCodecs...) {
+		if _, err := sourceArgs(c, 1); err != nil {
+			return o, fmt.Errorf("-codec/-startup-codecs: %w", err)
+		}
+	}
+	if o.addr != "" {
+		if err := checkLoopback(o.addr); err != nil {
+			return o, fmt.Errorf("-addr: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// checkLoopback accepts HOST:PORT only when HOST is localhost or a loopback
+// address: the benchmark never sends traffic elsewhere.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address", host)
+	}
+	return nil
+}
