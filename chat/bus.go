@@ -60,7 +60,7 @@ func (h handler) Presence(gw string, rooms map[string][]User) {
 	}
 	for name := range names {
 		if members, ok := rooms[name]; ok || s.Users(name) > 0 {
-			s.room(name).reconcile(gw, members)
+			s.room(name).reconcile(gw, members, rooms == nil)
 		}
 	}
 }

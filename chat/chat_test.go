@@ -1,8 +1,10 @@
 package chat
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -222,12 +224,25 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("a slow reader is dropped, the room goes on", func(t *testing.T) {
 		hs := startServer(t, &Server{SendQueue: 64, RatePerSecond: 1e6, Burst: 1e6})
-		slow := dial(t, hs, "r")
-		slow.send(map[string]string{"type": "join", "name": "slow"}) // never reads again
+		// the slow one never reads again, with a small socket buffer
+		d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err == nil {
+				c.(*net.TCPConn).SetReadBuffer(4096)
+			}
+			return c, err
+		}}
+		slow, _, err := d.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/r", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer slow.Close()
+		slow.WriteJSON(map[string]string{"type": "join", "name": "slow"})
 		fast, _ := join(t, hs, "r", "fast")
 		talker, _ := join(t, hs, "r", "talker")
 		const n = 4000 // 6 MB: more than the socket buffers hold for the slow one
 		text := strings.Repeat("€", 490)
+		talker.conn.SetReadDeadline(time.Time{})
 		go func() { // in lockstep with its own echo, so the talker is never slow
 			for i := range n {
 				if talker.conn.WriteJSON(map[string]string{"type": "message", "text": fmt.Sprint(i, text)}) != nil {

@@ -92,9 +92,10 @@ func (b *NATSBus) Start(h Handler) error {
 
 func (b *NATSBus) onEvent(msg *nats.Msg) {
 	var ev Event
-	if err := json.Unmarshal(msg.Data, &ev); err != nil || ev.Gateway == b.id {
+	if err := json.Unmarshal(msg.Data, &ev); err != nil || ev.Gateway == b.id || ev.Gateway == "" {
 		return
 	}
+	b.alive(ev.Gateway) // a gateway heard from only by its events can expire too
 	b.h.Deliver(ev)
 }
 
@@ -103,13 +104,17 @@ func (b *NATSBus) onPresence(msg *nats.Msg) {
 	if err := json.Unmarshal(msg.Data, &p); err != nil || p.Gateway == b.id || p.Gateway == "" {
 		return
 	}
-	b.mu.Lock()
-	b.seen[p.Gateway] = time.Now()
-	b.mu.Unlock()
+	b.alive(p.Gateway)
 	if p.Rooms == nil {
 		p.Rooms = map[string][]User{}
 	}
 	b.h.Presence(p.Gateway, p.Rooms)
+}
+
+func (b *NATSBus) alive(gw string) {
+	b.mu.Lock()
+	b.seen[gw] = time.Now()
+	b.mu.Unlock()
 }
 
 // heartbeat publishes this gateway's membership and expires silent ones.

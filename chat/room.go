@@ -200,7 +200,7 @@ const staleReport = 2 * time.Second
 
 // reconcile makes the room's view of a gateway's members match what that
 // gateway reports (nil: it is gone): missing members leave, with a notice.
-func (r *room) reconcile(gw string, members []User) {
+func (r *room) reconcile(gw string, members []User, gone bool) {
 	r.mu.Lock()
 	present := map[string]User{}
 	for _, u := range members {
@@ -210,7 +210,7 @@ func (r *room) reconcile(gw string, members []User) {
 		if g != gw {
 			continue
 		}
-		if _, ok := present[id]; ok || time.Since(r.added[id]) < staleReport {
+		if _, ok := present[id]; ok || (!gone && time.Since(r.added[id]) < staleReport) {
 			continue // present, or newer than a report that may predate it
 		}
 		u, _ := r.remove(id)

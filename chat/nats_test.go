@@ -1,0 +1,103 @@
+package chat
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// startNATS runs a real NATS server on a random port.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns.ClientURL()
+}
+
+func natsGateway(t *testing.T, url string) (*Server, *NATSBus) {
+	t.Helper()
+	bus, err := NewNATSBus(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus.HeartbeatInterval = 200 * time.Millisecond
+	return &Server{Bus: bus, RatePerSecond: 1000, Burst: 1000}, bus
+}
+
+// eventually polls cond for up to 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTwoGateways(t *testing.T) {
+	url := startNATS(t)
+	s1, _ := natsGateway(t, url)
+	s2, bus2 := natsGateway(t, url)
+	hs1, hs2 := startServer(t, s1), startServer(t, s2)
+
+	alice, _ := join(t, hs1, "show", "alice")
+	eventually(t, "gateway 2 to see alice", func() bool { return s2.Users("show") == 1 })
+	bob, w := join(t, hs2, "show", "bob")
+	if w["count"] != 2.0 || len(w["users"].([]any)) != 2 {
+		t.Fatalf("bob's welcome does not see alice: %v", w)
+	}
+	if j := alice.expect("join"); j["user"].(map[string]any)["name"] != "bob" || j["count"] != 2.0 {
+		t.Fatalf("alice sees %v", j)
+	}
+	eventually(t, "both gateways to count 2", func() bool { return s1.Users("show") == 2 && s2.Users("show") == 2 })
+
+	// a name taken on the other gateway is taken here too
+	c := dial(t, hs1, "show")
+	c.send(map[string]string{"type": "join", "name": "BOB"})
+	c.expectError("name_taken")
+
+	// every message once on both sides, in order per sender
+	const n = 50
+	for i := range n {
+		alice.send(map[string]string{"type": "message", "text": fmt.Sprint("a", i)})
+		bob.send(map[string]string{"type": "message", "text": fmt.Sprint("b", i)})
+	}
+	for _, cl := range []*client{alice, bob} {
+		next := map[string]int{"a": 0, "b": 0}
+		for next["a"] < n || next["b"] < n {
+			m := cl.expect("message")
+			text := m["text"].(string)
+			from := text[:1]
+			if want := fmt.Sprint(from, next[from]); text != want {
+				t.Fatalf("got %s, want %s (out of order or duplicated)", text, want)
+			}
+			next[from]++
+		}
+	}
+
+	// renames cross too
+	bob.send(map[string]string{"type": "nick", "name": "robert"})
+	if m := alice.expect("nick"); m["old"] != "bob" {
+		t.Fatalf("nick: %v", m)
+	}
+
+	// gateway 2 dies without a word: its members leave gateway 1's room
+	bus2.nc.Close()
+	if l := alice.expect("leave"); l["user"].(map[string]any)["name"] != "robert" || l["count"] != 1.0 {
+		t.Fatalf("leave: %v", l)
+	}
+	if got := s1.Users("show"); got != 1 {
+		t.Fatalf("gateway 1 counts %d", got)
+	}
+}
