@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,7 @@ type cpuReport struct {
 	Window      float64 `json:"window_s"`            // seconds of steady state sampled
 	Gateway     float64 `json:"gateway_cpu_s_per_s"` // CPU seconds per second
 	FFmpeg      float64 `json:"ffmpeg_cpu_s_per_s"`  // over its ffmpeg children
+	Bench       float64 `json:"bench_cpu_s_per_s"`   // lgbench, its source ffmpeg, Chromium
 	Ratio       float64 `json:"gateway_over_ffmpeg"` // Gateway / FFmpeg
 	FFmpegProcs int     `json:"ffmpeg_processes"`    // ffmpeg children alive at the window's end
 	PeakRSS     int64   `json:"gateway_peak_rss_bytes"`
@@ -66,6 +68,9 @@ type cpuReport struct {
 	// MachineSteal is the share of all CPUs' time the hypervisor gave to
 	// other guests over the window.
 	MachineSteal float64 `json:"machine_steal"`
+	// Other is the CPU seconds per second of every other process on the
+	// machine.
+	Other float64 `json:"other_cpu_s_per_s"`
 }
 
 // stop ends sampling and returns the CPU used between p's steady-state
@@ -83,7 +88,7 @@ func (c *cpuSampler) stop(p *pass) *cpuReport {
 		return r
 	}
 	r.Window = ss[len(ss)-1].at.Sub(ss[0].at).Seconds()
-	r.Gateway, r.FFmpeg = cpuUse(ss)
+	r.Gateway, r.FFmpeg, r.Bench = cpuUse(ss)
 	r.FFmpegProcs = len(ss[len(ss)-1].ffmpeg)
 	var ms []machineCPU
 	for _, m := range c.machine {
@@ -93,6 +98,7 @@ func (c *cpuSampler) stop(p *pass) *cpuReport {
 	}
 	if len(ms) >= 2 {
 		r.MachineBusy, r.MachineSteal = busy(ms[0], ms[len(ms)-1])
+		r.Other = max(0, r.MachineBusy*float64(runtime.NumCPU())-r.Gateway-r.FFmpeg-r.Bench)
 	}
 	if r.FFmpeg > 0 {
 		r.Ratio = r.Gateway / r.FFmpeg

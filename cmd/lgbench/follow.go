@@ -53,6 +53,7 @@ type listing struct {
 	Series   [][2]float64 // every new listing: seconds since w0, media end
 	Reloads  int          // playlist responses read
 	Errors   int          // failed or non-200 reloads
+	LastErr  string       // the last of them
 	Missed   int          // segments that left the window unseen
 	Ended    bool         // #EXT-X-ENDLIST was seen
 	MediaEnd float64      // seconds of media listed at the end
@@ -78,6 +79,7 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 		if err != nil || code != http.StatusOK {
 			if ctx.Err() == nil {
 				res.Errors++
+				res.LastErr = fmt.Sprintf("%s%s: HTTP %d %v", u, query, code, err)
 			}
 			query = ""
 			sleep(ctx, 100*time.Millisecond)
@@ -86,6 +88,7 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 		pl, err := parseMediaPlaylist(string(body))
 		if err != nil {
 			res.Errors++
+			res.LastErr = err.Error()
 			query = ""
 			sleep(ctx, 100*time.Millisecond)
 			continue

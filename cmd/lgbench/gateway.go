@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -183,8 +184,8 @@ func readStat(pid int) (procStat, error) {
 	return parseStat(b)
 }
 
-// children returns the processes whose parent is ppid.
-func children(ppid int) []procStat {
+// allProcs reads /proc/*/stat of every process.
+func allProcs() []procStat {
 	ents, _ := os.ReadDir("/proc")
 	var out []procStat
 	for _, e := range ents {
@@ -192,8 +193,31 @@ func children(ppid int) []procStat {
 		if err != nil {
 			continue
 		}
-		if st, err := readStat(pid); err == nil && st.ppid == ppid {
+		if st, err := readStat(pid); err == nil {
 			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// descendants returns the processes of procs below root (not root itself),
+// leaving out the subtrees of the pids in except.
+func descendants(procs []procStat, root int, except ...int) []procStat {
+	kids := map[int][]procStat{}
+	for _, p := range procs {
+		kids[p.ppid] = append(kids[p.ppid], p)
+	}
+	var out []procStat
+	todo := []int{root}
+	for len(todo) > 0 {
+		pid := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		for _, c := range kids[pid] {
+			if slices.Contains(except, c.pid) {
+				continue
+			}
+			out = append(out, c)
+			todo = append(todo, c.pid)
 		}
 	}
 	return out
@@ -222,56 +246,74 @@ func parseVmHWM(status string) (int64, error) {
 	return 0, errors.New("proc status: no VmHWM")
 }
 
-// cpuSample is the CPU time of the gateway and of each ffmpeg child at one
-// instant.
+// cpuSample is the CPU time, in ticks, of the gateway, of each of its
+// ffmpeg children and of each of the benchmark's own processes (itself, its
+// source ffmpeg, Chromium) at one instant.
 type cpuSample struct {
 	at      time.Time
 	gateway uint64
 	ffmpeg  map[procKey]uint64
+	bench   map[procKey]uint64
 }
 
-// sample reads the gateway's CPU time and its ffmpeg children's, and
-// remembers the children for stop.
+// sample reads the CPU times, and remembers the gateway's ffmpeg children
+// for stop.
 func (g *gatewayProc) sample() (cpuSample, error) {
-	st, err := readStat(g.pid())
-	if err != nil {
-		return cpuSample{}, fmt.Errorf("gateway cpu: %w", err)
-	}
-	s := cpuSample{at: time.Now(), gateway: st.ticks, ffmpeg: map[procKey]uint64{}}
-	for _, c := range children(g.pid()) {
-		if c.comm == "ffmpeg" {
-			k := procKey{c.pid, c.start}
-			s.ffmpeg[k] = c.ticks
+	procs := allProcs()
+	s := cpuSample{at: time.Now(), ffmpeg: map[procKey]uint64{}, bench: map[procKey]uint64{}}
+	found := false
+	for _, p := range procs {
+		switch {
+		case p.pid == g.pid():
+			s.gateway, found = p.ticks, true
+		case p.ppid == g.pid() && p.comm == "ffmpeg":
+			k := procKey{p.pid, p.start}
+			s.ffmpeg[k] = p.ticks
 			g.seen[k] = true
+		case p.pid == os.Getpid():
+			s.bench[procKey{p.pid, p.start}] = p.ticks
 		}
+	}
+	if !found {
+		return cpuSample{}, fmt.Errorf("gateway cpu: process %d gone", g.pid())
+	}
+	for _, p := range descendants(procs, os.Getpid(), g.pid()) {
+		s.bench[procKey{p.pid, p.start}] = p.ticks
 	}
 	return s, nil
 }
 
 // cpuUse is CPU seconds per wall second over samples ss, in time order:
-// the gateway's, and the sum over its ffmpeg children of the time each used
-// between the first and last sample it appears in.
-func cpuUse(ss []cpuSample) (gateway, ffmpeg float64) {
+// the gateway's, the sum over its ffmpeg children, and the sum over the
+// benchmark's own processes. A process counts the time it used between the
+// first and last sample it appears in.
+func cpuUse(ss []cpuSample) (gateway, ffmpeg, bench float64) {
 	if len(ss) < 2 {
-		return 0, 0
+		return 0, 0, 0
 	}
 	a, b := ss[0], ss[len(ss)-1]
 	wall := b.at.Sub(a.at).Seconds()
 	if wall <= 0 {
-		return 0, 0
+		return 0, 0, 0
 	}
-	first, last := map[procKey]uint64{}, map[procKey]uint64{}
-	for _, s := range ss {
-		for k, t := range s.ffmpeg {
-			if _, ok := first[k]; !ok {
-				first[k] = t
+	group := func(of func(cpuSample) map[procKey]uint64) float64 {
+		first, last := map[procKey]uint64{}, map[procKey]uint64{}
+		for _, s := range ss {
+			for k, t := range of(s) {
+				if _, ok := first[k]; !ok {
+					first[k] = t
+				}
+				last[k] = t
 			}
-			last[k] = t
 		}
+		var sum uint64
+		for k, t := range last {
+			sum += t - min(first[k], t)
+		}
+		return float64(sum) / userHZ / wall
 	}
-	var f uint64
-	for k, t := range last {
-		f += t - min(first[k], t)
-	}
-	return float64(b.gateway-min(a.gateway, b.gateway)) / userHZ / wall, float64(f) / userHZ / wall
+	gateway = float64(b.gateway-min(a.gateway, b.gateway)) / userHZ / wall
+	ffmpeg = group(func(s cpuSample) map[procKey]uint64 { return s.ffmpeg })
+	bench = group(func(s cpuSample) map[procKey]uint64 { return s.bench })
+	return gateway, ffmpeg, bench
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -422,17 +423,17 @@ func TestCPUUse(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	k1, k2 := procKey{10, 1}, procKey{11, 2}
 	ss := []cpuSample{
-		{at: t0, gateway: 100, ffmpeg: map[procKey]uint64{k1: 1000}},
+		{at: t0, gateway: 100, ffmpeg: map[procKey]uint64{k1: 1000}, bench: map[procKey]uint64{k2: 7}},
 		{at: t0.Add(5 * time.Second), gateway: 110, ffmpeg: map[procKey]uint64{k1: 1300, k2: 50}},
-		{at: t0.Add(10 * time.Second), gateway: 120, ffmpeg: map[procKey]uint64{k2: 250}},
+		{at: t0.Add(10 * time.Second), gateway: 120, ffmpeg: map[procKey]uint64{k2: 250}, bench: map[procKey]uint64{k2: 107}},
 	}
-	gw, ff := cpuUse(ss)
-	// gateway: 20 ticks in 10 s; ffmpeg: k1 300 + k2 200 ticks in 10 s
-	if !near(gw, 0.02) || !near(ff, 0.5) {
-		t.Fatalf("cpuUse = %v, %v; want 0.02, 0.5", gw, ff)
+	gw, ff, bench := cpuUse(ss)
+	// gateway: 20 ticks in 10 s; ffmpeg: k1 300 + k2 200 ticks; bench 100
+	if !near(gw, 0.02) || !near(ff, 0.5) || !near(bench, 0.1) {
+		t.Fatalf("cpuUse = %v, %v, %v; want 0.02, 0.5, 0.1", gw, ff, bench)
 	}
-	if gw, ff := cpuUse(ss[:1]); gw != 0 || ff != 0 {
-		t.Fatalf("cpuUse of one sample = %v, %v", gw, ff)
+	if gw, ff, bench := cpuUse(ss[:1]); gw != 0 || ff != 0 || bench != 0 {
+		t.Fatalf("cpuUse of one sample = %v, %v, %v", gw, ff, bench)
 	}
 	if got := window(ss, t0.Add(time.Second), t0.Add(10*time.Second)); len(got) != 2 {
 		t.Fatalf("window kept %d samples, want 2", len(got))
@@ -542,5 +543,22 @@ func TestSourceArgs(t *testing.T) {
 	}
 	if _, err := sourceArgs("av1", 1); err == nil {
 		t.Error("no error for an unknown codec")
+	}
+}
+
+func TestDescendants(t *testing.T) {
+	procs := []procStat{
+		{pid: 1, ppid: 0}, {pid: 10, ppid: 1}, // the benchmark
+		{pid: 11, ppid: 10}, {pid: 12, ppid: 11}, {pid: 13, ppid: 12}, // chromium tree
+		{pid: 20, ppid: 10}, {pid: 21, ppid: 20}, // the gateway and its ffmpeg
+		{pid: 30, ppid: 1},
+	}
+	var got []int
+	for _, p := range descendants(procs, 10, 20) {
+		got = append(got, p.pid)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []int{11, 12, 13}) {
+		t.Fatalf("descendants = %v, want [11 12 13]", got)
 	}
 }

@@ -41,6 +41,7 @@ type options struct {
 	startupCodecs []string // other sources measured for startup only
 	hlsjs         string
 	join          time.Duration // viewer opens the page this long after playable
+	playerJS      string        // run on both pages' hls.js; "" for none
 }
 
 func main() {
@@ -90,6 +91,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.codec, "codec", "h264", "source of the main pass: h264 (Matroska, like Chrome's webm;codecs=h264) or vp8 (WebM)")
 	startup := fs.String("startup-codecs", "vp8", "comma-separated sources measured for startup only after the main pass (\"\" for none)")
 	fs.DurationVar(&o.join, "join", -1, "open the viewer this long after the stream is playable (default min(6s, duration/4))")
+	fs.StringVar(&o.playerJS, "player-js", "", "experiment: JavaScript run on each page's player once it exists, with hls and video bound\n(e.g. 'hls.config.maxLiveSyncPlaybackRate = 1.5')")
 	fs.StringVar(&o.hlsjs, "hlsjs", "web/assets/vendor/hls.min.js", "hls.js for the reference page")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -53,6 +53,8 @@ type passConfig struct {
 	join time.Duration
 	// browser watches the page; nil for none.
 	browser *browser
+	// playerJS is run on the page's player (see tuneJS); "" for none.
+	playerJS string
 	// startupOnly stops publishing once the stream is playable.
 	startupOnly bool
 }
@@ -125,7 +127,7 @@ func measure(ctx context.Context, ep endpoint, c passConfig, logf *log.Logger) (
 		defer cancelView()
 		go func() {
 			sleep(vctx, time.Until(at.Add(c.join)))
-			v, err := watch(vctx, b, ep.page, skipMedia*time.Second)
+			v, err := watch(vctx, b, ep.page, min(skipMedia*time.Second, dur/8), c.playerJS)
 			views <- viewed{v, err}
 		}()
 	}

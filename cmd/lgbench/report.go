@@ -26,6 +26,8 @@ type report struct {
 	Machine   machine            `json:"machine"`
 	Duration  string             `json:"duration"`
 	Codec     string             `json:"codec"`
+	PlayerJS  string             `json:"player_js,omitempty"`
+	Config    string             `json:"gateway_config,omitempty"`
 	Startup   map[string]float64 `json:"startup_s"` // by source codec, livegate
 	Livegate  *side              `json:"livegate,omitempty"`
 	Reference *side              `json:"ffmpeg_hls,omitempty"`
@@ -41,12 +43,14 @@ type side struct {
 	Listing   dist         `json:"listing_delay_s"`
 	Player    dist         `json:"player_distance_s"`
 	Target    dist         `json:"hlsjs_target_latency_s"`
+	Buffer    dist         `json:"player_buffer_ahead_s"`
 	Total     dist         `json:"total_s"`
 	Stalls    int          `json:"stalls"`
 	Stalled   float64      `json:"stalled_s"`
 	PlayStart float64      `json:"play_start_s"`
 	Reloads   int          `json:"playlist_reloads"`
 	Errors    int          `json:"playlist_errors"`
+	LastErr   string       `json:"playlist_last_error,omitempty"`
 	Missed    int          `json:"segments_missed"`
 	Series    [][2]float64 `json:"listing_series"` // seconds since the first byte, media end
 	Ended     bool         `json:"endlist_seen"`
@@ -77,17 +81,17 @@ type machine struct {
 // newReport starts a report for o.
 func newReport(o options) *report {
 	return &report{Time: time.Now().UTC(), Machine: thisMachine(o.ffmpeg), Duration: o.duration.String(),
-		Codec: o.codec, Startup: map[string]float64{}}
+		Codec: o.codec, Startup: map[string]float64{}, PlayerJS: o.playerJS, Config: o.config}
 }
 
 // newSide summarises a pass.
 func newSide(p *pass) *side {
 	s := &side{Startup: p.Startup, Live: p.Live, Listing: summarize(p.Listing.Delays),
-		Reloads: p.Listing.Reloads, Errors: p.Listing.Errors, Missed: p.Listing.Missed,
+		Reloads: p.Listing.Reloads, Errors: p.Listing.Errors, LastErr: p.Listing.LastErr, Missed: p.Listing.Missed,
 		Ended: p.Listing.Ended, Speed: summarize(p.Speeds), PlayStart: -1, Series: p.Listing.Series}
 	if v := p.Viewing; v != nil {
 		s.Browser = true
-		s.Player, s.Target = summarize(v.Distance), summarize(v.Target)
+		s.Player, s.Target, s.Buffer = summarize(v.Distance), summarize(v.Target), summarize(v.Buffer)
 		s.Total = sumDist(s.Listing, s.Player)
 		s.Stalls, s.Stalled, s.PlayStart, s.PageErr, s.ViewErr = v.Stalls, v.Stalled, v.PlayStart, v.Errors, v.Err
 	}
@@ -126,6 +130,12 @@ func (r *report) write(path string) error {
 func (r *report) print(out io.Writer) {
 	fmt.Fprintf(out, "\nlgbench %s: %s source, %s per pass; %d CPUs (%s), %s RAM\n\n",
 		r.Time.Format("2006-01-02 15:04Z"), r.Codec, r.Duration, r.Machine.CPUs, r.Machine.Model, r.Machine.MemTotal)
+	if r.Config != "" {
+		fmt.Fprintf(out, "gateway config: %s\n", r.Config)
+	}
+	if r.PlayerJS != "" {
+		fmt.Fprintf(out, "player tuned with: %s\n", r.PlayerJS)
+	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
 	lg, ref := r.Livegate, r.Reference
@@ -158,6 +168,7 @@ func (r *report) print(out io.Writer) {
 	line("listing delay p50 / p95 / max", func(s *side) string { return d3(s.Listing) }, func(s *side) float64 { return s.Listing.P50 })
 	line("player distance p50 / p95", func(s *side) string { return d2(s.Player) }, func(s *side) float64 { return s.Player.P50 })
 	line("hls.js target latency p50", func(s *side) string { return p50(s.Target) }, nil)
+	line("player buffer ahead p50", func(s *side) string { return p50(s.Buffer) }, nil)
 	line("total latency p50 / p95", func(s *side) string { return d2(s.Total) }, func(s *side) float64 { return s.Total.P50 })
 	line("stalls (> 1 s) / stalled time", func(s *side) string {
 		if !s.Browser {
@@ -178,6 +189,8 @@ func (r *report) print(out io.Writer) {
 		row("ffmpeg CPU (s/s)", fmt.Sprintf("%.3f", c.FFmpeg), "-", "-")
 		row("gateway / ffmpeg CPU", fmt.Sprintf("%.2f %%", 100*c.Ratio), "-", "-")
 		row("gateway peak RSS", fmt.Sprintf("%.1f MiB", float64(c.PeakRSS)/(1<<20)), "-", "-")
+		row("bench's own CPU: source ffmpeg, Chromium (s/s)", fmt.Sprintf("%.3f", c.Bench), "-", "-")
+		row("other processes' CPU (s/s)", fmt.Sprintf("%.3f", c.Other), "-", "-")
 		row("machine CPU: busy / stolen by hypervisor", fmt.Sprintf("%.0f %% / %.0f %%", 100*c.MachineBusy, 100*c.MachineSteal), "-", "-")
 	}
 	tw.Flush()

@@ -110,7 +110,7 @@ func gatewayPass(ctx context.Context, o options, addr, stream, codec string, dur
 		page:     base + "/watch/" + stream,
 	}
 	p, err := measure(ctx, ep, passConfig{ffmpeg: o.ffmpeg, codec: codec, dur: dur, join: o.join,
-		browser: b, startupOnly: startupOnly}, logf)
+		browser: b, startupOnly: startupOnly, playerJS: o.playerJS}, logf)
 	live, speeds, lastErr, closeMsg := in.status()
 	if err != nil {
 		if lastErr != "" || closeMsg != "" {
@@ -160,7 +160,7 @@ func runReference(ctx context.Context, o options, tmp string, b *browser, logf *
 		page:     srv.base + "/",
 	}
 	p, err := measure(ctx, ep, passConfig{ffmpeg: o.ffmpeg, codec: o.codec, dur: o.duration, join: o.join,
-		browser: b}, logf)
+		browser: b, playerJS: o.playerJS}, logf)
 	if err == nil && finishErr != nil {
 		logf.Print(finishErr)
 	}

@@ -76,6 +76,7 @@ func (b *browser) close() { b.cancel() }
 type viewing struct {
 	Distance  []float64 // seconds: hls.latency, the player's distance from the live edge
 	Target    []float64 // seconds: hls.targetLatency
+	Buffer    []float64 // seconds: buffered media ahead of currentTime
 	Stalls    int       // currentTime stood still for over 1 s while not ended
 	Stalled   float64   // seconds spent in those stalls
 	PlayStart float64   // seconds from navigation to the first advance of currentTime; -1 if never
@@ -90,6 +91,7 @@ type pageState struct {
 	Target  float64  `json:"target"`
 	Time    float64  `json:"t"`
 	Ended   bool     `json:"ended"`
+	Buffer  float64  `json:"buf"`
 	Errors  []string `json:"errors"`
 }
 
@@ -98,12 +100,33 @@ const sampleJS = `(() => {
   const d = window.__livegate || {}, h = d.hls, v = d.video;
   const num = (x) => (typeof x === "number" && isFinite(x)) ? x : -1;
   return {lat: h ? num(h.latency) : -1, target: h ? num(h.targetLatency) : -1,
-    t: v ? v.currentTime : -1, ended: !!(v && v.ended), errors: d.errors || []};
+    t: v ? v.currentTime : -1, ended: !!(v && v.ended), errors: d.errors || [],
+    buf: (() => { if (!v) return -1; const b = v.buffered;
+      for (let i = 0; i < b.length; i++) if (b.start(i) <= v.currentTime + 0.1 && v.currentTime <= b.end(i)) return b.end(i) - v.currentTime;
+      return 0; })()};
 })()`
+
+// tuneJS wraps a snippet of JavaScript that changes the page's player: it
+// runs once, with hls and video bound, as soon as the Hls instance exists,
+// and the expression tells whether it has run.
+func tuneJS(snippet string) string {
+	return `(() => {
+  const d = window.__livegate;
+  if (!d || !d.hls) return false;
+  if (!d.hls.__lgbenchTuned) {
+    d.hls.__lgbenchTuned = true;
+    ((hls, video) => { ` + snippet + `
+    })(d.hls, d.video);
+  }
+  return true;
+})()`
+}
 
 // watch opens u in a new tab of b and samples the player every 500 ms until
 // ctx ends. Distance samples are taken once the video has played for skip.
-func watch(ctx context.Context, b *browser, u string, skip time.Duration) (viewing, error) {
+// A playerJS snippet, if not "", is run on the page's player first (see
+// tuneJS).
+func watch(ctx context.Context, b *browser, u string, skip time.Duration, playerJS string) (viewing, error) {
 	res := viewing{PlayStart: -1}
 	tab, cancel := chromedp.NewContext(b.ctx)
 	defer cancel()
@@ -122,6 +145,7 @@ func watch(ctx context.Context, b *browser, u string, skip time.Duration) (viewi
 		lastAdvance time.Time
 		playing     time.Time // first advance
 		stalled     bool
+		tuned       bool
 	)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -135,6 +159,13 @@ func watch(ctx context.Context, b *browser, u string, skip time.Duration) (viewi
 		case <-tick.C:
 		}
 		ectx, cancelEval := context.WithTimeout(tab, 2*time.Second)
+		if playerJS != "" && !tuned {
+			tuned, err = chromedp.Run(ectx, chromedp.Evaluate[bool](tuneJS(playerJS)))
+			if err != nil {
+				cancelEval()
+				return res, fmt.Errorf("viewer: -player-js: %w", err)
+			}
+		}
 		st, err := chromedp.Run(ectx, chromedp.Evaluate[pageState](sampleJS))
 		cancelEval()
 		if err != nil {
@@ -165,6 +196,9 @@ func watch(ctx context.Context, b *browser, u string, skip time.Duration) (viewi
 		}
 		if st.Target > 0 {
 			res.Target = append(res.Target, st.Target)
+		}
+		if st.Buffer >= 0 {
+			res.Buffer = append(res.Buffer, st.Buffer)
 		}
 	}
 }
