@@ -120,3 +120,45 @@ func TestBrowserBroadcastAndWatch(t *testing.T) {
 }
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) }
+
+// TestBrowserChat: two viewers join the chat of a stream that is not live;
+// a message that looks like HTML shows as text and runs nothing.
+func TestBrowserChat(t *testing.T) {
+	needTools(t)
+	srv := startGateway(t, nil)
+	browser := newBrowser(t)
+	payload := `<img src=x onerror="window.__pwned=1">`
+	tabs := map[string]context.Context{}
+	for _, name := range []string{"alice", "bob"} {
+		ctx, cancel := chromedp.NewContext(browser)
+		defer cancel()
+		if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/watch/party")); err != nil {
+			t.Fatal(err)
+		}
+		evalUntil(t, ctx, 10*time.Second, "the chat form", `!!document.querySelector("[data-testid=chat-name]")`)
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("[data-testid=chat-name]").value = "`+name+`";
+			document.querySelector("[data-testid=chat-join]").click(); true`)); err != nil {
+			t.Fatal(err)
+		}
+		evalUntil(t, ctx, 10*time.Second, name+" to join", `!document.querySelector("[data-testid=chat-input]").closest("form").hidden`)
+		tabs[name] = ctx
+	}
+	evalUntil(t, tabs["alice"], 10*time.Second, "2 online", `document.querySelector("[data-testid=chat-count]").textContent === "2 online"`)
+	js := `(() => { const i = document.querySelector("[data-testid=chat-input]"); i.value = ` + strconv.Quote(payload) + `;
+		document.querySelector("[data-testid=chat-send]").click(); return true })()`
+	if _, err := chromedp.Run(tabs["alice"], chromedp.Evaluate[bool](js)); err != nil {
+		t.Fatal(err)
+	}
+	for name, ctx := range tabs {
+		evalUntil(t, ctx, 10*time.Second, "the message at "+name,
+			`[...document.querySelectorAll("[data-testid=chat-log] .chat-msg")].some(li => li.textContent.includes(`+strconv.Quote(payload)+`))`)
+		pwned, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!window.__pwned || !!document.querySelector("[data-testid=chat-log] img")`))
+		if pwned {
+			t.Errorf("%s: the message was rendered as HTML", name)
+		}
+	}
+	screenshot(t, tabs["bob"], "watch-chat")
+	if n, _ := chromedp.Run(tabs["alice"], chromedp.Evaluate[int](`document.querySelectorAll("[data-testid=chat-log] .chat-mine").length`)); n != 1 {
+		t.Errorf("alice's own message not told apart: %d marked", n)
+	}
+}
