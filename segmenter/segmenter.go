@@ -390,6 +390,40 @@ func (s *Segmenter) describe(mx *muxer) Rendition {
 	return r
 }
 
+// Latest returns the newest complete segment of the lowest rendition, with
+// its init section first when the variant has one: a decodable second of
+// video, for thumbnails.
+func (s *Segmenter) Latest() ([]byte, error) {
+	s.mu.Lock()
+	var mx *muxer
+	if len(s.muxers) > 0 {
+		mx = s.muxers[len(s.muxers)-1]
+	}
+	s.mu.Unlock()
+	if mx == nil || mx.info == nil || len(mx.info.Variants) == 0 {
+		return nil, errors.New("no segments")
+	}
+	body, err := get(mx.m, stripQuery(mx.info.Variants[0].URI))
+	if err != nil {
+		return nil, err
+	}
+	var pl playlist.Media
+	if err := pl.Unmarshal(body); err != nil {
+		return nil, err
+	}
+	if len(pl.Segments) == 0 || pl.Segments[len(pl.Segments)-1].Gap {
+		return nil, errors.New("no segments")
+	}
+	var out []byte
+	if pl.Map != nil {
+		if out, err = get(mx.m, stripQuery(pl.Map.URI)); err != nil {
+			return nil, err
+		}
+	}
+	seg, err := get(mx.m, stripQuery(pl.Segments[len(pl.Segments)-1].URI))
+	return append(out, seg...), err
+}
+
 // Handle serves one file of the stream: "DIR/NAME" of a rendition. It
 // answers 404 for anything it does not hold.
 func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) {

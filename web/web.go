@@ -58,6 +58,8 @@ type Stream interface {
 	Multivariant() ([]byte, error)
 	// ServeFile serves a file under the multivariant playlist's directory.
 	ServeFile(w http.ResponseWriter, r *http.Request, file string)
+	// Thumbnail is a small JPEG of a recent frame.
+	Thumbnail() ([]byte, error)
 }
 
 // StreamInfo describes a stream for the API.
@@ -147,6 +149,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 
 	mux.HandleFunc("GET /live/{stream}/index.m3u8", s.named(s.cors(s.multivariant)))
+	mux.HandleFunc("GET /live/{stream}/thumb.jpg", s.named(s.cors(s.thumbnail)))
 	mux.HandleFunc("GET /live/{stream}/{file...}", s.named(s.cors(s.liveFile)))
 	mux.HandleFunc("OPTIONS /live/{stream}/{file...}", s.cors(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
@@ -244,6 +247,23 @@ func (s *Server) liveFile(w http.ResponseWriter, r *http.Request) {
 	}
 	s.viewers.seen(name, r)
 	st.ServeFile(w, r, r.PathValue("file"))
+}
+
+func (s *Server) thumbnail(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("stream")
+	st := s.Catalog.Stream(name)
+	if st == nil {
+		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
+		return
+	}
+	jpeg, err := st.Thumbnail()
+	if err != nil {
+		jsonError(w, http.StatusServiceUnavailable, "no_thumbnail", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Cache-Control", "max-age=5")
+	w.Write(jpeg)
 }
 
 func (s *Server) info(st Stream) StreamInfo {

@@ -201,6 +201,16 @@ func TestPipeline(t *testing.T) {
 			if strings.Join(got, " ") != strings.Join(c.renditions, " ") {
 				t.Fatalf("renditions %v, want %v\n%s", got, c.renditions, body)
 			}
+			var info struct {
+				Live       bool
+				Renditions []struct{ Width, Height int }
+			}
+			if _, b := get(t, srv.URL+"/api/streams/"+stream); json.Unmarshal(b, &info) != nil || !info.Live || len(info.Renditions) != len(c.renditions) {
+				t.Errorf("api: %s", b)
+			}
+			if code, jpeg := get(t, base+"thumb.jpg"); code != http.StatusOK || !bytes.HasPrefix(jpeg, []byte{0xFF, 0xD8}) {
+				t.Errorf("thumbnail: %d, %d bytes", code, len(jpeg))
+			}
 			pub.finish(t)
 
 			var media []*playlist.Media
@@ -217,6 +227,9 @@ func TestPipeline(t *testing.T) {
 				}
 				return true
 			})
+			if _, b := get(t, srv.URL+"/api/streams"); bytes.Contains(b, []byte(`"`+stream+`"`)) {
+				t.Errorf("an ended stream is still listed live: %s", b)
+			}
 			for i, pl := range media {
 				if pl.MediaSequence != media[0].MediaSequence || len(pl.Segments) != len(media[0].Segments) {
 					t.Errorf("%s: sequence %d (%d segments), first rendition %d (%d)", uris[i],

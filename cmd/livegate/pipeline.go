@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -38,6 +41,10 @@ type output struct {
 	log     *slog.Logger
 	seg     *segmenter.Segmenter
 	started time.Time
+
+	thumbMu sync.Mutex // one thumbnail made at a time
+	thumb   []byte
+	thumbAt time.Time
 
 	mu      sync.Mutex
 	plan    []transcode.Output // fixed by the first run, so a resumed run fits the muxers
@@ -219,6 +226,34 @@ func (o *output) Multivariant() ([]byte, error) {
 		rends = append(rends, manifest.Rendition{Dir: r.Dir, Playlist: r.Playlist})
 	}
 	return manifest.Build(rends, o.hub.ladder.AudioBitrate)
+}
+
+// thumbnailAge is how long a thumbnail is reused.
+const thumbnailAge = 5 * time.Second
+
+// Thumbnail implements web.Stream: a 320-pixel-wide JPEG of the first frame
+// of the newest segment, made by ffmpeg at most every thumbnailAge.
+func (o *output) Thumbnail() ([]byte, error) {
+	o.thumbMu.Lock()
+	defer o.thumbMu.Unlock()
+	if o.thumb != nil && time.Since(o.thumbAt) < thumbnailAge {
+		return o.thumb, nil
+	}
+	seg, err := o.seg.Latest()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, o.hub.ffmpeg, "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
+		"-frames:v", "1", "-vf", "scale=320:-2", "-f", "image2", "-c:v", "mjpeg", "-q:v", "5", "pipe:1")
+	cmd.Stdin = bytes.NewReader(seg)
+	jpeg, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("thumbnail: %w", err)
+	}
+	o.thumb, o.thumbAt = jpeg, time.Now()
+	return jpeg, nil
 }
 
 // ServeFile implements web.Stream.
