@@ -148,9 +148,9 @@ func (s *Server) Handler() http.Handler {
 		s.Chat.ServeRoom(w, r, r.PathValue("stream"))
 	}))
 
-	mux.HandleFunc("GET /live/{stream}/index.m3u8", s.named(s.cors(s.multivariant)))
-	mux.HandleFunc("GET /live/{stream}/thumb.jpg", s.named(s.cors(s.thumbnail)))
-	mux.HandleFunc("GET /live/{stream}/{file...}", s.named(s.cors(s.liveFile)))
+	mux.HandleFunc("GET /live/{stream}/index.m3u8", s.cors(s.named(s.multivariant)))
+	mux.HandleFunc("GET /live/{stream}/thumb.jpg", s.cors(s.named(s.thumbnail)))
+	mux.HandleFunc("GET /live/{stream}/{file...}", s.cors(s.named(s.liveFile)))
 	mux.HandleFunc("OPTIONS /live/{stream}/{file...}", s.cors(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))

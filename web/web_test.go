@@ -1,0 +1,138 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+type fakeStream struct {
+	info  StreamInfo
+	ready chan struct{}
+}
+
+func (f *fakeStream) Info() StreamInfo              { return f.info }
+func (f *fakeStream) Ready() <-chan struct{}        { return f.ready }
+func (f *fakeStream) Multivariant() ([]byte, error) { return []byte("#EXTM3U\n"), nil }
+func (f *fakeStream) Thumbnail() ([]byte, error)    { return []byte{0xFF, 0xD8}, nil }
+func (f *fakeStream) ServeFile(w http.ResponseWriter, r *http.Request, file string) {
+	w.Write([]byte("file " + file))
+}
+
+type fakeCatalog map[string]*fakeStream
+
+func (c fakeCatalog) Stream(name string) Stream {
+	if s, ok := c[name]; ok {
+		return s
+	}
+	return nil
+}
+
+func (c fakeCatalog) Names() []string {
+	var out []string
+	for n := range c {
+		out = append(out, n)
+	}
+	return out
+}
+
+type fakePublisher struct{ live map[string]bool }
+
+func (p fakePublisher) ServePublish(w http.ResponseWriter, r *http.Request, stream string) {
+	w.Write([]byte("publish " + stream))
+}
+func (p fakePublisher) Live(stream string) bool { return p.live[stream] }
+
+type fakeChat struct{}
+
+func (fakeChat) ServeRoom(w http.ResponseWriter, r *http.Request, room string) {
+	w.Write([]byte("room " + room))
+}
+func (fakeChat) Users(room string) int { return 3 }
+
+func TestRoutes(t *testing.T) {
+	ready := make(chan struct{})
+	close(ready)
+	cat := fakeCatalog{
+		"on":    {info: StreamInfo{Name: "on", Live: true}, ready: ready},
+		"ended": {info: StreamInfo{Name: "ended", Live: false}, ready: ready},
+		"slow":  {info: StreamInfo{Name: "slow", Live: true}, ready: make(chan struct{})},
+	}
+	s := &Server{Catalog: cat, Publisher: fakePublisher{live: map[string]bool{"coming": true}}, Chat: fakeChat{},
+		StartWait: 300 * time.Millisecond}
+	h := s.Handler()
+	cases := []struct {
+		method, path string
+		status       int
+		body         string // substring
+		cors         bool
+	}{
+		{"GET", "/ingest/ok", 200, "publish ok", false},
+		{"GET", "/ingest/bad.name", 400, `"invalid_name"`, false},
+		{"GET", "/ingest/" + strings.Repeat("x", 65), 400, `"invalid_name"`, false},
+		{"GET", "/chat/room_1", 200, "room room_1", false},
+		{"GET", "/chat/%3Cscript%3E", 400, `"invalid_name"`, false},
+		{"GET", "/live/on/index.m3u8", 200, "#EXTM3U", true},
+		{"GET", "/live/on/720p/seg.mp4", 200, "file 720p/seg.mp4", true},
+		{"GET", "/live/on/thumb.jpg", 200, "\xFF\xD8", true},
+		{"GET", "/live/nosuch/index.m3u8", 404, `"not_found"`, true},
+		{"GET", "/live/coming/index.m3u8", 404, `"not_found"`, true}, // held StartWait, then gone
+		{"GET", "/live/slow/index.m3u8", 503, `"starting"`, true},
+		{"GET", "/live/..%2Fetc/index.m3u8", 400, `"invalid_name"`, true},
+		{"OPTIONS", "/live/on/index.m3u8", 204, "", true},
+		{"GET", "/api/streams", 200, `"name":"on"`, false},
+		{"GET", "/api/streams/on", 200, `"chat_users":3`, false},
+		{"GET", "/api/streams/nobody", 404, `"chat_users":3`, false},
+		{"GET", "/healthz", 200, "ok", false},
+		{"GET", "/metrics", 200, "livegate_streams_live 2", false},
+		{"GET", "/", 200, "<title>livegate</title>", false},
+		{"GET", "/watch/on", 200, "hls.min.js", false},
+		{"GET", "/watch/bad.name", 400, "invalid_name", false},
+		{"GET", "/broadcast", 200, "Go live", false},
+		{"GET", "/assets/vendor/hls.min.js", 200, "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.method+" "+c.path, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
+			if rec.Code != c.status || !strings.Contains(rec.Body.String(), c.body) {
+				t.Errorf("got %d %.200q, want %d containing %q", rec.Code, rec.Body.String(), c.status, c.body)
+			}
+			if got := rec.Header().Get("Access-Control-Allow-Origin") == "*"; got != c.cors {
+				t.Errorf("CORS header present %v, want %v", got, c.cors)
+			}
+		})
+	}
+	// the ended stream is not in the live list
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/streams", nil))
+	var list []StreamInfo
+	if json.Unmarshal(rec.Body.Bytes(), &list) != nil || len(list) != 2 {
+		t.Errorf("live list: %s", rec.Body)
+	}
+}
+
+func TestViewers(t *testing.T) {
+	s := &Server{Catalog: fakeCatalog{}, ViewerWindow: 100 * time.Millisecond, MaxViewersTracked: 3}
+	s.defaults()
+	req := func(addr, ua string) *http.Request {
+		r := httptest.NewRequest("GET", "/live/x/index.m3u8", nil)
+		r.RemoteAddr, r.Header["User-Agent"] = addr, []string{ua}
+		return r
+	}
+	s.viewers.seen("x", req("10.0.0.1:1000", "vlc"))
+	s.viewers.seen("x", req("10.0.0.1:1001", "vlc")) // same client, new port
+	s.viewers.seen("x", req("10.0.0.1:1002", "chrome"))
+	s.viewers.seen("x", req("[::1]:5", "chrome"))
+	s.viewers.seen("x", req("10.0.0.9:5", "chrome")) // over the cap: not counted
+	if got := s.Viewers("x"); got != 3 {
+		t.Errorf("viewers %d, want 3", got)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if got := s.Viewers("x"); got != 0 {
+		t.Errorf("after the window: %d, want 0", got)
+	}
+}
