@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,5 +165,104 @@ func TestBrowserChat(t *testing.T) {
 	screenshot(t, tabs["bob"], "watch-chat")
 	if n, _ := chromedp.Run(tabs["alice"], chromedp.Evaluate[int](`document.querySelectorAll("[data-testid=chat-log] .chat-mine").length`)); n != 1 {
 		t.Errorf("alice's own message not told apart: %d marked", n)
+	}
+}
+
+// throttler is a TCP proxy to a test server whose client-to-server
+// direction can be limited to a rate: a slow uplink, as the broadcaster's
+// WebSocket sees it (DevTools network throttling does not reach WebSockets
+// in this Chromium).
+type throttler struct {
+	ln      net.Listener
+	backend string
+	rate    atomic.Int64 // bytes per second upstream; 0 is unlimited
+	mu      sync.Mutex
+	conns   []net.Conn
+}
+
+// cut drops every connection, as a network outage would.
+func (th *throttler) cut() {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	for _, c := range th.conns {
+		c.Close()
+	}
+	th.conns = nil
+}
+
+func newThrottler(t *testing.T, backend string) *throttler {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := &throttler{ln: ln, backend: backend}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go th.serve(c)
+		}
+	}()
+	return th
+}
+
+func (th *throttler) serve(c net.Conn) {
+	defer c.Close()
+	th.mu.Lock()
+	th.conns = append(th.conns, c)
+	th.mu.Unlock()
+	b, err := net.Dial("tcp", th.backend)
+	if err != nil {
+		return
+	}
+	defer b.Close()
+	go io.Copy(c, b)
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		if r := th.rate.Load(); r > 0 {
+			time.Sleep(time.Duration(n) * time.Second / time.Duration(r))
+		}
+		if _, err := b.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// TestBrowserAdaptiveUpload: when the link cannot carry the chosen bitrate
+// (upload throttled through the DevTools protocol), the broadcaster lowers
+// its bitrate by resuming its session with a new recorder, and stays live.
+func TestBrowserAdaptiveUpload(t *testing.T) {
+	needTools(t)
+	srv := startGateway(t, func(c *config) { c.AllowedOrigins = []string{"*"} })
+	th := newThrottler(t, strings.TrimPrefix(srv.URL, "http://"))
+	browser := newBrowser(t)
+	ctx, cancel := chromedp.NewContext(browser)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+th.ln.Addr().String()+"/broadcast?stream=adapt&autostart=1")); err != nil {
+		t.Fatal(err)
+	}
+	evalUntil(t, ctx, 30*time.Second, "live", `!!(window.__livegate.status && window.__livegate.status.state === "live")`)
+	th.rate.Store(16 << 10) // 128 kbit/s: less than the recording makes
+	evalUntil(t, ctx, 45*time.Second, "a lower bitrate", `window.__livegate.bitrate > 0 && window.__livegate.bitrate < 2500e3`)
+	th.rate.Store(0)
+	evalUntil(t, ctx, 30*time.Second, "live again after adapting",
+		`window.__livegate.status.state === "live" && document.getElementById("state").className === "state-live"`)
+	screenshot(t, ctx, "broadcast-adapted")
+
+	// a network drop: the page reconnects by itself with its session
+	th.cut()
+	evalUntil(t, ctx, 30*time.Second, "a reconnect", `window.__livegate.reconnects >= 1`)
+	evalUntil(t, ctx, 30*time.Second, "live again after the drop",
+		`window.__livegate.status.state === "live" && document.getElementById("state").textContent.startsWith("Live")`)
+	if code, _ := get(t, srv.URL+"/live/adapt/index.m3u8"); code != 200 {
+		t.Errorf("stream gone after the reconnect: %d", code)
 	}
 }

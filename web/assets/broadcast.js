@@ -9,6 +9,8 @@
   const TYPES = ["video/webm;codecs=h264,opus", "video/webm;codecs=vp8,opus", "video/webm;codecs=vp9,opus",
     "video/webm", "video/mp4;codecs=avc1,mp4a.40.2", "video/mp4"];
   const BITRATE = { 360: 800e3, 480: 1200e3, 720: 2500e3, 1080: 4500e3 };
+  // upload steps for adapting to the link, highest first
+  const STEPS = [4500e3, 2500e3, 1200e3, 800e3, 500e3, 300e3];
   const ERRORS = {
     key_required: "This gateway needs a publish key.", key_wrong: "The publish key is wrong.",
     busy: "Someone is already live on this stream name.", unsupported_media: "The gateway cannot read this browser's video format.",
@@ -19,6 +21,8 @@
 
   let media = null, ws = null, recorder = null, session = "", live = false, startedAt = 0;
   let sentBytes = 0, lastSent = 0, reconnects = 0;
+  let bitrate = 0, maxBitrate = 0, congested = 0, clear = 0, adapting = false, rate = 0, lastWaiting = 0;
+  let connSent = 0, inflight = 0; // bytes sent on this connection, and not yet received by the gateway
   const state = { mime: "" };
   window.__livegate = { state, status: null, errors: [] };
 
@@ -68,19 +72,22 @@
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     ws = new WebSocket(proto + "//" + location.host + "/ingest/" + encodeURIComponent(name) + "?" + q);
     ws.binaryType = "arraybuffer";
+    connSent = 0; inflight = 0;
     let lastError = null;
     ws.onopen = () => {
       ws.send(JSON.stringify({ type: "hello", mime: state.mime }));
-      recorder = new MediaRecorder(media, { mimeType: state.mime, videoBitsPerSecond: BITRATE[ui.quality.value] || 2500e3, audioBitsPerSecond: 128e3 });
-      recorder.ondataavailable = (e) => { if (e.data && e.data.size && ws.readyState === 1) { ws.send(e.data); sentBytes += e.data.size; } };
+      recorder = new MediaRecorder(media, { mimeType: state.mime, videoBitsPerSecond: bitrate, audioBitsPerSecond: 128e3 });
+      recorder.ondataavailable = (e) => { if (e.data && e.data.size && ws.readyState === 1) { ws.send(e.data); sentBytes += e.data.size; connSent += e.data.size; } };
       recorder.start(100);
-      say(reconnects ? "Reconnected, live again." : "Connected, starting…", "state-live");
+      if (!adapting) say(reconnects ? "Reconnected, live again." : "Connected, starting…", "state-live");
+      adapting = false;
     };
     ws.onmessage = (e) => {
       const m = JSON.parse(e.data);
       if (m.type === "status") {
         session = m.session;
         window.__livegate.status = m;
+        inflight = Math.max(0, connSent - m.bytes);
         $("s-speed").textContent = m.speed ? m.speed.toFixed(2) + "×" : "–";
         $("s-viewers").textContent = m.viewers;
         if (m.state === "live" && !startedAt) startedAt = Date.now();
@@ -99,7 +106,9 @@
         say((ERRORS[lastError.code] || lastError.message) + " (" + lastError.code + ")", "state-error");
         return;
       }
+      if (adapting) { connect(); return; } // same session, new recorder
       reconnects++;
+      window.__livegate.reconnects = reconnects;
       say("Connection lost, reconnecting…", "state-error");
       setTimeout(() => { if (live) connect(); }, 1000);
     };
@@ -120,7 +129,9 @@
     $("s-mime").textContent = state.mime;
     const watch = location.origin + "/watch/" + encodeURIComponent(ui.name.value.trim());
     ui.share.href = watch; ui.share.textContent = watch;
-    live = true; session = ""; reconnects = 0; startedAt = 0; sentBytes = 0; lastSent = 0;
+    live = true; session = ""; reconnects = 0; startedAt = 0; sentBytes = 0; lastSent = 0; rate = 0; lastWaiting = 0;
+    bitrate = maxBitrate = BITRATE[ui.quality.value] || 2500e3; congested = clear = 0;
+    $("s-target").textContent = Math.round(bitrate / 1000) + " kbit/s";
     ui.go.disabled = true; ui.stop.disabled = false;
     connect();
   }
@@ -137,10 +148,38 @@
   setInterval(() => {
     if (!live) return;
     if (startedAt) { const s = Math.floor((Date.now() - startedAt) / 1000); $("s-time").textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0"); }
-    $("s-rate").textContent = Math.round((sentBytes - lastSent) * 8 / 1000) + " kbit/s";
+    const produced = sentBytes - lastSent;
+    rate = rate ? rate * 0.8 + produced * 0.2 : produced;
+    $("s-rate").textContent = Math.round(produced * 8 / 1000) + " kbit/s";
     lastSent = sentBytes;
-    $("s-buffered").textContent = ws ? Math.round(ws.bufferedAmount / 1024) + " KiB" : "–";
+    $("s-buffered").textContent = ws ? Math.round(Math.max(inflight, ws.bufferedAmount) / 1024) + " KiB" : "–";
+    adapt();
   }, 1000);
+
+  // adapt steps the recorder's bitrate down when more than three seconds of
+  // what the recorder makes is sent but not yet received by the gateway (the
+  // socket's bufferedAmount, or the gap to the bytes the status frames
+  // count: the network buffers hide the first) and keeps growing, and back
+  // up after a clear minute. A
+  // new bitrate needs a new recorder: the connection is closed and resumed
+  // with the same session, so viewers keep watching.
+  function adapt() {
+    if (!ws || ws.readyState !== 1 || adapting) return;
+    const waiting = Math.max(ws.bufferedAmount, inflight);
+    congested = waiting > Math.max(128 * 1024, 3 * rate) && waiting >= lastWaiting ? congested + 1 : 0;
+    lastWaiting = waiting;
+    clear = waiting < Math.max(32 * 1024, rate) ? clear + 1 : 0;
+    let next = 0;
+    if (congested >= 3) next = STEPS.find((b) => b < bitrate) || 0;
+    else if (clear >= 60 && bitrate < maxBitrate) next = Math.min(maxBitrate, [...STEPS].reverse().find((b) => b > bitrate));
+    if (!next) return;
+    const down = next < bitrate;
+    bitrate = next; congested = clear = 0; adapting = true;
+    window.__livegate.bitrate = bitrate;
+    $("s-target").textContent = Math.round(bitrate / 1000) + " kbit/s";
+    say((down ? "The upload cannot keep up: lowering the quality to " : "The upload has room again: raising the quality to ") + Math.round(bitrate / 1000) + " kbit/s.", down ? "state-error" : "state-live");
+    ws.close(4000, "adapt");
+  }
 
   ui.go.addEventListener("click", start);
   ui.stop.addEventListener("click", stop);
