@@ -55,6 +55,8 @@ type listing struct {
 	Errors   int          // failed or non-200 reloads
 	LastErr  string       // the last of them
 	Missed   int          // segments that left the window unseen
+	Holes    [][2]uint64  // their MSN ranges
+	Final    string       // the last playlist read
 	Ended    bool         // #EXT-X-ENDLIST was seen
 	MediaEnd float64      // seconds of media listed at the end
 }
@@ -102,7 +104,7 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 				res.Delays = append(res.Delays, at.Sub(w0).Seconds()-end)
 			}
 		}
-		res.Missed, res.MediaEnd = clock.missed, end
+		res.Missed, res.Holes, res.MediaEnd, res.Final = clock.missed, clock.holes, end, string(body)
 		if pl.Ended {
 			res.Ended = true
 			break

@@ -270,6 +270,13 @@ func TestMediaClock(t *testing.T) {
 			{llPlaylist(0, 7, []float64{1}, []float64{0.2, 0.2}), 2.2, 0},
 			{llPlaylist(0, 7, []float64{1, 1}, []float64{0.2, 0.2}), 2.4, 0},
 		}},
+		{"gaps that slid out before the first playlist are not missed", []step{
+			{llPlaylist(2, 5, []float64{1, 1}, nil), 2, 0},
+			{llPlaylist(3, 4, []float64{1, 1, 1}, []float64{0.2}), 3.2, 0},
+		}},
+		{"media that slid out before the first playlist is missed", []step{
+			{llPlaylist(9, 0, []float64{1, 1}, nil), 2, 9},
+		}},
 		{"segments that slid out unseen are counted as missed", []step{
 			{llPlaylist(0, 2, []float64{1}, nil), 1, 0},
 			{llPlaylist(6, 0, []float64{1, 1}, nil), 3, 3},
@@ -292,7 +299,7 @@ func TestMediaClock(t *testing.T) {
 				if got := clock.update(pl); !near(got, s.end) {
 					t.Fatalf("step %d: media end %v, want %v", i, got, s.end)
 				}
-				if clock.missed != s.missed {
+				if clock.missed != s.missed || len(clock.holes) > 0 != (s.missed > 0) {
 					t.Fatalf("step %d: missed %d, want %d", i, clock.missed, s.missed)
 				}
 			}

@@ -42,6 +42,7 @@ type options struct {
 	hlsjs         string
 	join          time.Duration // viewer opens the page this long after playable
 	playerJS      string        // run on both pages' hls.js; "" for none
+	browserNice   int           // Chromium's CPU niceness
 }
 
 func main() {
@@ -92,6 +93,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	startup := fs.String("startup-codecs", "vp8", "comma-separated sources measured for startup only after the main pass (\"\" for none)")
 	fs.DurationVar(&o.join, "join", -1, "open the viewer this long after the stream is playable (default min(6s, duration/4))")
 	fs.StringVar(&o.playerJS, "player-js", "", "experiment: JavaScript run on each page's player once it exists, with hls and video bound\n(e.g. 'hls.config.maxLiveSyncPlaybackRate = 1.5')")
+	fs.IntVar(&o.browserNice, "browser-nice", 10, "CPU niceness of Chromium, so that the viewer does not starve the transcoder on a small machine (0: as is)")
 	fs.StringVar(&o.hlsjs, "hlsjs", "web/assets/vendor/hls.min.js", "hls.js for the reference page")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -101,6 +103,9 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	if o.duration < 5*time.Second || o.duration > time.Hour {
 		return o, fmt.Errorf("-duration %s: want 5s to 1h", o.duration)
+	}
+	if o.browserNice < -20 || o.browserNice > 19 {
+		return o, fmt.Errorf("-browser-nice %d: want -20 to 19", o.browserNice)
 	}
 	if o.join < 0 {
 		o.join = min(6*time.Second, o.duration/4)

@@ -162,22 +162,35 @@ func variantURI(text string, height int) (string, error) {
 // and tells how much media, in seconds, it has listed since the stream
 // began: the durations of every non-gap segment by MSN, plus the parts of
 // the segment in progress. The zero value is ready; the stream is assumed to
-// begin at MSN 0.
+// begin at MSN 0, and segments before a leading gap segment of the first
+// playlist seen to be gaps too (gaps only lead, as gohlslib writes them).
 type mediaClock struct {
+	seen     bool    // a playlist has been counted
 	next     uint64  // MSN of the first segment not yet counted
 	complete float64 // seconds in counted segments
 	partial  float64 // seconds in the parts of the segment in progress
 	missed   int     // segments that left the window before being seen
+	// holes are the MSN ranges [from, to] missed.
+	holes [][2]uint64
 }
 
 // update counts what pl adds and returns the media end in seconds.
 func (c *mediaClock) update(pl mediaPlaylist) float64 {
+	if !c.seen && len(pl.Segments) > 0 {
+		c.seen = true
+		if pl.Segments[0].Gap {
+			c.next = pl.MediaSequence
+		}
+	}
 	for i, s := range pl.Segments {
 		msn := pl.MediaSequence + uint64(i)
 		if msn < c.next {
 			continue
 		}
-		c.missed += int(msn - c.next)
+		if msn > c.next {
+			c.missed += int(msn - c.next)
+			c.holes = append(c.holes, [2]uint64{c.next, msn - 1})
+		}
 		if !s.Gap {
 			c.complete += s.Duration
 		}

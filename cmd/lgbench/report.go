@@ -27,6 +27,7 @@ type report struct {
 	Duration  string             `json:"duration"`
 	Codec     string             `json:"codec"`
 	PlayerJS  string             `json:"player_js,omitempty"`
+	Nice      int                `json:"browser_nice"`
 	Config    string             `json:"gateway_config,omitempty"`
 	Startup   map[string]float64 `json:"startup_s"` // by source codec, livegate
 	Livegate  *side              `json:"livegate,omitempty"`
@@ -52,6 +53,9 @@ type side struct {
 	Errors    int          `json:"playlist_errors"`
 	LastErr   string       `json:"playlist_last_error,omitempty"`
 	Missed    int          `json:"segments_missed"`
+	Holes     [][2]uint64  `json:"segments_missed_msn,omitempty"`
+	MediaEnd  float64      `json:"media_listed_s"`
+	Final     string       `json:"final_playlist,omitempty"`
 	Series    [][2]float64 `json:"listing_series"` // seconds since the first byte, media end
 	Ended     bool         `json:"endlist_seen"`
 	Speed     dist         `json:"publisher_speed"`
@@ -81,13 +85,13 @@ type machine struct {
 // newReport starts a report for o.
 func newReport(o options) *report {
 	return &report{Time: time.Now().UTC(), Machine: thisMachine(o.ffmpeg), Duration: o.duration.String(),
-		Codec: o.codec, Startup: map[string]float64{}, PlayerJS: o.playerJS, Config: o.config}
+		Codec: o.codec, Startup: map[string]float64{}, PlayerJS: o.playerJS, Config: o.config, Nice: o.browserNice}
 }
 
 // newSide summarises a pass.
 func newSide(p *pass) *side {
 	s := &side{Startup: p.Startup, Live: p.Live, Listing: summarize(p.Listing.Delays),
-		Reloads: p.Listing.Reloads, Errors: p.Listing.Errors, LastErr: p.Listing.LastErr, Missed: p.Listing.Missed,
+		Reloads: p.Listing.Reloads, Errors: p.Listing.Errors, LastErr: p.Listing.LastErr, Missed: p.Listing.Missed, Holes: p.Listing.Holes, MediaEnd: p.Listing.MediaEnd, Final: p.Listing.Final,
 		Ended: p.Listing.Ended, Speed: summarize(p.Speeds), PlayStart: -1, Series: p.Listing.Series}
 	if v := p.Viewing; v != nil {
 		s.Browser = true
@@ -194,6 +198,12 @@ func (r *report) print(out io.Writer) {
 		row("machine CPU: busy / stolen by hypervisor", fmt.Sprintf("%.0f %% / %.0f %%", 100*c.MachineBusy, 100*c.MachineSteal), "-", "-")
 	}
 	tw.Flush()
+	if c := r.CPU; c != nil && c.Other > 0.2 {
+		fmt.Fprintf(out, "\nwarning: other processes used %.2f of %d CPUs during the run: the numbers are disturbed\n", c.Other, r.Machine.CPUs)
+	}
+	if lg != nil && lg.Speed.N > 0 && lg.Speed.P50 < 0.95 {
+		fmt.Fprintf(out, "warning: the gateway's transcoder ran at %.2fx real time (p50): listing delays grow with the backlog\n", lg.Speed.P50)
+	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(out, "\ntargets:")
 		for _, t := range r.Targets {

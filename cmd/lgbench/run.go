@@ -22,7 +22,7 @@ func run(ctx context.Context, o options, logf *log.Logger) (*report, error) {
 
 	var b *browser
 	if !o.skipBrowser {
-		if b, err = startBrowser(tmp); err != nil {
+		if b, err = startBrowser(tmp, o.browserNice); err != nil {
 			return rep, err
 		}
 		defer b.close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"time"
 
 	"github.com/chromedp/chromedp"
@@ -17,8 +18,11 @@ type browser struct {
 	cancel func()
 }
 
-// startBrowser starts Debian's Chromium with a fresh profile in dir.
-func startBrowser(dir string) (*browser, error) {
+// startBrowser starts Debian's Chromium with a fresh profile in dir, at
+// the CPU niceness nice (0 for the default): on a small machine the
+// viewer's software decoding would otherwise take CPU from the transcoder
+// under test, which in production runs on another machine.
+func startBrowser(dir string, nice int) (*browser, error) {
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		return nil, fmt.Errorf("browser: %w (apt-get install -y chromium, or -skip-browser)", err)
@@ -44,6 +48,16 @@ func startBrowser(dir string) (*browser, error) {
 		chromedp.Flag("disable-backgrounding-occluded-windows", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.WindowSize(1280, 900),
+	}
+	if nice != 0 {
+		nicePath, err := exec.LookPath("nice")
+		if err != nil {
+			return nil, fmt.Errorf("browser: %w", err)
+		}
+		opts = append(opts, chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
+			cmd.Args = append([]string{"nice", "-n", strconv.Itoa(nice), cmd.Path}, cmd.Args[1:]...)
+			cmd.Path = nicePath
+		}))
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
