@@ -22,7 +22,8 @@ type cpuSampler struct {
 	errs    int
 }
 
-// startCPUSampler starts sampling gw.
+// startCPUSampler starts sampling gw, or only the benchmark and the machine
+// when gw is nil.
 func startCPUSampler(gw *gatewayProc) *cpuSampler {
 	c := &cpuSampler{gw: gw, quit: make(chan struct{}), done: make(chan struct{})}
 	go c.loop()
@@ -34,16 +35,20 @@ func (c *cpuSampler) loop() {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if s, err := c.gw.sample(); err == nil {
+		if c.gw != nil {
+			if s, err := c.gw.sample(); err == nil {
+				c.samples = append(c.samples, s)
+			} else {
+				c.errs++
+			}
+			if rss, err := peakRSS(c.gw.pid()); err == nil {
+				c.peakRSS = max(c.peakRSS, rss)
+			}
+		} else if s, ok := sampleCPU(0); ok {
 			c.samples = append(c.samples, s)
-		} else {
-			c.errs++
 		}
 		if m, err := readMachineCPU(); err == nil {
 			c.machine = append(c.machine, m)
-		}
-		if rss, err := peakRSS(c.gw.pid()); err == nil {
-			c.peakRSS = max(c.peakRSS, rss)
 		}
 		select {
 		case <-c.quit:

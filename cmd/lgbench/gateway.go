@@ -259,28 +259,37 @@ type cpuSample struct {
 // sample reads the CPU times, and remembers the gateway's ffmpeg children
 // for stop.
 func (g *gatewayProc) sample() (cpuSample, error) {
+	s, ok := sampleCPU(g.pid())
+	if !ok {
+		return cpuSample{}, fmt.Errorf("gateway cpu: process %d gone", g.pid())
+	}
+	for k := range s.ffmpeg {
+		g.seen[k] = true
+	}
+	return s, nil
+}
+
+// sampleCPU reads the CPU times of the gateway gw (0 for none), of its
+// ffmpeg children and of the benchmark's own processes; ok is false when gw
+// is not running.
+func sampleCPU(gw int) (s cpuSample, ok bool) {
 	procs := allProcs()
-	s := cpuSample{at: time.Now(), ffmpeg: map[procKey]uint64{}, bench: map[procKey]uint64{}}
-	found := false
+	s = cpuSample{at: time.Now(), ffmpeg: map[procKey]uint64{}, bench: map[procKey]uint64{}}
+	self := os.Getpid()
 	for _, p := range procs {
 		switch {
-		case p.pid == g.pid():
-			s.gateway, found = p.ticks, true
-		case p.ppid == g.pid() && p.comm == "ffmpeg":
-			k := procKey{p.pid, p.start}
-			s.ffmpeg[k] = p.ticks
-			g.seen[k] = true
-		case p.pid == os.Getpid():
+		case gw != 0 && p.pid == gw:
+			s.gateway, ok = p.ticks, true
+		case gw != 0 && p.ppid == gw && p.comm == "ffmpeg":
+			s.ffmpeg[procKey{p.pid, p.start}] = p.ticks
+		case p.pid == self:
 			s.bench[procKey{p.pid, p.start}] = p.ticks
 		}
 	}
-	if !found {
-		return cpuSample{}, fmt.Errorf("gateway cpu: process %d gone", g.pid())
-	}
-	for _, p := range descendants(procs, os.Getpid(), g.pid()) {
+	for _, p := range descendants(procs, self, gw) {
 		s.bench[procKey{p.pid, p.start}] = p.ticks
 	}
-	return s, nil
+	return s, ok || gw == 0
 }
 
 // cpuUse is CPU seconds per wall second over samples ss, in time order:

@@ -37,6 +37,7 @@ type pass struct {
 	Bytes      int64
 	Live       float64   // seconds from w0 to the publisher's first "live" status; 0 if none
 	Speeds     []float64 // transcoding speeds the publisher was told
+	cpu        *cpuReport
 }
 
 // skipMedia is the media, in seconds, left out at the start of listing

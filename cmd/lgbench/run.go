@@ -38,6 +38,7 @@ func run(ctx context.Context, o options, logf *log.Logger) (*report, error) {
 			return rep, err
 		}
 		rep.Reference = newSide(p)
+		rep.RefCPU = p.cpu
 	}
 	rep.judge()
 	return rep, nil
@@ -159,8 +160,14 @@ func runReference(ctx context.Context, o options, tmp string, b *browser, logf *
 		playable: mediaPlayable(&http.Client{}, srv.base+"/hls/index.m3u8"),
 		page:     srv.base + "/",
 	}
+	cpu := startCPUSampler(nil)
 	p, err := measure(ctx, ep, passConfig{ffmpeg: o.ffmpeg, codec: o.codec, dur: o.duration, join: o.join,
 		browser: b, playerJS: o.playerJS}, logf)
+	if p != nil {
+		p.cpu = cpu.stop(p)
+	} else {
+		cpu.stop(nil)
+	}
 	if err == nil && finishErr != nil {
 		logf.Print(finishErr)
 	}
