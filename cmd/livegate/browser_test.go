@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -264,5 +266,65 @@ func TestBrowserAdaptiveUpload(t *testing.T) {
 		`window.__livegate.status.state === "live" && document.getElementById("state").textContent.startsWith("Live")`)
 	if code, _ := get(t, srv.URL+"/live/adapt/index.m3u8"); code != 200 {
 		t.Errorf("stream gone after the reconnect: %d", code)
+	}
+}
+
+// TestBrowserAccessibility runs axe-core (web/node_modules, installed by
+// scripts/deps --test) on each page, in light and dark, on a desktop and a
+// phone-sized window, and fails on serious or critical violations and on
+// sideways scrolling.
+func TestBrowserAccessibility(t *testing.T) {
+	needTools(t)
+	axe, err := os.ReadFile("../../web/node_modules/axe-core/axe.min.js")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("axe-core missing in CI: %v", err)
+		}
+		t.Skipf("axe-core not installed (scripts/deps --test): %v", err)
+	}
+	srv := startGateway(t, nil)
+	browser := newBrowser(t)
+	pages := map[string]string{"home": "/", "broadcast": "/broadcast?stream=a11y", "watch": "/watch/a11y"}
+	for name, path := range pages {
+		for _, dark := range []bool{false, true} {
+			for _, width := range []int64{1280, 375} {
+				label := fmt.Sprintf("%s-%d-dark=%v", name, width, dark)
+				t.Run(label, func(t *testing.T) {
+					ctx, cancel := chromedp.NewContext(browser)
+					defer cancel()
+					scheme := "light"
+					if dark {
+						scheme = "dark"
+					}
+					if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+						Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+					}); err != nil {
+						t.Fatal(err)
+					}
+					if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, 800), chromedp.Navigate(srv.URL+path)); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(500 * time.Millisecond) // scripts fill the page
+					if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](string(axe)+";true")); err != nil {
+						t.Fatal(err)
+					}
+					report, err := chromedp.Run(ctx, chromedp.Evaluate[string](`axe.run(document, {resultTypes: ["violations"]}).then(r =>
+						JSON.stringify(r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+							.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5)}))))`,
+						chromedp.EvalAwaitPromise))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if report != "[]" {
+						t.Errorf("axe: %s", report)
+					}
+					sideways, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
+					if sideways {
+						t.Errorf("the page scrolls sideways at %d px", width)
+					}
+					screenshot(t, ctx, label)
+				})
+			}
+		}
 	}
 }
