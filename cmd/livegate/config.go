@@ -52,12 +52,18 @@ type config struct {
 	IngestStatusInterval duration `json:"ingest_status_interval"`
 	AllowedOrigins       []string `json:"allowed_origins"`
 
-	ChatMaxTextRunes  int     `json:"chat_max_text_runes"`
-	ChatMaxFrameBytes int64   `json:"chat_max_frame_bytes"`
-	ChatHistory       int     `json:"chat_history"`
-	ChatRatePerSecond float64 `json:"chat_rate_per_second"`
-	ChatBurst         int     `json:"chat_burst"`
-	ChatSendQueue     int     `json:"chat_send_queue"`
+	ChatMaxTextRunes  int      `json:"chat_max_text_runes"`
+	ChatMaxFrameBytes int64    `json:"chat_max_frame_bytes"`
+	ChatHistory       int      `json:"chat_history"`
+	ChatRatePerSecond float64  `json:"chat_rate_per_second"`
+	ChatBurst         int      `json:"chat_burst"`
+	ChatSendQueue     int      `json:"chat_send_queue"`
+	ChatMaxViolations int      `json:"chat_max_violations"`
+	ChatPingInterval  duration `json:"chat_ping_interval"`
+	ChatWriteTimeout  duration `json:"chat_write_timeout"`
+
+	ViewerWindow      duration `json:"viewer_window"`
+	MaxViewersTracked int      `json:"max_viewers_tracked"`
 }
 
 // rung is one rendition of the ladder in config units.
@@ -202,6 +208,11 @@ func (c *config) validate() error {
 		{"chat_rate_per_second", c.ChatRatePerSecond > 0, "positive"},
 		{"chat_burst", c.ChatBurst > 0, "positive"},
 		{"chat_send_queue", c.ChatSendQueue > 0, "positive"},
+		{"chat_max_violations", c.ChatMaxViolations > 0, "positive"},
+		{"chat_ping_interval", c.ChatPingInterval >= duration(time.Second), "at least 1s"},
+		{"chat_write_timeout", c.ChatWriteTimeout >= duration(100*time.Millisecond), "at least 100ms"},
+		{"viewer_window", c.ViewerWindow >= duration(time.Second), "at least 1s"},
+		{"max_viewers_tracked", c.MaxViewersTracked > 0, "positive"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

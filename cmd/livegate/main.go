@@ -73,6 +73,9 @@ func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
 		RatePerSecond:  cfg.ChatRatePerSecond,
 		Burst:          cfg.ChatBurst,
 		SendQueue:      cfg.ChatSendQueue,
+		MaxViolations:  cfg.ChatMaxViolations,
+		PingInterval:   time.Duration(cfg.ChatPingInterval),
+		WriteTimeout:   time.Duration(cfg.ChatWriteTimeout),
 		AllowedOrigins: cfg.AllowedOrigins,
 		Logger:         log.With("component", "chat"),
 	}
@@ -87,7 +90,8 @@ func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
 		return nil, err
 	}
 	g.site = &web.Server{Catalog: g.hub, Chat: g.rooms, AllowOrigin: cfg.LiveAllowOrigin,
-		StartWait: time.Duration(cfg.StartWait), Logger: log}
+		StartWait: time.Duration(cfg.StartWait), ViewerWindow: time.Duration(cfg.ViewerWindow),
+		MaxViewersTracked: cfg.MaxViewersTracked, Logger: log}
 	g.pub = &ingest.Server{
 		Backend:        g.hub,
 		Keys:           cfg.PublishKeys,

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	file := func(body string) string {
+		p := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".json")
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	cases := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(*config) bool
+		wantErr string // substring; "" for success
+	}{
+		{"embedded defaults", nil, nil, func(c *config) bool {
+			return c.Listen == "127.0.0.1:8080" && len(c.Ladder) == 3 && c.HLSVariant == "lowlatency" && len(c.PublishKeys) == 0
+		}, ""},
+		{"env", nil, map[string]string{"LIVEGATE_LISTEN": "127.0.0.1:9000", "LIVEGATE_PUBLISH_KEY": "k1"},
+			func(c *config) bool { return c.Listen == "127.0.0.1:9000" && c.PublishKeys[0] == "k1" }, ""},
+		{"flag over env", []string{"--listen", "127.0.0.1:9001"}, map[string]string{"LIVEGATE_LISTEN": "127.0.0.1:9000"},
+			func(c *config) bool { return c.Listen == "127.0.0.1:9001" }, ""},
+		{"file subset", []string{"--config", "FILE:{\"hls_variant\":\"mpegts\",\"hls_segment_count\":4}"}, nil,
+			func(c *config) bool { return c.HLSVariant == "mpegts" && c.HLSSegmentCount == 4 && len(c.Ladder) == 3 }, ""},
+		{"unknown key", []string{"--config", "FILE:{\"listne\":\"x\"}"}, nil, nil, `unknown field "listne"`},
+		{"bad listen", []string{"--listen", "nope"}, nil, nil, "listen:"},
+		{"bad duration", []string{"--config", "FILE:{\"ingest_grace\":\"soon\"}"}, nil, nil, "soon"},
+		{"grace too short", []string{"--config", "FILE:{\"ingest_grace\":\"10ms\"}"}, nil, nil, "ingest_grace"},
+		{"ll needs 7 segments", []string{"--config", "FILE:{\"hls_segment_count\":3}"}, nil, nil, "hls_segment_count"},
+		{"bad variant", []string{"--config", "FILE:{\"hls_variant\":\"dash\"}"}, nil, nil, "hls_variant"},
+		{"bad rung name", []string{"--config", "FILE:{\"ladder\":[{\"name\":\"../x\",\"height\":360,\"video_kbps\":600,\"maxrate_kbps\":700,\"bufsize_kbits\":1200}]}"}, nil, nil, "ladder[0].name"},
+		{"upscaling ladder order", []string{"--config", "FILE:{\"ladder\":[{\"name\":\"a\",\"height\":360,\"video_kbps\":600,\"maxrate_kbps\":700,\"bufsize_kbits\":1200},{\"name\":\"b\",\"height\":720,\"video_kbps\":2500,\"maxrate_kbps\":2600,\"bufsize_kbits\":5000}]}"}, nil, nil, "ladder"},
+		{"nats url scheme", []string{"--nats-url", "http://x"}, nil, nil, "nats_url"},
+		{"key with space", []string{"--publish-key", "a b"}, nil, nil, "publish_keys[0]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{}, c.args...)
+			for i, a := range args {
+				if body, ok := strings.CutPrefix(a, "FILE:"); ok {
+					args[i] = file(body)
+				}
+			}
+			cfg, err := load(args, func(k string) string { return c.env[k] })
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want one naming %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.check(cfg) {
+				t.Errorf("unexpected config: %+v", cfg)
+			}
+		})
+	}
+}
