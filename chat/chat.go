@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -55,10 +54,10 @@ type Server struct {
 	// dropped); default 30 s. WriteTimeout bounds each write; default 10 s.
 	PingInterval time.Duration
 	WriteTimeout time.Duration
-	// AllowedOrigins lists extra browser origins (scheme://host[:port]);
-	// requests without Origin or from the same host are always allowed; "*"
-	// allows any.
-	AllowedOrigins []string
+	// CheckOrigin decides whether a browser request (one with an Origin
+	// header) may join; nil refuses every browser request. The gateway sets
+	// web.OriginChecker.
+	CheckOrigin func(r *http.Request) bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -122,7 +121,7 @@ func (s *Server) Start() error {
 		ReadBufferSize:  1024,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
-		CheckOrigin:     func(r *http.Request) bool { return originAllowed(r, s.AllowedOrigins) },
+		CheckOrigin:     s.originOK,
 	}
 	s.rooms = map[string]*room{}
 	s.stop = make(chan struct{})
@@ -134,18 +133,11 @@ func (s *Server) Start() error {
 	return nil
 }
 
-func originAllowed(r *http.Request, allowed []string) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
+func (s *Server) originOK(r *http.Request) bool {
+	if r.Header.Get("Origin") == "" {
+		return true // not a browser
 	}
-	for _, a := range allowed {
-		if a == "*" || strings.EqualFold(a, origin) {
-			return true
-		}
-	}
-	u, err := url.Parse(origin)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
+	return s.CheckOrigin != nil && s.CheckOrigin(r)
 }
 
 // Close closes every connection with 1001 and stops the bus. Idempotent.
@@ -212,7 +204,7 @@ func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) 
 		http.Error(w, `{"error":"shutdown","message":"server shutting down"}`, http.StatusServiceUnavailable)
 		return
 	}
-	if !originAllowed(r, s.AllowedOrigins) {
+	if !s.originOK(r) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusForbidden)
 		w.Write([]byte(`{"error":"origin","message":"origin not allowed"}` + "\n"))

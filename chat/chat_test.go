@@ -274,7 +274,9 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("foreign origin is refused", func(t *testing.T) {
-		hs := startServer(t, &Server{})
+		hs := startServer(t, &Server{CheckOrigin: func(r *http.Request) bool {
+			return r.Header.Get("Origin") == "http://"+r.Host
+		}})
 		h := http.Header{"Origin": {"http://evil.example"}}
 		_, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/r", h)
 		if err == nil || resp.StatusCode != http.StatusForbidden {

@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -87,10 +85,10 @@ type Server struct {
 	// HeadBytes is how much of the stream start is searched for the video
 	// size before starting without it; default 1 MiB.
 	HeadBytes int
-	// AllowedOrigins lists extra origins (scheme://host[:port]) allowed to
-	// publish from a browser; same-host and Origin-less requests always are.
-	// "*" allows any.
-	AllowedOrigins []string
+	// CheckOrigin decides whether a browser request (one with an Origin
+	// header) may publish; nil refuses every browser request. The gateway
+	// sets web.OriginChecker.
+	CheckOrigin func(r *http.Request) bool
 	// Viewers, if set, reports a stream's viewer count for status frames.
 	Viewers func(stream string) int
 	// Logger defaults to slog.Default().
@@ -172,22 +170,6 @@ func (s *Server) keyOK(key string) (status int, ok bool) {
 	return http.StatusForbidden, false
 }
 
-// OriginAllowed reports whether a browser request may use a WebSocket of
-// this server: no Origin (not a browser), the same host, or a listed origin.
-func OriginAllowed(r *http.Request, allowed []string) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	for _, a := range allowed {
-		if a == "*" || strings.EqualFold(a, origin) {
-			return true
-		}
-	}
-	u, err := url.Parse(origin)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
-}
-
 func newID() string {
 	b := make([]byte, 12)
 	rand.Read(b)
@@ -206,7 +188,7 @@ func (s *Server) ServePublish(w http.ResponseWriter, r *http.Request, name strin
 		httpError(w, status, code, "publishing needs the right key (?key=...)")
 		return
 	}
-	if !OriginAllowed(r, s.AllowedOrigins) {
+	if r.Header.Get("Origin") != "" && (s.CheckOrigin == nil || !s.CheckOrigin(r)) {
 		httpError(w, http.StatusForbidden, "origin", "origin not allowed")
 		return
 	}

@@ -136,3 +136,29 @@ func TestViewers(t *testing.T) {
 		t.Errorf("after the window: %d, want 0", got)
 	}
 }
+
+func TestOriginChecker(t *testing.T) {
+	cases := []struct {
+		allowed []string
+		host    string
+		origin  string
+		want    bool
+	}{
+		{nil, "live.example:8080", "http://live.example:8080", true},
+		{nil, "live.example:8080", "https://live.example:8080", true},
+		{nil, "live.example:8080", "http://evil.example", false},
+		{nil, "live.example:8080", "http://live.example:8080.evil.example", false},
+		{nil, "live.example:8080", "null", false},
+		{[]string{"https://embed.example"}, "live.example", "https://embed.example", true},
+		{[]string{"https://embed.example"}, "live.example", "https://other.example", false},
+		{[]string{"*"}, "live.example", "https://other.example", true},
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest("GET", "/chat/x", nil)
+		r.Host = c.host
+		r.Header.Set("Origin", c.origin)
+		if got := OriginChecker(c.allowed)(r); got != c.want {
+			t.Errorf("allowed %v, host %s, origin %s: %v, want %v", c.allowed, c.host, c.origin, got, c.want)
+		}
+	}
+}

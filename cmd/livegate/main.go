@@ -67,17 +67,17 @@ func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
 		segments: cfg.HLSSegmentCount, keepEnded: time.Duration(cfg.KeepEnded), log: log,
 	}
 	g.rooms = &chat.Server{
-		MaxTextRunes:   cfg.ChatMaxTextRunes,
-		MaxFrameBytes:  cfg.ChatMaxFrameBytes,
-		HistorySize:    cfg.ChatHistory,
-		RatePerSecond:  cfg.ChatRatePerSecond,
-		Burst:          cfg.ChatBurst,
-		SendQueue:      cfg.ChatSendQueue,
-		MaxViolations:  cfg.ChatMaxViolations,
-		PingInterval:   time.Duration(cfg.ChatPingInterval),
-		WriteTimeout:   time.Duration(cfg.ChatWriteTimeout),
-		AllowedOrigins: cfg.AllowedOrigins,
-		Logger:         log.With("component", "chat"),
+		MaxTextRunes:  cfg.ChatMaxTextRunes,
+		MaxFrameBytes: cfg.ChatMaxFrameBytes,
+		HistorySize:   cfg.ChatHistory,
+		RatePerSecond: cfg.ChatRatePerSecond,
+		Burst:         cfg.ChatBurst,
+		SendQueue:     cfg.ChatSendQueue,
+		MaxViolations: cfg.ChatMaxViolations,
+		PingInterval:  time.Duration(cfg.ChatPingInterval),
+		WriteTimeout:  time.Duration(cfg.ChatWriteTimeout),
+		CheckOrigin:   web.OriginChecker(cfg.AllowedOrigins),
+		Logger:        log.With("component", "chat"),
 	}
 	if cfg.NATSURL != "" {
 		bus, err := chat.NewNATSBus(cfg.NATSURL, log.With("component", "nats"))
@@ -101,7 +101,7 @@ func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
 		OverrunTimeout: time.Duration(cfg.IngestOverrunTimeout),
 		Grace:          time.Duration(cfg.IngestGrace),
 		StatusInterval: time.Duration(cfg.IngestStatusInterval),
-		AllowedOrigins: cfg.AllowedOrigins,
+		CheckOrigin:    web.OriginChecker(cfg.AllowedOrigins),
 		Viewers:        g.site.Viewers,
 		Logger:         log.With("component", "ingest"),
 	}
