@@ -37,7 +37,7 @@
     else say("Starting…");
     if (window.Hls && Hls.isSupported()) {
       if (hls) hls.destroy();
-      hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, manifestLoadingMaxRetry: 4 });
+      hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30, manifestLoadingMaxRetry: 4 });
       dbg.hls = hls;
       hls.on(Hls.Events.MANIFEST_PARSED, () => { fillLevels(); video.play().catch(() => {}); });
       hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
