@@ -42,7 +42,8 @@
           o.value = d.deviceId; o.textContent = d.label || kind + " " + (i + 1);
           return o;
         }));
-        if (kind === "audioinput") { const o = document.createElement("option"); o.value = "none"; o.textContent = "No microphone"; sel.append(o); }
+        if (!sel.options.length) sel.append(new Option(kind === "videoinput" ? "Default camera" : "Default microphone", ""));
+        if (kind === "audioinput") sel.append(new Option("No microphone", "none"));
         if (cur) sel.value = cur;
       }
     } catch (e) { /* no devices yet */ }
