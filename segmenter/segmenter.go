@@ -187,6 +187,9 @@ func (s *Segmenter) Consume(r io.Reader) error {
 			pts = base + dec.Decode(pts)
 			s.note(pts, false)
 			for _, mx := range muxers {
+				if mx.audio == nil {
+					continue
+				}
 				if err := mx.m.WriteMPEG4Audio(mx.audio, time.Now(), pts*rate/90000, aus); err != nil {
 					return err
 				}
@@ -275,7 +278,9 @@ func (s *Segmenter) attach(videos []*mpegts.Track, audio *mpegts.Track) ([]*muxe
 		}
 		mx := &muxer{dir: dir, video: &gohlslib.Track{Codec: &codecs.H264{}, ClockRate: 90000}}
 		tracks := []*gohlslib.Track{mx.video}
-		if audio != nil {
+		// fMP4 variants list the audio once, as a rendition of the first
+		// muxer that every variant refers to; MPEG-TS muxes it into each
+		if audio != nil && (i == 0 || s.Variant == MPEGTS) {
 			conf := audio.Codec.(*mpegts.CodecMPEG4Audio).Config
 			mx.audio = &gohlslib.Track{Codec: &codecs.MPEG4Audio{Config: conf}, ClockRate: conf.SampleRate}
 			tracks = append(tracks, mx.audio)
