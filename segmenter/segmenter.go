@@ -5,6 +5,7 @@
 package segmenter
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -142,7 +143,7 @@ func (s *Segmenter) MediaTime() time.Duration {
 // same stream) continues the same playlists, its timestamps shifted to follow
 // on, and must carry the same number of video tracks.
 func (s *Segmenter) Consume(r io.Reader) error {
-	rd := &mpegts.Reader{R: r}
+	rd := &mpegts.Reader{R: bufio.NewReaderSize(r, 64<<10)} // astits reads 188 bytes at a time
 	if err := rd.Initialize(); err != nil {
 		return fmt.Errorf("read transcoder output: %w", err)
 	}
