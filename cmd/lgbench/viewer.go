@@ -47,7 +47,7 @@ func startBrowser(dir string, nice int) (*browser, error) {
 		chromedp.Flag("disable-renderer-backgrounding", true),
 		chromedp.Flag("disable-backgrounding-occluded-windows", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.WindowSize(1280, 900),
+		chromedp.WindowSize(800, 600), // small: less compositing work
 	}
 	if nice != 0 {
 		nicePath, err := exec.LookPath("nice")
