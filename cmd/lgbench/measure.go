@@ -123,9 +123,9 @@ func measure(ctx context.Context, ep endpoint, c passConfig, logf *log.Logger) (
 		err error
 	}
 	views := make(chan viewed, 1)
+	vctx, cancelView := context.WithDeadline(ctx, stopAt)
+	defer cancelView()
 	if b != nil {
-		vctx, cancelView := context.WithDeadline(ctx, stopAt)
-		defer cancelView()
 		go func() {
 			sleep(vctx, time.Until(at.Add(c.join)))
 			v, err := watch(vctx, b, ep.page, min(skipMedia*time.Second, dur/8), c.playerJS)
@@ -142,9 +142,13 @@ func measure(ctx context.Context, ep endpoint, c passConfig, logf *log.Logger) (
 	p.end = time.Now()
 	ep.finish()
 	if err != nil {
-		return nil, fmt.Errorf("%s: publish: %w", ep.name, err)
+		// stop the follower and the viewer early, but wait for them
+		cancelFollow()
+		cancelView()
+		err = fmt.Errorf("%s: publish: %w", ep.name, err)
+	} else {
+		logf.Printf("%s: published %.1f MB", ep.name, float64(p.Bytes)/1e6)
 	}
-	logf.Printf("%s: published %.1f MB", ep.name, float64(p.Bytes)/1e6)
 	if b != nil {
 		r := <-views
 		if r.err != nil {
@@ -154,6 +158,9 @@ func measure(ctx context.Context, ep endpoint, c passConfig, logf *log.Logger) (
 		p.Viewing = &r.v
 	}
 	p.Listing = <-listed
+	if err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
