@@ -81,18 +81,30 @@ type publisher struct {
 }
 
 func publish(t *testing.T, srv *httptest.Server, path string, size string, seconds int) *publisher {
+	return publishAs(t, srv, path, size, seconds, "webm")
+}
+
+// publishAs publishes WebM (VP8/Opus, as Chrome and Firefox record) or
+// fragmented MP4 (H.264/AAC, as Safari records).
+func publishAs(t *testing.T, srv *httptest.Server, path string, size string, seconds int, container string) *publisher {
 	t.Helper()
 	conn, resp, err := websocket.DefaultDialer.Dial(wsURL(srv, "/ingest/"+path), nil)
 	if err != nil {
 		t.Fatalf("dial ingest: %v (%v)", err, resp)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-		"-f", "lavfi", "-i", "testsrc2=size="+size+":rate=30",
+	args := []string{"-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=" + size + ":rate=30",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-t", strconv.Itoa(seconds),
-		"-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1500k", "-g", "60",
-		"-c:a", "libopus", "-cluster_time_limit", "100", "-f", "webm", "pipe:1")
+		"-t", strconv.Itoa(seconds)}
+	if container == "mp4" {
+		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac",
+			"-movflags", "frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "200000", "-f", "mp4", "pipe:1")
+	} else {
+		args = append(args, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1500k", "-g", "60",
+			"-c:a", "libopus", "-cluster_time_limit", "100", "-f", "webm", "pipe:1")
+	}
+	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -172,16 +184,18 @@ func TestPipeline(t *testing.T) {
 	needTools(t)
 	cases := []struct {
 		size       string
+		container  string
 		renditions []string // RESOLUTION of each variant, highest first
 	}{
-		{"1280x720", []string{"1280x720", "854x480", "640x360"}},
-		{"854x480", []string{"854x480", "640x360"}},
+		{"1280x720", "webm", []string{"1280x720", "854x480", "640x360"}},
+		{"854x480", "webm", []string{"854x480", "640x360"}},
+		{"360x640", "mp4", []string{"360x640"}}, // Safari's fragmented MP4, portrait
 	}
 	srv := startGateway(t, nil)
 	for _, c := range cases {
-		t.Run(c.size, func(t *testing.T) {
+		t.Run(c.size+"_"+c.container, func(t *testing.T) {
 			stream := "t" + strings.ReplaceAll(c.size, "x", "_")
-			pub := publish(t, srv, stream, c.size, 7)
+			pub := publishAs(t, srv, stream, c.size, 7, c.container)
 			base := srv.URL + "/live/" + stream + "/"
 			code, body := get(t, base+"index.m3u8") // held until the first segments exist
 			if code != http.StatusOK {
