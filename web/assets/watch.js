@@ -69,6 +69,18 @@
     golive.hidden = !(hls.targetLatency && hls.latency > hls.targetLatency + 2);
   }, 1000);
 
+  // viewer count, and a new broadcast after the last one ended
+  let ended = false;
+  video.addEventListener("ended", () => { ended = true; });
+  setInterval(async () => {
+    const res = await fetch("/api/streams/" + encodeURIComponent(name)).catch(() => null);
+    if (!res) return;
+    const info = await res.json().catch(() => null);
+    if (!info) return;
+    $("viewers").textContent = (info.viewers || 0) + " watching";
+    if (ended && info.live) { ended = false; load(); }
+  }, 5000);
+
   if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: name });
   load();
 })();
