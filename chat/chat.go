@@ -40,6 +40,10 @@ type Server struct {
 	MaxFrameBytes int64
 	// HistorySize is how many recent messages a newcomer gets; default 50.
 	HistorySize int
+	// WelcomeUsers bounds the online list in a welcome (the newcomer first;
+	// count stays exact): a full list for every newcomer of a room of
+	// thousands would cost the square of its size; default 1000.
+	WelcomeUsers int
 	// RatePerSecond and Burst bound each connection's messages (token
 	// bucket); defaults 5 and 10.
 	RatePerSecond float64
@@ -83,6 +87,9 @@ func (s *Server) Start() error {
 	if s.HistorySize == 0 {
 		s.HistorySize = 50
 	}
+	if s.WelcomeUsers == 0 {
+		s.WelcomeUsers = 1000
+	}
 	if s.RatePerSecond == 0 {
 		s.RatePerSecond = 5
 	}
@@ -109,7 +116,7 @@ func (s *Server) Start() error {
 		ok   bool
 	}{
 		{"MaxTextRunes", s.MaxTextRunes > 0}, {"MaxFrameBytes", s.MaxFrameBytes >= 256},
-		{"HistorySize", s.HistorySize >= 0}, {"RatePerSecond", s.RatePerSecond > 0},
+		{"HistorySize", s.HistorySize >= 0}, {"WelcomeUsers", s.WelcomeUsers > 0}, {"RatePerSecond", s.RatePerSecond > 0},
 		{"Burst", s.Burst > 0}, {"MaxViolations", s.MaxViolations > 0}, {"SendQueue", s.SendQueue > 0},
 		{"PingInterval", s.PingInterval > 0}, {"WriteTimeout", s.WriteTimeout > 0},
 	} {

@@ -153,6 +153,17 @@ func TestRoom(t *testing.T) {
 	}
 }
 
+func TestWelcomeUsersCap(t *testing.T) {
+	hs := startServer(t, &Server{WelcomeUsers: 2})
+	join(t, hs, "big", "a")
+	join(t, hs, "big", "b")
+	_, w := join(t, hs, "big", "c")
+	users := w["users"].([]any)
+	if w["count"] != 3.0 || len(users) != 2 || users[0].(map[string]any)["name"] != "c" {
+		t.Fatalf("capped welcome: %v", w)
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	hs := startServer(t, &Server{MaxTextRunes: 10})
 	c := dial(t, hs, "r")

@@ -101,9 +101,15 @@ func (r *room) join(m *member, name string) error {
 	m.user = User{ID: newID(), Name: name}
 	r.add(m.user, "")
 	r.local[m.user.ID] = m
-	users := make([]User, 0, len(r.users))
-	for _, u := range r.users {
-		users = append(users, u)
+	users := make([]User, 1, min(len(r.users), r.srv.WelcomeUsers))
+	users[0] = m.user
+	for id, u := range r.users {
+		if len(users) == cap(users) {
+			break
+		}
+		if id != m.user.ID {
+			users = append(users, u)
+		}
 	}
 	history := make([]json.RawMessage, len(r.history))
 	for i, h := range r.history {

@@ -58,6 +58,7 @@ type config struct {
 	ChatRatePerSecond float64  `json:"chat_rate_per_second"`
 	ChatBurst         int      `json:"chat_burst"`
 	ChatSendQueue     int      `json:"chat_send_queue"`
+	ChatWelcomeUsers  int      `json:"chat_welcome_users"`
 	ChatMaxViolations int      `json:"chat_max_violations"`
 	ChatPingInterval  duration `json:"chat_ping_interval"`
 	ChatWriteTimeout  duration `json:"chat_write_timeout"`
@@ -209,6 +210,7 @@ func (c *config) validate() error {
 		{"chat_burst", c.ChatBurst > 0, "positive"},
 		{"chat_send_queue", c.ChatSendQueue > 0, "positive"},
 		{"chat_max_violations", c.ChatMaxViolations > 0, "positive"},
+		{"chat_welcome_users", c.ChatWelcomeUsers > 0, "positive"},
 		{"chat_ping_interval", c.ChatPingInterval >= duration(time.Second), "at least 1s"},
 		{"chat_write_timeout", c.ChatWriteTimeout >= duration(100*time.Millisecond), "at least 100ms"},
 		{"viewer_window", c.ViewerWindow >= duration(time.Second), "at least 1s"},
