@@ -244,11 +244,9 @@ func (s *Server) keepalive() {
 			members = append(members, r.localMembers()...)
 		}
 		s.mu.Unlock()
-		deadline := time.Now().Add(s.WriteTimeout)
+		ping := outFrame{data: wsFrame(opPing, nil)}
 		for _, m := range members {
-			if m.conn.WriteControl(websocket.PingMessage, nil, deadline) != nil {
-				m.conn.Close()
-			}
+			m.send(ping)
 		}
 	}
 }

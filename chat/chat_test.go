@@ -301,3 +301,26 @@ func TestLimits(t *testing.T) {
 		c.Close()
 	})
 }
+
+func TestKeepalive(t *testing.T) {
+	hs := startServer(t, &Server{PingInterval: 100 * time.Millisecond})
+	c, _ := join(t, hs, "r", "a")
+	pings := 0
+	c.conn.SetPingHandler(func(data string) error {
+		pings++
+		return c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	// a client that reads nothing answers no ping: it is dropped after two
+	// intervals, while the one that answers stays
+	silent := dial(t, hs, "r")
+	silent.send(map[string]string{"type": "join", "name": "silent"})
+	c.expect("join")
+	if l := c.expect("leave"); l["user"].(map[string]any)["name"] != "silent" {
+		t.Fatalf("leave: %v", l)
+	}
+	if pings == 0 {
+		t.Fatal("no ping reached the client")
+	}
+	c.send(map[string]string{"type": "message", "text": "still here"})
+	c.expect("message")
+}

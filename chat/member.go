@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -33,12 +34,37 @@ type member struct {
 	closed  bool
 }
 
-// outFrame is a queued frame, or a close when closeCode is set.
+// outFrame is an encoded WebSocket frame, the last one when close is set.
 type outFrame struct {
-	pm        *websocket.PreparedMessage
-	closeCode int
-	reason    string
+	data  []byte
+	close bool
 }
+
+// wsFrame encodes one final, unmasked (server) frame. The writer sends the
+// frames of its queue with one writev, so a burst of events costs one
+// system call per member, not one per event; and a broadcast frame is
+// encoded once for every member.
+func wsFrame(op byte, payload []byte) []byte {
+	n := len(payload)
+	var h []byte
+	switch {
+	case n < 126:
+		h = []byte{0x80 | op, byte(n)}
+	case n < 1<<16:
+		h = []byte{0x80 | op, 126, byte(n >> 8), byte(n)}
+	default:
+		h = []byte{0x80 | op, 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	}
+	return append(h, payload...)
+}
+
+// Frame opcodes.
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+)
 
 // send queues a frame; a member whose queue is full is dropped.
 func (m *member) send(f outFrame) {
@@ -47,7 +73,7 @@ func (m *member) send(f outFrame) {
 		m.mu.Unlock()
 		return
 	}
-	if len(m.pending) >= m.srv.SendQueue && f.closeCode == 0 {
+	if len(m.pending) >= m.srv.SendQueue && !f.close {
 		m.closed = true
 		m.mu.Unlock()
 		m.conn.Close() // a slow reader never holds the room back
@@ -62,10 +88,7 @@ func (m *member) send(f outFrame) {
 }
 
 func (m *member) sendBytes(b []byte) {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
-	if err == nil {
-		m.send(outFrame{pm: pm})
-	}
+	m.send(outFrame{data: wsFrame(opText, b)})
 }
 
 func (m *member) sendError(code, msg string) {
@@ -74,11 +97,13 @@ func (m *member) sendError(code, msg string) {
 
 // closeWith queues a close frame after what is pending.
 func (m *member) closeWith(code int, reason string) {
-	m.send(outFrame{closeCode: code, reason: reason})
+	m.send(outFrame{data: wsFrame(opClose, websocket.FormatCloseMessage(code, reason)), close: true})
 }
 
-// write drains the queue, then ends.
+// write drains the queue, then ends. It is the only writer of the
+// connection (pings and pongs go through the queue too).
 func (m *member) write() {
+	nc := m.conn.UnderlyingConn()
 	for {
 		m.mu.Lock()
 		batch := m.pending
@@ -89,26 +114,27 @@ func (m *member) write() {
 			return
 		}
 		m.mu.Unlock()
+		bufs := make(net.Buffers, 0, len(batch))
+		closing := false
 		for _, f := range batch {
-			deadline := time.Now().Add(m.srv.WriteTimeout)
-			if f.closeCode != 0 {
-				m.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.closeCode, f.reason), deadline)
-				m.mu.Lock()
-				m.closed = true
-				m.writing = false
-				m.mu.Unlock()
-				time.AfterFunc(time.Second, func() { m.conn.Close() })
-				return
+			bufs = append(bufs, f.data)
+			if closing = f.close; closing {
+				break
 			}
-			m.conn.SetWriteDeadline(deadline)
-			if err := m.conn.WritePreparedMessage(f.pm); err != nil {
-				m.conn.Close()
-				m.mu.Lock()
-				m.closed = true
-				m.writing = false
-				m.mu.Unlock()
-				return
+		}
+		nc.SetWriteDeadline(time.Now().Add(m.srv.WriteTimeout))
+		_, err := bufs.WriteTo(nc)
+		if err != nil || closing {
+			m.mu.Lock()
+			m.closed = true
+			m.writing = false
+			m.mu.Unlock()
+			if err != nil {
+				nc.Close()
+			} else {
+				time.AfterFunc(time.Second, func() { nc.Close() }) // let the client read the close
 			}
+			return
 		}
 	}
 }
@@ -133,6 +159,14 @@ func (m *member) serve() {
 	wait := 2 * s.PingInterval
 	m.conn.SetReadDeadline(time.Now().Add(wait))
 	m.conn.SetPongHandler(func(string) error { return m.conn.SetReadDeadline(time.Now().Add(wait)) })
+	m.conn.SetPingHandler(func(data string) error {
+		m.send(outFrame{data: wsFrame(opPong, []byte(data))})
+		return nil
+	})
+	m.conn.SetCloseHandler(func(code int, _ string) error {
+		m.closeWith(websocket.CloseNormalClosure, "")
+		return nil
+	})
 	for {
 		typ, r, err := m.conn.NextReader()
 		if err != nil {

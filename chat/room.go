@@ -5,8 +5,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // room is one chat room on this gateway: its local members and its view of
@@ -57,13 +55,10 @@ func (r *room) broadcast(b []byte, skip *member) {
 	if len(r.local) == 0 {
 		return
 	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
-	if err != nil {
-		return
-	}
+	f := outFrame{data: wsFrame(opText, b)}
 	for _, m := range r.local {
 		if m != skip {
-			m.send(outFrame{pm: pm})
+			m.send(f)
 		}
 	}
 }
