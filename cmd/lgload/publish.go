@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// sourceArgs returns ffmpeg's arguments for one publisher, writing WebM to
+// stdout for seconds of media at native rate (-re). With replay set, the
+// recorded file is remuxed without re-encoding (-c copy) and looped, paced
+// by its own timestamps. Otherwise a moving testsrc2 pattern of size with a
+// sine tone is encoded as a browser would (libvpx realtime, libopus), with
+// the wall-clock time burnt in when drawtext is true.
+func sourceArgs(size, replay string, seconds float64, drawtext bool) []string {
+	args := []string{"-hide_banner", "-nostats", "-loglevel", "error", "-re"}
+	t := strconv.FormatFloat(seconds, 'f', 1, 64)
+	if replay != "" {
+		args = append(args, "-stream_loop", "-1", "-i", replay, "-t", t, "-c", "copy")
+	} else {
+		args = append(args,
+			"-f", "lavfi", "-i", "testsrc2=size="+size+":rate=30",
+			"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+			"-t", t)
+		if drawtext {
+			args = append(args, "-vf", `drawtext=text='%{localtime\:%T}':fontsize=48:fontcolor=white:box=1:boxcolor=black@0.6:x=20:y=20`)
+		}
+		args = append(args, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+			"-b:v", "2500k", "-g", "60", "-c:a", "libopus", "-b:a", "128k")
+	}
+	return append(args, "-cluster_time_limit", "100", "-flush_packets", "1", "-f", "webm", "pipe:1")
+}
+
+// hasDrawtext reports whether ffmpeg lists the drawtext filter.
+func hasDrawtext(ctx context.Context, ffmpeg string) bool {
+	out, err := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-filters").Output()
+	if err != nil {
+		return false
+	}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[1] == "drawtext" {
+			return true
+		}
+	}
+	return false
+}
+
+// pubStats is what one publisher saw. Safe for concurrent use.
+type pubStats struct {
+	mu        sync.Mutex
+	state     string
+	live      time.Time
+	speeds    []float64 // every speed reported once live
+	bytes     int64     // bytes sent
+	lastErr   string    // last error frame or local error
+	closeCode int       // the server's close code, 0 if none seen
+	ffmpegPID int
+}
+
+// snapshot returns the last state, the last speed and the bytes sent.
+func (p *pubStats) snapshot() (state string, speed float64, bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.speeds); n > 0 {
+		speed = p.speeds[n-1]
+	}
+	return p.state, speed, p.bytes
+}
+
+// setErr records err as the last error, unless it is nil.
+func (p *pubStats) setErr(err error) {
+	if err == nil {
+		return
+	}
+	p.mu.Lock()
+	p.lastErr = err.Error()
+	p.mu.Unlock()
+}
+
+// publisher pushes one ffmpeg source over the ingest WebSocket.
+type publisher struct {
+	FFmpeg   string        // ffmpeg binary
+	Args     []string      // from sourceArgs
+	URL      string        // ws://.../ingest/NAME
+	Chunk    time.Duration // send what ffmpeg wrote every Chunk (100 ms)
+	Stats    *pubStats
+	Deadline time.Duration // at most this long in all
+}
+
+// run starts ffmpeg in its own process group, pushes its stdout until
+// ctx ends or ffmpeg does, then closes the WebSocket with 1000 and stops
+// ffmpeg (SIGINT to the group, then SIGKILL after 2 s).
+func (p *publisher) run(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.Deadline)
+	defer cancel()
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	conn, resp, err := d.DialContext(ctx, p.URL, nil)
+	if err != nil {
+		if resp != nil {
+			err = fmt.Errorf("publish %s: dial: %w (HTTP %d)", p.URL, err, resp.StatusCode)
+		} else {
+			err = fmt.Errorf("publish %s: dial: %w", p.URL, err)
+		}
+		p.Stats.setErr(err)
+		return err
+	}
+	defer conn.Close()
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		p.read(conn)
+	}()
+
+	cmd := exec.Command(p.FFmpeg, p.Args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	// Our own pipe rather than StdoutPipe: Wait must not close the read end
+	// while the last bytes are still being read.
+	out, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", p.URL, err)
+	}
+	defer out.Close()
+	cmd.Stdout = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		err = fmt.Errorf("publish %s: start %s: %w", p.URL, p.FFmpeg, err)
+		p.Stats.setErr(err)
+		return err
+	}
+	p.Stats.mu.Lock()
+	p.Stats.ffmpegPID = cmd.Process.Pid
+	p.Stats.mu.Unlock()
+	waited := make(chan error, 1)
+	stopped := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		close(stopped)
+		waited <- err
+	}()
+	defer stopGroup(cmd.Process.Pid, stopped)
+
+	sendErr := pump(ctx, out, p.Chunk, func(b []byte) error {
+		select {
+		case <-readDone:
+			return errors.New("server closed the connection")
+		default:
+		}
+		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := conn.WriteMessage(websocket.BinaryMessage, b); err != nil {
+			return err
+		}
+		p.Stats.mu.Lock()
+		p.Stats.bytes += int64(len(b))
+		p.Stats.mu.Unlock()
+		return nil
+	})
+	conn.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"), time.Now().Add(time.Second))
+	select {
+	case <-readDone:
+	case <-time.After(3 * time.Second):
+	}
+	conn.Close()
+	<-readDone
+	stopGroup(cmd.Process.Pid, stopped)
+	werr := <-waited
+	if sendErr != nil && !errors.Is(sendErr, context.Canceled) && !errors.Is(sendErr, context.DeadlineExceeded) {
+		err := fmt.Errorf("publish %s: send: %w", p.URL, sendErr)
+		p.Stats.setErr(err)
+		return err
+	}
+	if werr != nil && ctx.Err() == nil {
+		err := fmt.Errorf("publish %s: ffmpeg: %w", p.URL, werr)
+		p.Stats.setErr(err)
+		return err
+	}
+	return nil
+}
+
+// stopGroup sends SIGINT to the process group pgid, then SIGKILL if it has
+// not ended (stopped not closed) within 2 s. Safe to call more than once.
+func stopGroup(pgid int, stopped <-chan struct{}) {
+	select {
+	case <-stopped:
+		return
+	default:
+	}
+	syscall.Kill(-pgid, syscall.SIGINT)
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-stopped
+	}
+}
+
+// read records the server's status and error frames and its close code
+// until the connection ends.
+func (p *publisher) read(conn *websocket.Conn) {
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				p.Stats.mu.Lock()
+				p.Stats.closeCode = ce.Code
+				p.Stats.mu.Unlock()
+			}
+			return
+		}
+		var m struct {
+			Type    string  `json:"type"`
+			State   string  `json:"state"`
+			Speed   float64 `json:"speed"`
+			Code    string  `json:"code"`
+			Message string  `json:"message"`
+		}
+		if json.Unmarshal(msg, &m) != nil {
+			continue
+		}
+		p.Stats.mu.Lock()
+		switch m.Type {
+		case "status":
+			p.Stats.state = m.State
+			if m.State == "live" {
+				if p.Stats.live.IsZero() {
+					p.Stats.live = time.Now()
+				}
+				if m.Speed > 0 {
+					p.Stats.speeds = append(p.Stats.speeds, m.Speed)
+				}
+			}
+		case "error":
+			p.Stats.lastErr = m.Code + ": " + m.Message
+		}
+		p.Stats.mu.Unlock()
+	}
+}
+
+// pump copies r to send in chunks gathered over every, as a MediaRecorder
+// timeslice delivers them, until r ends or ctx does.
+func pump(ctx context.Context, r io.Reader, every time.Duration, send func([]byte) error) error {
+	type read struct {
+		b   []byte
+		err error
+	}
+	reads := make(chan read)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := r.Read(buf)
+			select {
+			case reads <- read{buf[:n], err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var pending []byte
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		err := send(pending)
+		pending = nil
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case rd := <-reads:
+			pending = append(pending, rd.b...)
+			if rd.err != nil {
+				err := flush()
+				if err == nil && !errors.Is(rd.err, io.EOF) {
+					err = rd.err
+				}
+				return err
+			}
+		case <-tick.C:
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// speedSummary returns the median and the minimum of the speeds reported,
+// leaving out the first 2 (the start of a stream is slower), or zeros.
+func speedSummary(speeds []float64) (median, least float64) {
+	if len(speeds) > 4 {
+		speeds = speeds[2:]
+	}
+	if len(speeds) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(speeds)
+	slices.Sort(s)
+	return s[len(s)/2], s[0]
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"time"
+)
+
+// report is the JSON report of one load run.
+type report struct {
+	Config  reportConfig `json:"config"`
+	Window  float64      `json:"window_s"`   // seconds viewers watched
+	LoadCPU float64      `json:"lgload_cpu"` // cores used by lgload itself during the window
+	// SourcesCPU and SourcesRSSMB are the publishers' ffmpegs (with -gateway-pid).
+	SourcesCPU   float64        `json:"sources_cpu,omitempty"`
+	SourcesRSSMB float64        `json:"sources_rss_mb,omitempty"`
+	Gateway      *gatewayReport `json:"gateway,omitempty"`
+	Streams      []streamReport `json:"streams"`
+	Total        streamReport   `json:"total"`
+}
+
+// reportConfig repeats the scenario.
+type reportConfig struct {
+	URL              string `json:"url"`
+	Publishers       int    `json:"publishers"`
+	ViewersPerStream int    `json:"viewers_per_stream"`
+	Duration         string `json:"duration"`
+	Mode             string `json:"mode"`
+	Replay           string `json:"replay,omitempty"`
+	Size             string `json:"size"`
+	Drawtext         bool   `json:"drawtext"`
+}
+
+// gatewayReport is the gateway's usage from /proc: idle (before
+// publishing), with the streams live (before viewers) and at the end.
+// RSS figures include its ffmpeg children unless named gateway_.
+type gatewayReport struct {
+	RSSIdleMB           float64 `json:"rss_idle_mb"`
+	RSSStreamsMB        float64 `json:"rss_streams_mb"`
+	RSSViewersMB        float64 `json:"rss_viewers_mb"`
+	GatewayRSSStreamsMB float64 `json:"gateway_rss_streams_mb"`
+	GatewayRSSViewersMB float64 `json:"gateway_rss_viewers_mb"`
+	TranscodersRSSMB    float64 `json:"transcoders_rss_mb"`
+	Transcoders         int     `json:"transcoders"`
+	RSSPerStreamMB      float64 `json:"rss_per_stream_mb"` // (streams - idle) / publishers, children included
+	RSSPerViewerKB      float64 `json:"rss_per_viewer_kb"` // gateway process only: (end - before viewers) / viewers
+	GatewayCPU          float64 `json:"gateway_cpu"`       // cores, during the window
+	TranscodersCPU      float64 `json:"transcoders_cpu"`   // cores, during the window
+}
+
+// streamReport is one stream's figures (or all streams' together).
+type streamReport struct {
+	Name         string         `json:"name"`
+	Ready        float64        `json:"ready_s,omitempty"` // publishing to playable
+	State        string         `json:"publisher_state,omitempty"`
+	SpeedMedian  float64        `json:"publisher_speed_median"`
+	SpeedMin     float64        `json:"publisher_speed_min"`
+	PublishedMB  float64        `json:"published_mb"`
+	PubError     string         `json:"publisher_error,omitempty"`
+	CloseCode    int            `json:"publisher_close_code,omitempty"`
+	Viewers      int            `json:"viewers"`
+	Renditions   map[string]int `json:"renditions,omitempty"`
+	BytesPerSec  float64        `json:"viewer_bytes_per_s"`
+	Bytes        int64          `json:"viewer_bytes"`
+	ReqPerSec    float64        `json:"requests_per_s"`
+	Requests     int            `json:"requests"`
+	Errors       int            `json:"errors"`
+	LastError    string         `json:"last_error,omitempty"`
+	MediaP50     float64        `json:"media_p50_ms"`
+	MediaP99     float64        `json:"media_p99_ms"`
+	ReloadP50    float64        `json:"playlist_p50_ms"` // blocking reloads are held by design
+	ReloadP99    float64        `json:"playlist_p99_ms"`
+	EdgeP50      float64        `json:"live_edge_p50_s"`
+	EdgeP99      float64        `json:"live_edge_p99_s"`
+	Stalls       int            `json:"stalls"`
+	StalledViews int            `json:"viewers_stalled"`
+	LongestStall float64        `json:"longest_stall_s"`
+	speeds       []float64
+}
+
+// fill computes the per-stream and total figures.
+func (r *report) fill(streams []*stream, window time.Duration) {
+	var media, reloads, edge hist
+	tot := streamReport{Name: "total", Renditions: map[string]int{}}
+	var allSpeeds []float64
+	secs := window.Seconds()
+	for _, s := range streams {
+		sr := streamReport{Name: s.name, Ready: round3(s.ready.Seconds()), Renditions: map[string]int{}}
+		s.pub.mu.Lock()
+		sr.State, sr.PubError, sr.CloseCode = s.pub.state, s.pub.lastErr, s.pub.closeCode
+		sr.PublishedMB = mb(s.pub.bytes)
+		sr.SpeedMedian, sr.SpeedMin = speedSummary(s.pub.speeds)
+		allSpeeds = append(allSpeeds, sr.SpeedMedian)
+		s.pub.mu.Unlock()
+		var sm, srl, se hist
+		for _, v := range s.viewers {
+			v.mu.Lock()
+			sr.Viewers++
+			sr.Renditions[v.rendition]++
+			sr.Bytes += v.bytes
+			sr.Requests += v.requests
+			sr.Errors += v.errors
+			if v.lastErr != "" {
+				sr.LastError = v.lastErr
+			}
+			sr.Stalls += v.stalls.count
+			if v.stalls.count > 0 {
+				sr.StalledViews++
+			}
+			sr.LongestStall = max(sr.LongestStall, round3(v.stalls.longest.Seconds()))
+			sm.merge(&v.media)
+			srl.merge(&v.reloads)
+			se.merge(&v.edge)
+			v.mu.Unlock()
+		}
+		sr.setRates(secs, &sm, &srl, &se)
+		media.merge(&sm)
+		reloads.merge(&srl)
+		edge.merge(&se)
+		r.Streams = append(r.Streams, sr)
+		tot.Viewers += sr.Viewers
+		for k, n := range sr.Renditions {
+			tot.Renditions[k] += n
+		}
+		tot.Bytes += sr.Bytes
+		tot.Requests += sr.Requests
+		tot.Errors += sr.Errors
+		tot.Stalls += sr.Stalls
+		tot.StalledViews += sr.StalledViews
+		tot.LongestStall = max(tot.LongestStall, sr.LongestStall)
+		tot.PublishedMB += sr.PublishedMB
+		if sr.LastError != "" {
+			tot.LastError = sr.LastError
+		}
+		if sr.PubError != "" {
+			tot.PubError = sr.PubError
+		}
+	}
+	tot.SpeedMedian = median(allSpeeds)
+	tot.SpeedMin = math.Inf(1)
+	for _, s := range r.Streams {
+		tot.SpeedMin = min(tot.SpeedMin, s.SpeedMin)
+	}
+	if math.IsInf(tot.SpeedMin, 1) {
+		tot.SpeedMin = 0
+	}
+	tot.setRates(secs, &media, &reloads, &edge)
+	r.Total = tot
+}
+
+// setRates fills the rates and quantiles.
+func (s *streamReport) setRates(secs float64, media, reloads, edge *hist) {
+	if secs > 0 {
+		s.BytesPerSec = math.Round(float64(s.Bytes) / secs)
+		s.ReqPerSec = round3(float64(s.Requests) / secs)
+	}
+	s.MediaP50, s.MediaP99 = ms(media.quantile(0.5)), ms(media.quantile(0.99))
+	s.ReloadP50, s.ReloadP99 = ms(reloads.quantile(0.5)), ms(reloads.quantile(0.99))
+	s.EdgeP50, s.EdgeP99 = round3(edge.quantile(0.5).Seconds()), round3(edge.quantile(0.99).Seconds())
+}
+
+// printSummary writes a human summary of r.
+func printSummary(w io.Writer, r *report) {
+	fmt.Fprintf(w, "lgload: %d publishers x %d viewers (%s), %.1f s window, lgload used %.2f cores\n",
+		r.Config.Publishers, r.Config.ViewersPerStream, r.Config.Mode, r.Window, r.LoadCPU)
+	fmt.Fprintf(w, "%-10s %6s %6s %9s %8s %8s %8s %9s %9s %7s %6s\n",
+		"stream", "speed", "min", "MB/s", "req/s", "p50 ms", "p99 ms", "edge p50", "edge p99", "stalls", "errors")
+	rows := append(append([]streamReport(nil), r.Streams...), r.Total)
+	for _, s := range rows {
+		fmt.Fprintf(w, "%-10s %6.2f %6.2f %9.2f %8.1f %8.2f %8.2f %9.2f %9.2f %7d %6d\n",
+			s.Name, s.SpeedMedian, s.SpeedMin, s.BytesPerSec/1e6, s.ReqPerSec, s.MediaP50, s.MediaP99,
+			s.EdgeP50, s.EdgeP99, s.Stalls, s.Errors)
+	}
+	if g := r.Gateway; g != nil {
+		fmt.Fprintf(w, "gateway: RSS idle %.1f MB, with streams %.1f MB (%.1f per stream, %d transcoders), with viewers %.1f MB (%.1f KB per viewer); CPU gateway %.2f + transcoders %.2f cores; sources %.2f cores\n",
+			g.RSSIdleMB, g.RSSStreamsMB, g.RSSPerStreamMB, g.Transcoders, g.RSSViewersMB, g.RSSPerViewerKB,
+			g.GatewayCPU, g.TranscodersCPU, r.SourcesCPU)
+	}
+	if r.Total.PubError != "" {
+		fmt.Fprintf(w, "last publisher error: %s\n", r.Total.PubError)
+	}
+	if r.Total.LastError != "" {
+		fmt.Fprintf(w, "last viewer error: %s\n", r.Total.LastError)
+	}
+}
+
+// writeJSON writes r to path.
+func writeJSON(path string, r any) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// median returns the middle value of v, or 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// mb converts bytes to MB (10^6) rounded to 0.1.
+func mb(b int64) float64 { return math.Round(float64(b)/1e5) / 10 }
+
+// round3 rounds to three decimals.
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }

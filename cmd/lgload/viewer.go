@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+)
+
+// viewerStats is what one viewer measured. Safe for concurrent use.
+type viewerStats struct {
+	mu        sync.Mutex
+	rendition string
+	bytes     int64
+	requests  int
+	errors    int
+	lastErr   string
+	media     hist // media (part, segment, init) request latency
+	reloads   hist // playlist request latency (blocking reloads are held)
+	edge      hist // distance from the live edge at each media fetch
+	stalls    stallClock
+	ended     bool
+}
+
+// totals returns bytes and requests so far.
+func (v *viewerStats) totals() (int64, int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.bytes, v.requests
+}
+
+// viewer plays one stream as an HLS player would.
+type viewer struct {
+	Client *http.Client
+	Index  string // absolute URL of the multivariant playlist
+	Pick   int    // picks variant Pick modulo their number
+	LL     bool   // follow parts with blocking reloads; else poll segments
+	Stats  *viewerStats
+}
+
+// get fetches u, reads the body and records the request. It returns the
+// body when keep is true.
+func (v *viewer) get(parent context.Context, u string, timeout time.Duration, lat *hist, keep bool) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	t0 := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", u, err)
+	}
+	var body []byte
+	var n int64
+	resp, err := v.Client.Do(req)
+	if err == nil {
+		if keep {
+			body, err = io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+			n = int64(len(body))
+		} else {
+			n, err = io.Copy(io.Discard, resp.Body)
+		}
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+	}
+	d := time.Since(t0)
+	v.Stats.mu.Lock()
+	defer v.Stats.mu.Unlock()
+	if err != nil {
+		if parent.Err() != nil {
+			return nil, fmt.Errorf("get %s: %w", u, parent.Err()) // stopping is no error
+		}
+		v.Stats.errors++
+		v.Stats.lastErr = fmt.Sprintf("get %s: %v", u, err)
+		return nil, fmt.Errorf("get %s: %w", u, err)
+	}
+	v.Stats.requests++
+	v.Stats.bytes += n
+	lat.add(d)
+	return body, nil
+}
+
+// run plays until ctx ends or the playlist ends. Every request has a
+// deadline and failures are retried after a pause, so it always returns
+// soon after ctx ends.
+func (v *viewer) run(ctx context.Context) error {
+	body, err := v.get(ctx, v.Index, 12*time.Second, &v.Stats.reloads, true)
+	if err != nil {
+		return fmt.Errorf("viewer: multivariant: %w", err)
+	}
+	var mv playlist.Multivariant
+	if err := mv.Unmarshal(body); err != nil {
+		return fmt.Errorf("viewer: multivariant %s: %w", v.Index, err)
+	}
+	if len(mv.Variants) == 0 {
+		return fmt.Errorf("viewer: multivariant %s: no variant", v.Index)
+	}
+	variant := mv.Variants[v.Pick%len(mv.Variants)]
+	mediaURL, err := resolve(v.Index, variant.URI)
+	if err != nil {
+		return err
+	}
+	v.Stats.mu.Lock()
+	v.Stats.rendition = variant.URI
+	v.Stats.stalls = stallClock{limit: 2 * time.Second, last: time.Now()}
+	v.Stats.mu.Unlock()
+
+	f := follower{LL: v.LL}
+	var query string
+	var initDone bool
+	var prev []byte
+	for ctx.Err() == nil {
+		u := mediaURL
+		if query != "" {
+			u += "?" + query
+		}
+		body, err := v.get(ctx, u, 10*time.Second, &v.Stats.reloads, true)
+		if err != nil {
+			query = ""
+			sleep(ctx, 500*time.Millisecond)
+			continue
+		}
+		pl := &playlist.Media{} // Unmarshal appends: a fresh value every time
+		if err := pl.Unmarshal(body); err != nil {
+			v.Stats.mu.Lock()
+			v.Stats.errors++
+			v.Stats.lastErr = fmt.Sprintf("viewer: playlist %s: %v", u, err)
+			v.Stats.mu.Unlock()
+			query = ""
+			sleep(ctx, 500*time.Millisecond)
+			continue
+		}
+		if !initDone && pl.Map != nil {
+			if mu, err := resolve(mediaURL, pl.Map.URI); err == nil {
+				_, err = v.get(ctx, mu, 5*time.Second, &v.Stats.media, false)
+				initDone = err == nil
+			}
+		}
+		for _, it := range f.update(pl) {
+			mu, err := resolve(mediaURL, it.URI)
+			if err != nil {
+				continue
+			}
+			if _, err := v.get(ctx, mu, 5*time.Second, &v.Stats.media, false); err != nil {
+				continue
+			}
+			now := time.Now()
+			v.Stats.mu.Lock()
+			v.Stats.edge.add(it.Edge)
+			v.Stats.stalls.media(now)
+			v.Stats.mu.Unlock()
+		}
+		v.Stats.mu.Lock()
+		v.Stats.stalls.check(time.Now())
+		v.Stats.mu.Unlock()
+		if pl.Endlist {
+			v.Stats.mu.Lock()
+			v.Stats.ended = true
+			v.Stats.mu.Unlock()
+			return nil
+		}
+		switch {
+		case v.LL && pl.PartInf != nil:
+			query = blockingQuery(pl)
+		case string(body) == string(prev):
+			// unchanged: wait half a target duration (RFC 8216 6.3.4)
+			sleep(ctx, time.Duration(max(pl.TargetDuration, 1))*time.Second/2)
+		default:
+			sleep(ctx, time.Duration(max(pl.TargetDuration, 1))*time.Second)
+		}
+		prev = body
+	}
+	return nil
+}
+
+// resolve returns ref relative to base.
+func resolve(base, ref string) (string, error) {
+	b, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", base, err)
+	}
+	r, err := url.Parse(ref)
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", ref, err)
+	}
+	return b.ResolveReference(r).String(), nil
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
