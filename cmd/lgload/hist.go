@@ -56,7 +56,8 @@ func (h *hist) merge(o *hist) {
 }
 
 // quantile returns the upper bound of the bucket holding the q-th quantile
-// (0 < q <= 1), capped by the largest sample; 0 when h is empty.
+// (0 < q <= 1), capped by the largest sample (the largest sample itself
+// in the last, open bucket); 0 when h is empty.
 func (h *hist) quantile(q float64) time.Duration {
 	if h.n == 0 {
 		return 0
@@ -67,6 +68,9 @@ func (h *hist) quantile(q float64) time.Duration {
 	for i, c := range h.counts {
 		seen += c
 		if seen >= rank {
+			if i == histBuckets-1 { // the overflow bucket
+				return h.max
+			}
 			return min(upper(i), h.max)
 		}
 	}

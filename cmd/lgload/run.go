@@ -139,6 +139,7 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		progress(vctx, stderr, w0, streams)
 	}()
 	views.Wait()
+	<-vctx.Done() // the window lasts the whole duration, with or without viewers
 	stopViewers()
 	<-progressDone
 	window := time.Since(w0)

@@ -1,0 +1,442 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+)
+
+func TestHistQuantile(t *testing.T) {
+	cases := []struct {
+		name    string
+		samples []time.Duration
+		q       float64
+		lo, hi  time.Duration
+	}{
+		{"empty", nil, 0.5, 0, 0},
+		{"one", []time.Duration{3 * time.Millisecond}, 0.99, 3 * time.Millisecond, 3 * time.Millisecond},
+		{"median of 1..100 ms", ms100(), 0.5, 50 * time.Millisecond, 55 * time.Millisecond},
+		{"p99 of 1..100 ms", ms100(), 0.99, 99 * time.Millisecond, 100 * time.Millisecond},
+		{"tiny", []time.Duration{time.Nanosecond}, 0.5, time.Nanosecond, time.Nanosecond},
+		{"huge", []time.Duration{time.Hour}, 0.5, time.Hour, time.Hour},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var h hist
+			for _, d := range c.samples {
+				h.add(d)
+			}
+			got := h.quantile(c.q)
+			if got < c.lo || got > c.hi {
+				t.Errorf("quantile(%v) = %v, want in [%v, %v]", c.q, got, c.lo, c.hi)
+			}
+			var m hist
+			m.merge(&h)
+			if m.quantile(c.q) != got || m.n != h.n {
+				t.Errorf("merged: quantile %v n %d, want %v n %d", m.quantile(c.q), m.n, got, h.n)
+			}
+		})
+	}
+}
+
+// ms100 returns 1 ms to 100 ms in 1 ms steps.
+func ms100() []time.Duration {
+	var out []time.Duration
+	for i := 1; i <= 100; i++ {
+		out = append(out, time.Duration(i)*time.Millisecond)
+	}
+	return out
+}
+
+func TestCheckLoopback(t *testing.T) {
+	cases := []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:8080", true},
+		{"http://127.0.0.2:9", true},
+		{"http://[::1]:8080/", true},
+		{"http://localhost:8080", true},
+		{"https://127.0.0.1:8080", false},
+		{"http://10.0.0.1:8080", false},
+		{"http://example.com", false},
+		{"http://0.0.0.0:8080", false},
+		{"http://127.0.0.1.example.com", false},
+		{"ws://127.0.0.1:8080", false},
+		{"://bad", false},
+	}
+	for _, c := range cases {
+		t.Run(c.url, func(t *testing.T) {
+			err := checkLoopback(c.url)
+			if (err == nil) != c.ok {
+				t.Errorf("checkLoopback(%q) = %v, want ok %v", c.url, err, c.ok)
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string // part of the error, "" for none
+	}{
+		{nil, ""},
+		{[]string{"-url", "http://192.168.1.1:8080"}, "not a loopback"},
+		{[]string{"-mode", "dash"}, "-mode"},
+		{[]string{"-publishers", "0"}, "-publishers"},
+		{[]string{"-size", "big"}, "-size"},
+		{[]string{"-replay", "/nonexistent.webm"}, "-replay"},
+		{[]string{"-prefix", "a/b"}, "-prefix"},
+		{[]string{"-bench-get", "x", "-concurrency", "0"}, "-concurrency"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			_, err := parseFlags(c.args, &strings.Builder{})
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("error %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// Hand-written low-latency playlists as gohlslib writes them: 200 ms
+// parts, one-second segments, leading gap segments.
+const (
+	llStart = `#EXTM3U
+#EXT-X-VERSION:10
+#EXT-X-TARGETDURATION:1
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.6
+#EXT-X-PART-INF:PART-TARGET=0.2
+#EXT-X-MEDIA-SEQUENCE:0
+#EXT-X-MAP:URI="i.mp4"
+#EXT-X-GAP
+#EXTINF:1.00000,
+gap.mp4
+#EXT-X-GAP
+#EXTINF:1.00000,
+gap.mp4
+#EXT-X-PART:DURATION=0.20000,URI="p0.mp4",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.20000,URI="p1.mp4"
+#EXT-X-PART:DURATION=0.20000,URI="p2.mp4"
+#EXT-X-PART:DURATION=0.20000,URI="p3.mp4"
+#EXT-X-PART:DURATION=0.20000,URI="p4.mp4"
+#EXTINF:1.00000,
+s2.mp4
+#EXT-X-PART:DURATION=0.20000,URI="p5.mp4",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.20000,URI="p6.mp4"
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p7.mp4"
+`
+	llNext = `#EXTM3U
+#EXT-X-VERSION:10
+#EXT-X-TARGETDURATION:1
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.6
+#EXT-X-PART-INF:PART-TARGET=0.2
+#EXT-X-MEDIA-SEQUENCE:1
+#EXT-X-MAP:URI="i.mp4"
+#EXT-X-GAP
+#EXTINF:1.00000,
+gap.mp4
+#EXT-X-PART:DURATION=0.20000,URI="p0.mp4",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.20000,URI="p1.mp4"
+#EXT-X-PART:DURATION=0.20000,URI="p2.mp4"
+#EXT-X-PART:DURATION=0.20000,URI="p3.mp4"
+#EXT-X-PART:DURATION=0.20000,URI="p4.mp4"
+#EXTINF:1.00000,
+s2.mp4
+#EXT-X-PART:DURATION=0.20000,URI="p5.mp4",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.20000,URI="p6.mp4"
+#EXT-X-PART:DURATION=0.20000,URI="p7.mp4"
+#EXT-X-PART:DURATION=0.20000,URI="p8.mp4"
+#EXT-X-PART:DURATION=0.20000,URI="p9.mp4"
+#EXTINF:1.00000,
+s3.mp4
+#EXT-X-PART:DURATION=0.20000,URI="p10.mp4",INDEPENDENT=YES
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p11.mp4"
+`
+	llEnded = `#EXTM3U
+#EXT-X-VERSION:10
+#EXT-X-TARGETDURATION:1
+#EXT-X-MEDIA-SEQUENCE:2
+#EXT-X-MAP:URI="i.mp4"
+#EXTINF:1.00000,
+s2.mp4
+#EXTINF:1.00000,
+s3.mp4
+#EXTINF:0.60000,
+s4.mp4
+#EXT-X-ENDLIST
+`
+)
+
+func mustMedia(t *testing.T, text string) *playlist.Media {
+	t.Helper()
+	pl := &playlist.Media{}
+	if err := pl.Unmarshal([]byte(text)); err != nil {
+		t.Fatalf("unmarshal: %v", err)
+	}
+	return pl
+}
+
+func TestFollower(t *testing.T) {
+	cases := []struct {
+		name  string
+		ll    bool
+		lists []string
+		want  [][]string // URIs returned by each update
+		query string     // blocking query after the last list
+		edge0 time.Duration
+	}{
+		{
+			name:  "ll starts 3 parts back, then takes only new parts",
+			ll:    true,
+			lists: []string{llStart, llNext},
+			want:  [][]string{{"p4.mp4", "p5.mp4", "p6.mp4"}, {"p7.mp4", "p8.mp4", "p9.mp4", "p10.mp4"}},
+			query: "_HLS_msn=4&_HLS_part=1",
+			edge0: 400 * time.Millisecond,
+		},
+		{
+			name:  "ll reload repeated gives nothing new",
+			ll:    true,
+			lists: []string{llNext, llNext},
+			want:  [][]string{{"p8.mp4", "p9.mp4", "p10.mp4"}, nil},
+			query: "_HLS_msn=4&_HLS_part=1",
+			edge0: 400 * time.Millisecond,
+		},
+		{
+			name:  "ll to the end: completed segments without parts are taken whole",
+			ll:    true,
+			lists: []string{llNext, llEnded},
+			want:  [][]string{{"p8.mp4", "p9.mp4", "p10.mp4"}, {"s4.mp4"}},
+			query: "_HLS_msn=5&_HLS_part=0",
+			edge0: 400 * time.Millisecond,
+		},
+		{
+			name:  "segments skip gaps and in-progress parts",
+			lists: []string{llStart, llNext, llEnded},
+			want:  [][]string{{"s2.mp4"}, {"s3.mp4"}, {"s4.mp4"}},
+			query: "_HLS_msn=5&_HLS_part=0",
+			edge0: 400 * time.Millisecond,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := follower{LL: c.ll}
+			var pl *playlist.Media
+			for i, text := range c.lists {
+				pl = mustMedia(t, text)
+				items := f.update(pl)
+				var got []string
+				for _, it := range items {
+					got = append(got, it.URI)
+				}
+				if strings.Join(got, " ") != strings.Join(c.want[i], " ") {
+					t.Errorf("update %d = %v, want %v", i, got, c.want[i])
+				}
+				if i == 0 && len(items) > 0 && items[0].Edge != c.edge0 {
+					t.Errorf("first item edge %v, want %v", items[0].Edge, c.edge0)
+				}
+			}
+			if q := blockingQuery(pl); q != c.query {
+				t.Errorf("blockingQuery = %q, want %q", q, c.query)
+			}
+		})
+	}
+}
+
+func TestStallClock(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	cases := []struct {
+		name    string
+		media   []float64 // seconds at which media arrived
+		checks  []float64
+		want    int
+		longest time.Duration
+	}{
+		{"steady", []float64{0.2, 0.4, 1.4, 3.0}, []float64{3.1}, 0, 0},
+		{"one long gap counted once", []float64{1, 4}, []float64{2.5, 3.1, 3.5}, 1, 3 * time.Second},
+		{"two gaps", []float64{3, 6}, nil, 2, 3 * time.Second},
+		{"stalled at the end", []float64{1}, []float64{4}, 1, 3 * time.Second},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := stallClock{limit: 2 * time.Second, last: t0}
+			events := map[float64]bool{}
+			for _, m := range c.media {
+				events[m] = true
+			}
+			var times []float64
+			times = append(append(times, c.media...), c.checks...)
+			for i := range times {
+				for j := i + 1; j < len(times); j++ {
+					if times[j] < times[i] {
+						times[i], times[j] = times[j], times[i]
+					}
+				}
+			}
+			for _, x := range times {
+				if events[x] {
+					s.media(at(x))
+				} else {
+					s.check(at(x))
+				}
+			}
+			if s.count != c.want || s.longest != c.longest {
+				t.Errorf("count %d longest %v, want %d %v", s.count, s.longest, c.want, c.longest)
+			}
+		})
+	}
+}
+
+func TestSourceArgs(t *testing.T) {
+	cases := []struct {
+		name, size, replay string
+		drawtext           bool
+		has, hasNot        []string
+	}{
+		{"pattern with clock", "1280x720", "", true,
+			[]string{"testsrc2=size=1280x720:rate=30", "drawtext=", "libvpx", "-re", "pipe:1", "-cluster_time_limit"}, []string{"-stream_loop"}},
+		{"pattern without clock", "640x360", "", false, []string{"testsrc2=size=640x360:rate=30"}, []string{"drawtext="}},
+		{"replay", "", "cap.webm", true, []string{"-stream_loop", "cap.webm", "copy"}, []string{"testsrc2", "libvpx"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := strings.Join(sourceArgs(c.size, c.replay, 10, c.drawtext), " ")
+			for _, s := range c.has {
+				if !strings.Contains(got, s) {
+					t.Errorf("args %q lack %q", got, s)
+				}
+			}
+			for _, s := range c.hasNot {
+				if strings.Contains(got, s) {
+					t.Errorf("args %q hold %q", got, s)
+				}
+			}
+		})
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	u, ppid, err := parseStat("123 (ff mpeg (x)) S 77 1 1 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0")
+	if err != nil || ppid != 77 || u.CPU != 3 {
+		t.Errorf("parseStat = %+v %d %v, want CPU 3 ppid 77", u, ppid, err)
+	}
+	if rss := parseRSS("Name:\tx\nVmRSS:\t  2048 kB\n"); rss != 2048*1024 {
+		t.Errorf("parseRSS = %d", rss)
+	}
+}
+
+// TestSmoke builds the real gateway, runs 1 publisher and 2 viewers
+// against it for about 8 s and checks the report.
+func TestSmoke(t *testing.T) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ffmpeg not found, and CI is set: the smoke test must run in CI")
+		}
+		t.Skip("ffmpeg not found: skipping the smoke test (it runs in CI)")
+	}
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "livegate")
+	build := exec.Command("go", "build", "-o", bin, "../livegate")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build gateway: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	gw := exec.Command(bin, "--listen", addr)
+	logf, err := os.Create(filepath.Join(dir, "gateway.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.Stdout, gw.Stderr = logf, logf
+	if err := gw.Start(); err != nil {
+		t.Fatalf("start gateway: %v", err)
+	}
+	t.Cleanup(func() {
+		gw.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { gw.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			gw.Process.Kill()
+			<-done
+		}
+	})
+	waitListening(t, addr)
+
+	cfg, err := parseFlags([]string{"-url", "http://" + addr, "-publishers", "1", "-viewers", "2",
+		"-duration", "8s", "-start-wait", "15s", "-gateway-pid", strconv.Itoa(gw.Process.Pid),
+		"-json", filepath.Join(dir, "report.json")}, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	var out, progress strings.Builder
+	if err := runLoad(ctx, cfg, &out, &progress); err != nil {
+		t.Fatalf("runLoad: %v\n%s", err, progress.String())
+	}
+	t.Logf("summary:\n%s", out.String())
+	b, err := os.ReadFile(cfg.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if rep.Total.Bytes <= 0 || rep.Total.Requests <= 0 {
+		t.Errorf("report: %d bytes in %d requests, want some\n%s", rep.Total.Bytes, rep.Total.Requests, b)
+	}
+	if rep.Total.Viewers != 2 {
+		t.Errorf("report: %d viewers, want 2", rep.Total.Viewers)
+	}
+	// A stall storm is every viewer stalling again and again; a loaded
+	// 2-core machine may cause one stall.
+	if rep.Total.Stalls > 2 {
+		t.Errorf("report: %d stalls (longest %.1f s)\n%s", rep.Total.Stalls, rep.Total.LongestStall, b)
+	}
+	if rep.Gateway == nil || rep.Gateway.RSSStreamsMB <= 0 {
+		t.Errorf("report: no gateway memory: %+v", rep.Gateway)
+	}
+}
+
+// freeAddr returns a free 127.0.0.1 address.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitListening polls addr until it accepts connections, for up to 10 s.
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("gateway not listening on %s", addr)
+}
