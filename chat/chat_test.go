@@ -254,33 +254,32 @@ func TestLimits(t *testing.T) {
 		const n = 4000 // 6 MB: more than the socket buffers hold for the slow one
 		text := strings.Repeat("€", 490)
 		talker.conn.SetReadDeadline(time.Time{})
-		go func() { // in lockstep with its own echo, so the talker is never slow
-			for i := range n {
-				if talker.conn.WriteJSON(map[string]string{"type": "message", "text": fmt.Sprint(i, text)}) != nil {
+		go func() { // the talker reads its own echoes
+			for {
+				if _, _, err := talker.conn.ReadMessage(); err != nil {
 					return
-				}
-				for {
-					_, msg, err := talker.conn.ReadMessage()
-					if err != nil {
-						return
-					}
-					if strings.Contains(string(msg), `"type":"message"`) {
-						break
-					}
 				}
 			}
 		}()
-		got := 0
+		// in lockstep with the fast reader, so that only the slow one falls behind
 		left := false
-		for got < n || !left {
-			switch m := fast.next(); m["type"] {
-			case "message":
-				got++
-			case "leave":
-				if m["user"].(map[string]any)["name"] != "slow" {
-					t.Fatalf("leave: %v", m)
+		for i := range n {
+			talker.send(map[string]string{"type": "message", "text": fmt.Sprint(i, text)})
+			for got := false; !got; {
+				switch m := fast.next(); m["type"] {
+				case "message":
+					got = true
+				case "leave":
+					if m["user"].(map[string]any)["name"] != "slow" {
+						t.Fatalf("leave: %v", m)
+					}
+					left = true
 				}
-				left = true
+			}
+		}
+		for !left {
+			if m := fast.next(); m["type"] == "leave" {
+				left = m["user"].(map[string]any)["name"] == "slow"
 			}
 		}
 	})
