@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# bench/delivery.sh: requests/s and latency of many concurrent viewers of
+# ONE stream: livegate serving its segments from memory vs nginx (Debian)
+# serving the same files from disk.
+#
+#   bench/delivery.sh            CONCURRENCY=100 clients, 15 s per pass
+#   bench/delivery.sh --smoke    20 clients, 3 s per pass
+#
+# Method: a gateway on a free 127.0.0.1 port (keep_ended 10m,
+# hls_segment_count 20) gets one lgload publisher for about 30 s; when it ends,
+# the gateway freezes the last window (#EXT-X-ENDLIST) and keeps serving it
+# from memory, with no transcoder running. The 720p media playlist, its init
+# segment and its segments are fetched over HTTP into an nginx root (same
+# relative paths). nginx runs from a minimal config in a temporary directory
+# (2 workers like the gateway's 2 cores, sendfile on, access log off,
+# keep-alive without a request limit). The same client, lgload -bench-get,
+# fetches the same file list, round-robin, with the same concurrency and
+# keep-alive, alternately: livegate, nginx, livegate, nginx (PASSES=2).
+# Environment: CONCURRENCY, DURATION (per pass), PASSES, OUT_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=0
+[ "${1:-}" = --smoke ] && smoke=1
+[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,21p' "$0"; exit 0; }
+for tool in go ffmpeg python3 curl nginx; do
+	command -v "$tool" >/dev/null || { echo "delivery.sh: $tool not found" >&2; exit 1; }
+done
+conc=${CONCURRENCY:-100}
+dur=${DURATION:-15s}
+passes=${PASSES:-2}
+pubdur=20s
+if [ $smoke = 1 ]; then conc=${CONCURRENCY:-20}; dur=${DURATION:-3s}; passes=1; pubdur=6s; fi
+out=${OUT_DIR:-$(mktemp -d -t lgdelivery-XXXXXX)}
+mkdir -p "$out"
+go build -o "$out/livegate" ./cmd/livegate
+go build -o "$out/lgload" ./cmd/lgload
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+gw_pid= ng_pid=
+cleanup() {
+	for p in $gw_pid $ng_pid; do kill -INT "$p" 2>/dev/null || true; done
+	sleep 0.5
+	for p in $gw_pid $ng_pid; do kill -KILL "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+gport=$(free_port)
+echo '{"keep_ended": "10m", "hls_segment_count": 20}' >"$out/gateway.json"
+"$out/livegate" --listen "127.0.0.1:$gport" --config "$out/gateway.json" >"$out/gateway.log" 2>&1 &
+gw_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# One publisher, no viewers; when lgload returns the stream has ended.
+"$out/lgload" -url "http://127.0.0.1:$gport" -prefix deliv -publishers 1 -viewers 0 \
+	-duration "$pubdur" >"$out/publish.txt" 2>"$out/publish.progress"
+base="http://127.0.0.1:$gport/live/deliv0"
+media=$(curl -sf "$base/index.m3u8" | grep -v '^#' | head -1 || true)
+media=${media:-720p/video1_stream.m3u8}
+dir=$(dirname "$media")
+# The stream ends once the transcoder has caught up with what was sent.
+for _ in $(seq 120); do
+	curl -sf "$base/$media" >"$out/media.m3u8" || true
+	grep -q EXT-X-ENDLIST "$out/media.m3u8" && break
+	sleep 0.5
+done
+grep -q EXT-X-ENDLIST "$out/media.m3u8" || { echo "delivery.sh: playlist not ended after 60 s" >&2; exit 1; }
+files=$( (grep -o 'URI="[^"]*"' "$out/media.m3u8" | sed 's/URI="//; s/"$//'; grep -v '^#' "$out/media.m3u8") | grep -v gap | sort -u)
+root="$out/www"
+mkdir -p "$root/live/deliv0/$dir"
+: >"$out/livegate.urls"
+: >"$out/nginx.urls"
+nport=$(free_port)
+for f in $files; do
+	curl -sf "$base/$dir/$f" -o "$root/live/deliv0/$dir/$f"
+	echo "$base/$dir/$f" >>"$out/livegate.urls"
+	echo "http://127.0.0.1:$nport/live/deliv0/$dir/$f" >>"$out/nginx.urls"
+done
+cp "$out/media.m3u8" "$root/live/deliv0/$media"
+chmod a+x "$out" && chmod -R a+rX "$root" # nginx workers run as www-data
+echo "snapshot: $(wc -l <"$out/livegate.urls") files, $(du -sk "$root" | cut -f1) KB (init + segments of $media, ended)"
+
+cat >"$out/nginx.conf" <<NGINX
+worker_processes 2;
+daemon off;
+pid $out/nginx.pid;
+error_log $out/nginx.error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 1000000;
+	keepalive_timeout 60s;
+	types { video/mp4 mp4; application/vnd.apple.mpegurl m3u8; }
+	server {
+		listen 127.0.0.1:$nport;
+		root $root;
+	}
+}
+NGINX
+nginx -c "$out/nginx.conf" -p "$out" &
+ng_pid=$!
+for _ in $(seq 50); do curl -sf "$(head -1 "$out/nginx.urls")" -o /dev/null && break; sleep 0.1; done
+
+# cpu PID... prints the CPU seconds of the pids and their children.
+cpu() {
+	local t=0 p
+	for p in "$@" $(pgrep -P "$(echo "$@" | tr ' ' ',')" || true); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
+run() { # run NAME PIDS
+	local name=$1 c0 c1
+	shift
+	c0=$(cpu "$@")
+	"$out/lgload" -bench-get "$out/$name.urls" -concurrency "$conc" -duration "$dur" -json "$out/$name.$pass.json" | sed "s/^/$name: /"
+	c1=$(cpu "$@")
+	echo "$name: server CPU $(python3 -c 'import sys; print(f"{(int(sys.argv[2]) - int(sys.argv[1])) / 100 / float(sys.argv[3][:-1]):.2f}")' "$c0" "$c1" "$dur") cores (incl. children)"
+}
+for pass in $(seq "$passes"); do
+	run livegate "$gw_pid"
+	run nginx "$ng_pid"
+done
+python3 - "$out" "$passes" <<'PY'
+import json, sys
+out, passes = sys.argv[1], int(sys.argv[2])
+def load(name):
+    rs = [json.load(open(f"{out}/{name}.{p}.json")) for p in range(1, passes + 1)]
+    return rs
+lg, ng = load("livegate"), load("nginx")
+for k, label in (("requests_per_s", "req/s"), ("mb_per_s", "MB/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
+    a = sum(r[k] for r in lg) / len(lg)
+    b = sum(r[k] for r in ng) / len(ng)
+    print(f"{label:8s} livegate {a:10.2f}  nginx {b:10.2f}  livegate/nginx {a / b if b else float('nan'):.2f}")
+print("errors: livegate", sum(r["errors"] for r in lg), "nginx", sum(r["errors"] for r in ng),
+      "; lgload CPU (cores):", [r["lgload_cpu"] for r in lg + ng])
+PY
+echo "reports in $out"
