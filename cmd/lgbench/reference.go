@@ -16,15 +16,16 @@ import (
 )
 
 // referenceArgs returns ffmpeg's arguments for the reference: the published
-// Matroska/WebM from stdin, encoded once at 720p with the gateway's x264
-// settings (veryfast, zerolatency, no B-frames, a keyframe every second),
-// written by ffmpeg's own HLS muxer with one-second segments into dir.
+// Matroska/WebM from stdin, encoded once at 720p with the gateway's default
+// x264 settings (superfast, zerolatency, no B-frames, a keyframe every
+// second), written by ffmpeg's own HLS muxer with one-second segments into
+// dir.
 func referenceArgs(dir string) []string {
 	return []string{"-hide_banner", "-nostats", "-loglevel", "error",
 		"-probesize", "32768", "-analyzeduration", "0", "-i", "pipe:0",
 		"-map", "0:v:0", "-map", "0:a:0?",
 		"-vf", "fps=30,scale=1280:720,setsar=1",
-		"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-bf", "0",
+		"-c:v", "libx264", "-preset", "superfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-bf", "0",
 		"-force_key_frames", "expr:gte(t,n_forced*1)", "-sc_threshold", "0", "-g", "60",
 		"-b:v", "2500k", "-maxrate", "2675k", "-bufsize", "5000k",
 		"-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2",
