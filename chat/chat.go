@@ -68,8 +68,9 @@ type Server struct {
 	upgrader websocket.Upgrader
 	mu       sync.Mutex
 	rooms    map[string]*room
+	conns    map[*member]struct{} // every connection, joined or not
 	closed   bool
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // the connections' goroutines and the keepalive
 	stop     chan struct{}
 }
 
@@ -131,6 +132,7 @@ func (s *Server) Start() error {
 		CheckOrigin:     s.originOK,
 	}
 	s.rooms = map[string]*room{}
+	s.conns = map[*member]struct{}{}
 	s.stop = make(chan struct{})
 	if err := s.Bus.Start(handler{s}); err != nil {
 		return fmt.Errorf("chat: start bus: %w", err)
@@ -157,16 +159,22 @@ func (s *Server) Close() {
 	}
 	s.closed = true
 	close(s.stop)
-	var members []*member
-	for _, r := range s.rooms {
-		members = append(members, r.localMembers()...)
-	}
+	members := s.connections()
 	s.mu.Unlock()
 	for _, m := range members {
 		m.closeWith(websocket.CloseGoingAway, "server shutting down")
 	}
 	s.wg.Wait()
 	s.Bus.Close()
+}
+
+// connections lists every connection. Called with s.mu held.
+func (s *Server) connections() []*member {
+	out := make([]*member, 0, len(s.conns))
+	for m := range s.conns {
+		out = append(out, m)
+	}
+	return out
 }
 
 // Users is the number of members of a room, on every gateway.
@@ -202,10 +210,12 @@ func (s *Server) dropIfEmpty(r *room) {
 }
 
 // ServeRoom upgrades the request and runs one member of the room, whose
-// name the caller has validated.
+// name the caller has validated. It returns once the connection is upgraded:
+// the member runs in a goroutine of the Server (Close waits for it), so the
+// HTTP server's buffers and request are freed while the connection lasts.
 func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) {
 	s.mu.Lock()
-	closed := s.closed
+	closed := s.closed || s.stop == nil
 	s.mu.Unlock()
 	if closed {
 		http.Error(w, `{"error":"shutdown","message":"server shutting down"}`, http.StatusServiceUnavailable)
@@ -221,13 +231,28 @@ func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) 
 	if err != nil {
 		return // the upgrader answered
 	}
-	s.wg.Add(1)
-	defer s.wg.Done()
 	m := &member{srv: s, conn: conn, roomName: room, tokens: float64(s.Burst), last: time.Now()}
-	m.serve()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"),
+			time.Now().Add(s.WriteTimeout))
+		conn.Close()
+		return
+	}
+	s.conns[m] = struct{}{}
+	s.wg.Add(1) // under s.mu and before closed is set: never after Close's Wait began
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		m.serve()
+		s.mu.Lock()
+		delete(s.conns, m)
+		s.mu.Unlock()
+	}()
 }
 
-// keepalive pings every member each PingInterval.
+// keepalive pings every connection, joined or not, each PingInterval.
 func (s *Server) keepalive() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.PingInterval)
@@ -239,10 +264,7 @@ func (s *Server) keepalive() {
 		case <-t.C:
 		}
 		s.mu.Lock()
-		var members []*member
-		for _, r := range s.rooms {
-			members = append(members, r.localMembers()...)
-		}
+		members := s.connections()
 		s.mu.Unlock()
 		ping := outFrame{data: wsFrame(opPing, nil)}
 		for _, m := range members {

@@ -16,7 +16,7 @@ import (
 
 // member is one connection. Its reading runs in serve; writing runs in a
 // goroutine started only while frames wait, so an idle member costs one
-// goroutine and a small read buffer.
+// goroutine (with a small stack) and a small read buffer.
 type member struct {
 	srv      *Server
 	conn     *websocket.Conn
@@ -30,9 +30,14 @@ type member struct {
 
 	mu      sync.Mutex
 	pending []outFrame
-	writing bool
-	closed  bool
+	writing bool           // a writer goroutine runs
+	closing bool           // a close frame is queued: nothing more is
+	closed  bool           // the connection is done for: nothing is written
+	writer  sync.WaitGroup // the writer goroutine; Add only under mu while !closed
 }
+
+// closeGrace is how long a connection may take to answer our close frame.
+const closeGrace = time.Second
 
 // outFrame is an encoded WebSocket frame, the last one when close is set.
 type outFrame struct {
@@ -69,19 +74,22 @@ const (
 // send queues a frame; a member whose queue is full is dropped.
 func (m *member) send(f outFrame) {
 	m.mu.Lock()
-	if m.closed {
+	if m.closed || m.closing {
 		m.mu.Unlock()
 		return
 	}
 	if len(m.pending) >= m.srv.SendQueue && !f.close {
 		m.closed = true
+		m.pending = nil
 		m.mu.Unlock()
 		m.conn.Close() // a slow reader never holds the room back
 		return
 	}
 	m.pending = append(m.pending, f)
+	m.closing = f.close
 	if !m.writing {
 		m.writing = true
+		m.writer.Add(1)
 		go m.write()
 	}
 	m.mu.Unlock()
@@ -101,8 +109,11 @@ func (m *member) closeWith(code int, reason string) {
 }
 
 // write drains the queue, then ends. It is the only writer of the
-// connection (pings and pongs go through the queue too).
+// connection (pings and pongs go through the queue too), but for the close
+// frames gorilla/websocket sends itself on a protocol error or a frame over
+// the read limit.
 func (m *member) write() {
+	defer m.writer.Done()
 	nc := m.conn.UnderlyingConn()
 	for {
 		m.mu.Lock()
@@ -128,11 +139,14 @@ func (m *member) write() {
 			m.mu.Lock()
 			m.closed = true
 			m.writing = false
+			m.pending = nil
+			if err == nil {
+				// the client has closeGrace to answer; serve reads until then
+				nc.SetReadDeadline(time.Now().Add(closeGrace))
+			}
 			m.mu.Unlock()
 			if err != nil {
 				nc.Close()
-			} else {
-				time.AfterFunc(time.Second, func() { nc.Close() }) // let the client read the close
 			}
 			return
 		}
@@ -146,19 +160,29 @@ type inbound struct {
 	Text string `json:"text"`
 }
 
-// serve reads the member's frames until the connection ends.
+// serve reads the member's frames until the connection ends, then waits for
+// its writer.
 func (m *member) serve() {
 	s := m.srv
 	defer func() {
 		if m.room != nil {
 			m.room.leave(m)
 		}
-		m.conn.Close()
+		m.mu.Lock()
+		flush := m.closing && !m.closed
+		m.mu.Unlock()
+		if flush {
+			m.writer.Wait() // a close frame is queued: it goes out (within WriteTimeout)
+		}
+		m.mu.Lock()
+		m.closed = true // no writer starts after this
+		m.mu.Unlock()
+		m.conn.Close() // ends a writer blocked on a dead peer
+		m.writer.Wait()
 	}()
 	m.conn.SetReadLimit(s.MaxFrameBytes)
-	wait := 2 * s.PingInterval
-	m.conn.SetReadDeadline(time.Now().Add(wait))
-	m.conn.SetPongHandler(func(string) error { return m.conn.SetReadDeadline(time.Now().Add(wait)) })
+	m.extendDeadline()
+	m.conn.SetPongHandler(func(string) error { m.extendDeadline(); return nil })
 	m.conn.SetPingHandler(func(data string) error {
 		m.send(outFrame{data: wsFrame(opPong, []byte(data))})
 		return nil
@@ -176,7 +200,9 @@ func (m *member) serve() {
 		if err != nil {
 			return
 		}
-		m.conn.SetReadDeadline(time.Now().Add(wait))
+		if !m.extendDeadline() {
+			continue // closing: frames are read (and dropped) until the client's close
+		}
 		if typ != websocket.TextMessage {
 			m.violation("bad_request", "frames are JSON text")
 			continue
@@ -186,69 +212,94 @@ func (m *member) serve() {
 			m.violation("bad_request", "bad JSON: "+err.Error())
 			continue
 		}
-		if m.handle(in) {
-			m.flush()
-			return
-		}
+		m.handle(in) // a connection to end is sent a close: the loop reads until the answer
 	}
 }
 
-// handle runs one client frame; it reports whether the connection must end.
-func (m *member) handle(in inbound) (stop bool) {
+// extendDeadline gives the client two ping intervals more to send something,
+// unless the connection is closing; it reports whether it did.
+func (m *member) extendDeadline() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing || m.closed {
+		return false
+	}
+	m.conn.SetReadDeadline(time.Now().Add(2 * m.srv.PingInterval))
+	return true
+}
+
+// handle runs one client frame. Messages and renames, which every member
+// receives, share the rate limit.
+func (m *member) handle(in inbound) {
 	s := m.srv
 	if m.room == nil && in.Type != "join" {
 		if in.Type == "message" || in.Type == "nick" {
-			return m.violation("not_joined", "send join first")
+			m.violation("not_joined", "send join first")
+		} else {
+			m.violation("bad_request", fmt.Sprintf("unknown type %q", in.Type))
 		}
-		return m.violation("bad_request", fmt.Sprintf("unknown type %q", in.Type))
+		return
 	}
 	switch in.Type {
 	case "join":
 		if m.room != nil {
-			return m.violation("bad_request", "already joined")
+			m.violation("bad_request", "already joined")
+			return
 		}
 		name, ok := validName(in.Name)
 		if !ok {
-			return m.violation("invalid_name", "names are 1 to 32 characters, no control characters")
+			m.violation("invalid_name", "names are 1 to 32 characters, no control characters")
+			return
 		}
 		r := s.room(m.roomName)
 		if err := r.join(m, name); err != nil {
-			return m.violation("name_taken", "someone here is called "+name)
+			m.violation("name_taken", "someone here is called "+name)
+			return
 		}
 		m.room = r
 	case "nick":
-		return m.rename(in.Name)
+		if !m.allow() {
+			m.violation("rate_limited", fmt.Sprintf("at most %g messages or renames per second", s.RatePerSecond))
+			return
+		}
+		m.rename(in.Name)
+		return
 	case "message":
 		if !m.allow() {
-			return m.violation("rate_limited", fmt.Sprintf("at most %g messages per second", s.RatePerSecond))
+			m.violation("rate_limited", fmt.Sprintf("at most %g messages or renames per second", s.RatePerSecond))
+			return
 		}
 		if rest, ok := strings.CutPrefix(in.Text, "/nick "); ok {
-			return m.rename(rest)
+			m.rename(rest)
+			return
 		}
-		if strings.TrimSpace(in.Text) == "" || !utf8.ValidString(in.Text) {
-			return m.violation("bad_request", "empty message")
+		if strings.TrimSpace(in.Text) == "" {
+			m.violation("bad_request", "empty message")
+			return
 		}
 		if utf8.RuneCountInString(in.Text) > s.MaxTextRunes {
-			return m.violation("too_long", fmt.Sprintf("messages are at most %d characters", s.MaxTextRunes))
+			m.violation("too_long", fmt.Sprintf("messages are at most %d characters", s.MaxTextRunes))
+			return
 		}
 		m.room.say(m, in.Text)
 	default:
-		return m.violation("bad_request", fmt.Sprintf("unknown type %q", in.Type))
+		m.violation("bad_request", fmt.Sprintf("unknown type %q", in.Type))
+		return
 	}
 	m.violations = 0
-	return false
 }
 
-func (m *member) rename(raw string) bool {
+func (m *member) rename(raw string) {
 	name, ok := validName(raw)
 	if !ok {
-		return m.violation("invalid_name", "names are 1 to 32 characters, no control characters")
+		m.violation("invalid_name", "names are 1 to 32 characters, no control characters")
+		return
 	}
 	if err := m.room.rename(m, name); errors.Is(err, errNameTaken) {
-		return m.violation("name_taken", "someone here is called "+name)
+		m.violation("name_taken", "someone here is called "+name)
+		return
 	}
 	m.violations = 0
-	return false
 }
 
 // allow takes a token from the member's bucket.
@@ -264,27 +315,10 @@ func (m *member) allow() bool {
 }
 
 // violation answers an error; too many in a row close the connection (1008).
-func (m *member) violation(code, msg string) (stop bool) {
+func (m *member) violation(code, msg string) {
 	m.sendError(code, msg)
 	m.violations++
 	if m.violations > m.srv.MaxViolations {
 		m.closeWith(websocket.ClosePolicyViolation, "too many errors")
-		return true
-	}
-	return false
-}
-
-// flush waits (up to WriteTimeout) for queued frames, such as a last error
-// and a close, to be written.
-func (m *member) flush() {
-	deadline := time.Now().Add(m.srv.WriteTimeout)
-	for time.Now().Before(deadline) {
-		m.mu.Lock()
-		busy := m.writing
-		m.mu.Unlock()
-		if !busy {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -1,0 +1,6 @@
+//go:build !race
+
+package chat
+
+// raceEnabled: the race detector is on (memory figures differ).
+const raceEnabled = false
