@@ -16,13 +16,14 @@
 # keep-alive without a request limit). The same client, lgload -bench-get,
 # fetches the same file list, round-robin, with the same concurrency and
 # keep-alive, alternately: livegate, nginx, livegate, nginx (PASSES=2).
-# Environment: CONCURRENCY, DURATION (per pass), PASSES, OUT_DIR.
+# Environment: CONCURRENCY, DURATION (per pass), PASSES, OUT_DIR, GATEWAY
+# (a prebuilt gateway binary instead of building ./cmd/livegate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 smoke=0
 [ "${1:-}" = --smoke ] && smoke=1
-[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,21p' "$0"; exit 0; }
+[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,22p' "$0"; exit 0; }
 for tool in go ffmpeg python3 curl nginx; do
 	command -v "$tool" >/dev/null || { echo "delivery.sh: $tool not found" >&2; exit 1; }
 done
@@ -33,7 +34,7 @@ pubdur=20s
 if [ $smoke = 1 ]; then conc=${CONCURRENCY:-20}; dur=${DURATION:-3s}; passes=1; pubdur=6s; fi
 out=${OUT_DIR:-$(mktemp -d -t lgdelivery-XXXXXX)}
 mkdir -p "$out"
-go build -o "$out/livegate" ./cmd/livegate
+if [ -n "${GATEWAY:-}" ]; then cp "$GATEWAY" "$out/livegate"; else go build -o "$out/livegate" ./cmd/livegate; fi
 go build -o "$out/lgload" ./cmd/lgload
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
