@@ -87,6 +87,7 @@ type Segmenter struct {
 	muxers    []*muxer
 	ready     chan struct{}
 	frozen    map[string][]byte // the finished window, once ended
+	final     []Rendition       // the renditions of the finished window
 	ended     bool
 	closed    bool
 	base      int64 // 90 kHz offset added to every timestamp of the current Consume
@@ -367,6 +368,9 @@ func get(m *gohlslib.Muxer, file string) ([]byte, error) {
 func (s *Segmenter) Renditions() []Rendition {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.frozen != nil {
+		return s.final
+	}
 	var out []Rendition
 	for _, mx := range s.muxers {
 		if mx.info == nil {
@@ -550,6 +554,12 @@ func (s *Segmenter) End() {
 		}
 	}
 	s.mu.Lock()
+	s.final = nil
+	for _, mx := range muxers {
+		if mx.info != nil && frozen[mx.dir+"/"+stripQuery(mx.info.Variants[0].URI)] != nil {
+			s.final = append(s.final, s.describe(mx)) // the renditions that have a finished playlist
+		}
+	}
 	s.frozen = frozen
 	s.muxers = nil
 	s.mu.Unlock()

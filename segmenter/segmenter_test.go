@@ -79,6 +79,9 @@ func TestVariants(t *testing.T) {
 				t.Errorf("file outside a rendition: %d, want 404", code)
 			}
 			s.End()
+			if after := s.Renditions(); len(after) != 2 || after[0].Playlist == nil {
+				t.Fatalf("renditions after the end: %+v", after)
+			}
 			code, body := fetch(s, c.media)
 			var pl playlist.Media
 			if code != http.StatusOK || pl.Unmarshal(body) != nil || !pl.Endlist {

@@ -241,6 +241,10 @@ func TestPipeline(t *testing.T) {
 				}
 				return true
 			})
+			// a player that starts after the end still gets the finished playlists
+			if code, b := get(t, base+"index.m3u8"); code != http.StatusOK || bytes.Count(b, []byte("#EXT-X-STREAM-INF")) != len(c.renditions) {
+				t.Errorf("index.m3u8 after the end: %d\n%s", code, b)
+			}
 			if _, b := get(t, srv.URL+"/api/streams"); bytes.Contains(b, []byte(`"`+stream+`"`)) {
 				t.Errorf("an ended stream is still listed live: %s", b)
 			}
