@@ -200,12 +200,16 @@ func (s *Server) room(name string) *room {
 	return r
 }
 
-// dropIfEmpty frees a room nobody is in.
+// dropIfEmpty frees a room nobody is in. Whoever holds a freed room gets
+// false or errRoomFreed from it and asks for the room again.
 func (s *Server) dropIfEmpty(r *room) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rooms[r.name] == r && r.empty() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.rooms[r.name] == r && len(r.users) == 0 {
 		delete(s.rooms, r.name)
+		r.freed = true
 	}
 }
 
@@ -294,8 +298,14 @@ func validName(raw string) (string, bool) {
 	return name, true
 }
 
-// errNameTaken: another member of the room has the name (ignoring case).
-var errNameTaken = errors.New("name taken")
+// Errors of a room.
+var (
+	// errNameTaken: another member of the room has the name (ignoring case).
+	errNameTaken = errors.New("name taken")
+	// errRoomFreed: the room was freed (empty) before the call: ask the
+	// Server for the room again.
+	errRoomFreed = errors.New("room freed")
+)
 
 // frame encodes a server event.
 func frame(v any) []byte {

@@ -251,12 +251,20 @@ func (m *member) handle(in inbound) {
 			m.violation("invalid_name", "names are 1 to 32 characters, no control characters")
 			return
 		}
-		r := s.room(m.roomName)
-		if err := r.join(m, name); err != nil {
-			m.violation("name_taken", "someone here is called "+name)
-			return
+		for {
+			r := s.room(m.roomName)
+			r.fillHistory()
+			err := r.join(m, name)
+			if errors.Is(err, errRoomFreed) {
+				continue // emptied meanwhile: the next join makes it anew
+			}
+			if err != nil {
+				m.violation("name_taken", "someone here is called "+name)
+				return
+			}
+			m.room = r
+			break
 		}
-		m.room = r
 	case "nick":
 		if !m.allow() {
 			m.violation("rate_limited", fmt.Sprintf("at most %g messages or renames per second", s.RatePerSecond))

@@ -14,30 +14,39 @@ import (
 const (
 	subjectEvents   = "livegate.chat.events"
 	subjectPresence = "livegate.chat.presence"
+	subjectHistory  = "livegate.chat.history" // request: historyRequest; reply: a JSON array of message events
 )
 
 // NATSBus shares rooms between gateways through a NATS server. Each gateway
 // publishes its members' events, and every HeartbeatInterval its full
 // membership; a gateway silent for ExpireAfter is taken as gone and its
 // members leave the rooms on the others. NATS keeps the order of one
-// publisher's messages, so each sender's messages arrive in order.
+// publisher's messages, so each sender's messages arrive in order, once.
+//
+// History: every gateway keeps each room's recent messages from the events
+// it sees. When a room opens on a gateway that has no history of it (one
+// started late), its first join asks the other gateways (request/reply, at
+// most HistoryWait) and takes the longest answer.
 //
 // Limits: names are checked for uniqueness against the members this gateway
 // knows, so two gateways admitting the same name within one network round
-// trip can both succeed. History is what this gateway has seen since it
-// started.
+// trip can both succeed (best effort: both keep it). Messages from
+// different gateways may interleave differently on each. The first second
+// of a gateway's life it may not know the others' members yet.
 type NATSBus struct {
 	URL               string
 	HeartbeatInterval time.Duration // default 1 s
-	ExpireAfter       time.Duration // default 3 s
+	ExpireAfter       time.Duration // default 3 heartbeats
+	HistoryWait       time.Duration // longest wait for the others' history; default 500 ms
 	Logger            *slog.Logger
 
-	id   string
-	nc   *nats.Conn
-	h    Handler
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	id      string
+	nc      *nats.Conn
+	h       Handler
+	started time.Time
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
 
 	mu   sync.Mutex
 	seen map[string]time.Time // gateway -> last heartbeat
@@ -56,6 +65,11 @@ type presenceMsg struct {
 	Rooms   map[string][]User `json:"rooms"`
 }
 
+type historyRequest struct {
+	Gateway string `json:"gw"`
+	Room    string `json:"room"`
+}
+
 // Start connects and subscribes.
 func (b *NATSBus) Start(h Handler) error {
 	if b.HeartbeatInterval == 0 {
@@ -64,10 +78,13 @@ func (b *NATSBus) Start(h Handler) error {
 	if b.ExpireAfter == 0 {
 		b.ExpireAfter = 3 * b.HeartbeatInterval
 	}
+	if b.HistoryWait == 0 {
+		b.HistoryWait = 500 * time.Millisecond
+	}
 	if b.Logger == nil {
 		b.Logger = slog.Default()
 	}
-	b.id, b.h, b.stop, b.seen = newID(), h, make(chan struct{}), map[string]time.Time{}
+	b.id, b.h, b.stop, b.seen, b.started = newID(), h, make(chan struct{}), map[string]time.Time{}, time.Now()
 	nc, err := nats.Connect(b.URL, nats.Name("livegate-chat-"+b.id), nats.MaxReconnects(-1))
 	if err != nil {
 		return fmt.Errorf("nats connect %s: %w", b.URL, err)
@@ -78,6 +95,10 @@ func (b *NATSBus) Start(h Handler) error {
 		return fmt.Errorf("nats subscribe: %w", err)
 	}
 	if _, err := nc.Subscribe(subjectPresence, b.onPresence); err != nil {
+		nc.Close()
+		return fmt.Errorf("nats subscribe: %w", err)
+	}
+	if _, err := nc.Subscribe(subjectHistory, b.onHistory); err != nil {
 		nc.Close()
 		return fmt.Errorf("nats subscribe: %w", err)
 	}
@@ -109,6 +130,66 @@ func (b *NATSBus) onPresence(msg *nats.Msg) {
 		p.Rooms = map[string][]User{}
 	}
 	b.h.Presence(p.Gateway, p.Rooms)
+}
+
+// onHistory answers another gateway's request for a room's history.
+func (b *NATSBus) onHistory(msg *nats.Msg) {
+	var req historyRequest
+	if err := json.Unmarshal(msg.Data, &req); err != nil || req.Gateway == b.id || msg.Reply == "" {
+		return
+	}
+	frames := b.h.Recent(req.Room)
+	out := make([]json.RawMessage, len(frames))
+	for i, f := range frames {
+		out[i] = f
+	}
+	data, _ := json.Marshal(out)
+	if err := msg.Respond(data); err != nil {
+		b.Logger.Warn("nats history reply", "room", req.Room, "error", err)
+	}
+}
+
+// History implements Bus: it asks every gateway it knows of (or, in its
+// first ExpireAfter, when it may not know them yet, waits for at least one
+// answer) and returns the longest history, waiting at most HistoryWait.
+func (b *NATSBus) History(room string) [][]byte {
+	b.mu.Lock()
+	want := len(b.seen)
+	b.mu.Unlock()
+	if want == 0 {
+		if time.Since(b.started) > b.ExpireAfter {
+			return nil // alone
+		}
+		want = 1
+	}
+	sub, err := b.nc.SubscribeSync(b.nc.NewInbox())
+	if err != nil {
+		b.Logger.Warn("nats history", "room", room, "error", err)
+		return nil
+	}
+	defer sub.Unsubscribe()
+	req, _ := json.Marshal(historyRequest{Gateway: b.id, Room: room})
+	if err := b.nc.PublishRequest(subjectHistory, sub.Subject, req); err != nil {
+		b.Logger.Warn("nats history", "room", room, "error", err)
+		return nil
+	}
+	var best []json.RawMessage
+	deadline := time.Now().Add(b.HistoryWait)
+	for got := 0; got < want; got++ {
+		msg, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break // time is up
+		}
+		var h []json.RawMessage
+		if json.Unmarshal(msg.Data, &h) == nil && len(h) > len(best) {
+			best = h
+		}
+	}
+	out := make([][]byte, len(best))
+	for i, f := range best {
+		out[i] = f
+	}
+	return out
 }
 
 func (b *NATSBus) alive(gw string) {

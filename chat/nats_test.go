@@ -101,3 +101,37 @@ func TestTwoGateways(t *testing.T) {
 		t.Fatalf("gateway 1 counts %d", got)
 	}
 }
+
+func TestLateGatewayGetsHistory(t *testing.T) {
+	url := startNATS(t)
+	s1, _ := natsGateway(t, url)
+	hs1 := startServer(t, s1)
+	alice, _ := join(t, hs1, "show", "alice")
+	for i := range 5 {
+		alice.send(map[string]string{"type": "message", "text": fmt.Sprint("early", i)})
+		alice.expect("message")
+	}
+
+	// a gateway started after those messages: its first join asks gateway 1
+	s2, _ := natsGateway(t, url)
+	hs2 := startServer(t, s2)
+	bob, w := join(t, hs2, "show", "bob")
+	hist := w["history"].([]any)
+	if len(hist) != 5 {
+		t.Fatalf("history on the late gateway: %v", hist)
+	}
+	for i, h := range hist {
+		if got, want := h.(map[string]any)["text"], fmt.Sprint("early", i); got != want {
+			t.Fatalf("history[%d] = %v, want %s", i, got, want)
+		}
+	}
+	// and what follows is kept once on both
+	alice.send(map[string]string{"type": "message", "text": "later"})
+	if m := bob.expect("message"); m["text"] != "later" {
+		t.Fatalf("bob got %v", m)
+	}
+	_, w = join(t, hs2, "show", "carol")
+	if n := len(w["history"].([]any)); n != 6 {
+		t.Fatalf("history after a new message: %d messages, want 6", n)
+	}
+}

@@ -19,7 +19,16 @@ type room struct {
 	gateway map[string]string    // user id -> gateway, for members elsewhere
 	added   map[string]time.Time // user id -> when a member elsewhere was added
 	names   map[string]string    // lower-case name -> user id
-	history [][]byte             // recent message events, oldest first
+	history []recent             // recent message events, oldest first
+	freed   bool                 // no longer the Server's room of that name
+
+	fetch sync.Once // asks the other gateways for the history, once
+}
+
+// recent is a message event in a room's history.
+type recent struct {
+	id    string
+	frame []byte
 }
 
 func newRoom(s *Server, name string) *room {
@@ -31,12 +40,6 @@ func (r *room) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.users)
-}
-
-func (r *room) empty() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.users) == 0
 }
 
 func (r *room) localMembers() []*member {
@@ -90,6 +93,9 @@ func (r *room) remove(id string) (User, bool) {
 func (r *room) join(m *member, name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.freed {
+		return errRoomFreed
+	}
 	if _, taken := r.names[strings.ToLower(name)]; taken {
 		return errNameTaken
 	}
@@ -108,7 +114,7 @@ func (r *room) join(m *member, name string) error {
 	}
 	history := make([]json.RawMessage, len(r.history))
 	for i, h := range r.history {
-		history[i] = h
+		history[i] = h.frame
 	}
 	m.sendBytes(frame(welcomeEvent{Type: "welcome", You: m.user, Users: users, Count: len(r.users), History: history}))
 	ev := frame(presenceEvent{Type: "join", User: m.user, Count: len(r.users)})
@@ -154,14 +160,15 @@ func (r *room) rename(m *member, name string) error {
 func (r *room) say(m *member, text string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ev := frame(messageEvent{Type: "message", ID: newID(), User: m.user, Text: text,
+	id := newID()
+	ev := frame(messageEvent{Type: "message", ID: id, User: m.user, Text: text,
 		TS: time.Now().UTC().Format("2006-01-02T15:04:05.000Z")})
-	r.remember(ev)
+	r.remember(recent{id, ev})
 	r.broadcast(ev, nil)
-	r.srv.Bus.Publish(Event{Room: r.name, Kind: "message", User: m.user, Frame: ev})
+	r.srv.Bus.Publish(Event{Room: r.name, Kind: "message", User: m.user, ID: id, Frame: ev})
 }
 
-func (r *room) remember(ev []byte) {
+func (r *room) remember(m recent) {
 	if r.srv.HistorySize == 0 {
 		return
 	}
@@ -169,30 +176,76 @@ func (r *room) remember(ev []byte) {
 		copy(r.history, r.history[1:])
 		r.history = r.history[:len(r.history)-1]
 	}
-	r.history = append(r.history, ev)
+	r.history = append(r.history, m)
+}
+
+// fillHistory asks the other gateways, on the room's first local join, for
+// the messages sent before this gateway saw the room (a gateway started late
+// has seen none, or only the last few), and merges them in. Joins wait for
+// the answer (the bus bounds the wait; alone, it answers at once).
+func (r *room) fillHistory() {
+	r.fetch.Do(func() {
+		if r.srv.HistorySize == 0 {
+			return
+		}
+		got := r.srv.Bus.History(r.name)
+		if len(got) == 0 {
+			return
+		}
+		// the fetched messages come first; any this gateway has seen that
+		// they lack follow
+		merged := make([]recent, 0, len(got)+r.srv.HistorySize)
+		seen := map[string]bool{}
+		for _, f := range got {
+			var m struct {
+				Type string `json:"type"`
+				ID   string `json:"id"`
+			}
+			if json.Unmarshal(f, &m) != nil || m.Type != "message" || m.ID == "" || seen[m.ID] {
+				continue
+			}
+			seen[m.ID] = true
+			merged = append(merged, recent{m.ID, f})
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, h := range r.history {
+			if !seen[h.id] {
+				merged = append(merged, h)
+			}
+		}
+		if n := len(merged) - r.srv.HistorySize; n > 0 {
+			merged = merged[n:]
+		}
+		r.history = merged
+	})
 }
 
 // remote applies an event from another gateway and passes it on to the
-// local members.
-func (r *room) remote(ev Event) {
+// local members. It reports false, doing nothing, if the room was freed.
+func (r *room) remote(ev Event) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.freed {
+		return false
+	}
 	switch ev.Kind {
 	case "join":
 		r.add(ev.User, ev.Gateway)
 	case "leave":
 		if _, ok := r.remove(ev.User.ID); !ok {
-			return
+			return true
 		}
 	case "nick":
 		r.remove(ev.User.ID)
 		r.add(ev.User, ev.Gateway)
 	case "message":
-		r.remember(ev.Frame)
+		r.remember(recent{ev.ID, ev.Frame})
 	default:
-		return
+		return true
 	}
 	r.broadcast(ev.Frame, nil)
+	return true
 }
 
 // staleReport is how old a gateway's membership report may be relative to
@@ -201,8 +254,13 @@ const staleReport = 2 * time.Second
 
 // reconcile makes the room's view of a gateway's members match what that
 // gateway reports (nil: it is gone): missing members leave, with a notice.
-func (r *room) reconcile(gw string, members []User, gone bool) {
+// It reports false, doing nothing, if the room was freed.
+func (r *room) reconcile(gw string, members []User, gone bool) bool {
 	r.mu.Lock()
+	if r.freed {
+		r.mu.Unlock()
+		return false
+	}
 	present := map[string]User{}
 	for _, u := range members {
 		present[u.ID] = u
@@ -224,4 +282,5 @@ func (r *room) reconcile(gw string, members []User, gone bool) {
 	}
 	r.mu.Unlock()
 	r.srv.dropIfEmpty(r)
+	return true
 }
