@@ -234,7 +234,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("a slow reader is dropped, the room goes on", func(t *testing.T) {
-		hs := startServer(t, &Server{SendQueue: 64, RatePerSecond: 1e6, Burst: 1e6})
+		hs := startServer(t, &Server{SendQueue: 256, RatePerSecond: 1e6, Burst: 1e6})
 		// the slow one never reads again, with a small socket buffer
 		d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)

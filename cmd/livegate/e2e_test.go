@@ -44,6 +44,7 @@ func startGateway(t *testing.T, edit func(*config)) *httptest.Server {
 		t.Fatal(err)
 	}
 	cfg.KeepEnded = duration(time.Minute)
+	cfg.StartWait = duration(30 * time.Second) // shared, noisy machines: more than the default 10 s
 	if edit != nil {
 		edit(cfg)
 	}
