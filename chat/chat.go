@@ -348,4 +348,5 @@ type welcomeEvent struct {
 	Users   []User            `json:"users"`
 	Count   int               `json:"count"`
 	History []json.RawMessage `json:"history"`
+	MaxText int               `json:"max_text"` // an extension: MaxTextRunes, for the page's counter
 }

@@ -219,3 +219,11 @@ func TestJoinNames(t *testing.T) {
 		})
 	}
 }
+
+func TestWelcomeCarriesTheTextLimit(t *testing.T) {
+	hs := startServer(t, &Server{MaxTextRunes: 140})
+	_, w := join(t, hs, "r", "a")
+	if w["max_text"] != 140.0 {
+		t.Fatalf("max_text %v, want 140", w["max_text"])
+	}
+}

@@ -116,7 +116,8 @@ func (r *room) join(m *member, name string) error {
 	for i, h := range r.history {
 		history[i] = h.frame
 	}
-	m.sendBytes(frame(welcomeEvent{Type: "welcome", You: m.user, Users: users, Count: len(r.users), History: history}))
+	m.sendBytes(frame(welcomeEvent{Type: "welcome", You: m.user, Users: users, Count: len(r.users), History: history,
+		MaxText: r.srv.MaxTextRunes}))
 	ev := frame(presenceEvent{Type: "join", User: m.user, Count: len(r.users)})
 	r.broadcast(ev, m)
 	r.srv.Bus.Publish(Event{Room: r.name, Kind: "join", User: m.user, Frame: ev})
