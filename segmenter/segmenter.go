@@ -437,19 +437,10 @@ func (s *Segmenter) Latest() ([]byte, error) {
 // Handle serves one file of the stream: "DIR/NAME" of a rendition. It
 // answers 404 for anything it does not hold.
 func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) {
-	s.mu.Lock()
-	if s.frozen != nil {
-		body, ok := s.frozen[file]
-		s.mu.Unlock()
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", contentType(file))
-		w.Header().Set("Cache-Control", "max-age=60")
-		w.Write(body)
+	if s.serveFrozen(w, r, file) {
 		return
 	}
+	s.mu.Lock()
 	var mx *muxer
 	dir, _, _ := strings.Cut(file, "/")
 	for _, m := range s.muxers {
@@ -475,6 +466,11 @@ func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) 
 	mx.m.Handle(&c, r)
 	if c.code == 0 {
 		http.NotFound(w, r)
+		return
+	}
+	// a blocking reload held while the stream ended: gohlslib answers 500
+	// when its muxer closes; the finished playlist is the right answer
+	if c.code == http.StatusInternalServerError && s.serveFrozen(w, r, file) {
 		return
 	}
 	body := c.body
@@ -522,6 +518,26 @@ func markDiscontinuities(pl *playlist.Media, at []uint64) {
 	if gone > 0 {
 		pl.DiscontinuitySequence = &gone
 	}
+}
+
+// serveFrozen answers from the finished window once the stream ended; it
+// reports whether it answered.
+func (s *Segmenter) serveFrozen(w http.ResponseWriter, r *http.Request, file string) bool {
+	s.mu.Lock()
+	frozen := s.frozen
+	s.mu.Unlock()
+	if frozen == nil {
+		return false
+	}
+	body, ok := frozen[file]
+	if !ok {
+		http.NotFound(w, r)
+		return true
+	}
+	w.Header().Set("Content-Type", contentType(file))
+	w.Header().Set("Cache-Control", "max-age=60")
+	w.Write(body)
+	return true
 }
 
 func contentType(file string) string {

@@ -2,6 +2,7 @@ package segmenter
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -78,7 +79,30 @@ func TestVariants(t *testing.T) {
 			if code, _ := fetch(s, "nodir"); code != http.StatusNotFound {
 				t.Errorf("file outside a rendition: %d, want 404", code)
 			}
+			// a player blocked on the next part when the stream ends gets the
+			// finished playlist, not an error
+			held := make(chan *httptest.ResponseRecorder, 1)
+			if c.variant == "lowlatency" {
+				_, live := fetch(s, c.media)
+				var pl playlist.Media
+				if err := pl.Unmarshal(live); err != nil {
+					t.Fatal(err)
+				}
+				next := fmt.Sprintf("%s?_HLS_msn=%d&_HLS_part=%d", c.media, pl.MediaSequence+len(pl.Segments), len(pl.Parts))
+				go func() {
+					rec := httptest.NewRecorder()
+					s.Handle(rec, httptest.NewRequest(http.MethodGet, "/live/x/"+next, nil), c.media)
+					held <- rec
+				}()
+				time.Sleep(100 * time.Millisecond) // let it block
+			}
 			s.End()
+			if c.variant == "lowlatency" {
+				rec := <-held
+				if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "#EXT-X-ENDLIST") {
+					t.Errorf("held blocking reload at the end: %d %s", rec.Code, rec.Body)
+				}
+			}
 			if after := s.Renditions(); len(after) != 2 || after[0].Playlist == nil {
 				t.Fatalf("renditions after the end: %+v", after)
 			}
