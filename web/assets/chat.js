@@ -1,126 +1,275 @@
-// Chat panel for a stream's room: LivegateChat.mount(element, {stream}).
-// Every piece of user text is inserted as text (textContent), never HTML.
-// Test hooks (data-testid): chat-log, chat-input, chat-send, chat-name,
-// chat-join, chat-count, chat-users, chat-status.
+// livegate chat panel: the chat room of a stream, over the /chat/{stream}
+// WebSocket. Plain JavaScript, no build step.
+//
+//   const chat = LivegateChat.mount(element, { stream: "name", name: "optional" });
+//   chat.close(); // stops it (mounting again on the same element does this too)
+//
+// Every piece of user text (names, messages) is inserted with textContent or
+// text nodes, never as HTML. The name is remembered in localStorage
+// ("livegate.chat.name"); the panel reconnects with backoff after a drop and
+// joins again under the same name.
+//
+// Test hooks (data-testid), stable:
+//   chat-status   status line (connecting, errors, who you are)
+//   chat-count    "N online"
+//   chat-users    list of online users (li, yours has class chat-mine)
+//   chat-log      message log (li.chat-msg for messages, li.chat-mine for
+//                 your own, li.chat-notice for join/leave/rename notices)
+//   chat-name     name input; chat-join its submit button (joins, or renames
+//                 once joined); chat-name-cancel cancels a rename
+//   chat-input    message input; chat-send its submit button;
+//                 chat-counter "used/max" characters
+//   chat-rename   opens the name form to rename
+//   chat-jump     "new messages" button, shown when scrolled up
 "use strict";
 (function () {
-  const MAX = 500;
+  const NAME_KEY = "livegate.chat.name";
+  const MAX_LOG = 500; // messages and notices kept in the log
+  const MAX_LISTED = 200; // users shown in the list (the count is exact)
+
   function el(tag, attrs, text) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
     if (text !== undefined) e.textContent = text;
     return e;
   }
+  function load() { try { return localStorage.getItem(NAME_KEY) || ""; } catch (e) { return ""; } }
+  function save(name) { try { localStorage.setItem(NAME_KEY, name); } catch (e) { /* private mode */ } }
+  function runes(s) { let n = 0; for (const _ of s) n++; return n; } // code points, as the server counts
+
+  let panels = 0;
 
   function mount(root, opts) {
-    const stream = opts.stream;
+    if (root.__livegateChat) root.__livegateChat.close();
+    const stream = String(opts.stream || "");
+    const uid = "chat" + ++panels;
+    let maxText = 500;
+
     root.classList.add("chat");
     const head = el("div", { class: "chat-head" });
-    const title = el("h2", {}, "Chat");
-    const count = el("span", { class: "chat-count", "data-testid": "chat-count", "aria-live": "polite" }, "");
-    head.append(title, count);
+    const title = el("h2", { id: uid + "-title" }, "Chat");
+    const count = el("span", { class: "chat-count", "data-testid": "chat-count" }, "");
+    const renameBtn = el("button", { type: "button", class: "chat-rename", "data-testid": "chat-rename", hidden: "" }, "Rename");
+    head.append(title, count, renameBtn);
     const users = el("ul", { class: "chat-users", "data-testid": "chat-users", "aria-label": "Online" });
-    const log = el("ol", { class: "chat-log", "data-testid": "chat-log", "aria-live": "polite", "aria-label": "Messages", tabindex: "0" });
+    const logWrap = el("div", { class: "chat-logwrap" });
+    const log = el("ol", { class: "chat-log", "data-testid": "chat-log", role: "log", "aria-live": "polite", "aria-label": "Messages", tabindex: "0" });
+    const jump = el("button", { type: "button", class: "chat-jump", "data-testid": "chat-jump", hidden: "" }, "New messages ↓");
+    logWrap.append(log, jump);
     const status = el("p", { class: "chat-status", "data-testid": "chat-status", role: "status" }, "Connecting…");
 
-    const nameForm = el("form", { class: "chat-form" });
-    const nameLabel = el("label", {}, "Your name ");
-    const nameInput = el("input", { "data-testid": "chat-name", maxlength: "32", autocomplete: "nickname", required: "" });
-    nameInput.value = localStorage.getItem("livegate.chat.name") || "";
-    nameLabel.append(nameInput);
-    const joinBtn = el("button", { type: "submit", "data-testid": "chat-join" }, "Join chat");
-    nameForm.append(nameLabel, joinBtn);
+    const nameForm = el("form", { class: "chat-form chat-nameform" });
+    const nameLabel = el("label", { for: uid + "-name" }, "Your name");
+    const nameInput = el("input", { id: uid + "-name", "data-testid": "chat-name", maxlength: "32", autocomplete: "nickname", required: "" });
+    const joinBtn = el("button", { type: "submit", class: "primary", "data-testid": "chat-join" }, "Join chat");
+    const cancelBtn = el("button", { type: "button", "data-testid": "chat-name-cancel", hidden: "" }, "Cancel");
+    nameForm.append(nameLabel, nameInput, joinBtn, cancelBtn);
 
-    const msgForm = el("form", { class: "chat-form", hidden: "" });
-    const msgLabel = el("label", { class: "sr-only", for: "chat-input-" + stream }, "Message");
-    const msgInput = el("input", { id: "chat-input-" + stream, "data-testid": "chat-input", maxlength: String(MAX), autocomplete: "off", placeholder: "Say something (/nick name to rename)" });
+    const msgForm = el("form", { class: "chat-form chat-msgform", hidden: "" });
+    const msgLabel = el("label", { class: "sr-only", for: uid + "-input" }, "Message");
+    const msgInput = el("input", { id: uid + "-input", "data-testid": "chat-input", autocomplete: "off",
+      placeholder: "Say something (/nick name to rename)", "aria-describedby": uid + "-counter" });
+    const counter = el("span", { id: uid + "-counter", class: "chat-counter", "data-testid": "chat-counter", "aria-live": "off" }, "");
     const sendBtn = el("button", { type: "submit", "data-testid": "chat-send" }, "Send");
-    msgForm.append(msgLabel, msgInput, sendBtn);
+    msgForm.append(msgLabel, msgInput, sendBtn, counter);
 
-    root.replaceChildren(head, users, log, status, nameForm, msgForm);
+    root.replaceChildren(head, users, logWrap, status, nameForm, msgForm);
+    nameInput.value = opts.name || load();
 
-    let ws = null, me = null, backoff = 500, wantName = "";
-    const online = new Map();
+    let ws = null, me = null, closed = false, timer = 0, retryTimer = 0;
+    let backoff = 500, wantName = "", auto = false, takenRetries = 0, renaming = false, online = 0;
+    const people = new Map(); // id -> user, as far as the welcome listed them and events told
 
+    // --- log and scrolling: stick to the bottom only when already there
     function atBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 40; }
     function add(node) {
       const stick = atBottom();
       log.append(node);
-      while (log.children.length > 500) log.firstChild.remove();
+      while (log.children.length > MAX_LOG) log.firstChild.remove();
       if (stick) log.scrollTop = log.scrollHeight;
+      else jump.hidden = false;
     }
+    log.addEventListener("scroll", () => { if (atBottom()) jump.hidden = true; });
+    jump.addEventListener("click", () => { log.scrollTop = log.scrollHeight; jump.hidden = true; log.focus(); });
+
     function notice(text) { add(el("li", { class: "chat-notice" }, text)); }
-    function message(m) {
-      const li = el("li", { class: "chat-msg" + (me && m.user.id === me.id ? " chat-mine" : "") });
-      const who = el("b", {}, m.user.name);
-      const time = el("time", { datetime: m.ts }, new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-      li.append(time, " ", who, ": ", document.createTextNode(m.text));
-      add(li);
+    function messageNode(m) {
+      const mine = me && m.user && m.user.id === me.id;
+      const li = el("li", { class: "chat-msg" + (mine ? " chat-mine" : "") });
+      const d = new Date(m.ts);
+      const time = el("time", { datetime: String(m.ts) }, isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+      li.append(time, " ", el("b", {}, (m.user && m.user.name) || "?"), ": ", document.createTextNode(String(m.text)));
+      return li;
     }
-    function renderUsers(n) {
-      count.textContent = n + " online";
-      users.replaceChildren(...[...online.values()].sort((a, b) => a.name.localeCompare(b.name)).map((u) =>
-        el("li", me && u.id === me.id ? { class: "chat-mine" } : {}, u.name)));
+
+    // --- presence: rendering is batched (a big room's joins come in bursts)
+    let renderQueued = false;
+    function renderUsers() {
+      count.textContent = online + " online";
+      if (renderQueued) return;
+      renderQueued = true;
+      setTimeout(() => {
+        renderQueued = false;
+        const list = [...people.values()].sort((a, b) => a.name.localeCompare(b.name));
+        const items = list.slice(0, MAX_LISTED).map((u) => el("li", me && u.id === me.id ? { class: "chat-mine" } : {}, u.name));
+        if (online > items.length) items.push(el("li", { class: "chat-more" }, "and " + (online - items.length) + " more"));
+        users.replaceChildren(...items);
+      }, 100);
+    }
+
+    function setStatus(text, error) {
+      status.textContent = text;
+      status.classList.toggle("chat-error", !!error);
+    }
+    function showNameForm(rename, keepValue) {
+      renaming = rename;
+      nameForm.hidden = false;
+      joinBtn.textContent = rename ? "Rename" : "Join chat";
+      cancelBtn.hidden = !rename;
+      if (rename && !keepValue) nameInput.value = me.name;
+      nameInput.focus();
+      nameInput.select();
+    }
+    function hideNameForm() { nameForm.hidden = true; renaming = false; cancelBtn.hidden = true; }
+    function updateCounter() {
+      const n = runes(msgInput.value);
+      counter.textContent = n + "/" + maxText;
+      counter.classList.toggle("chat-over", n > maxText);
+      msgInput.setAttribute("aria-invalid", n > maxText ? "true" : "false");
+    }
+    msgInput.addEventListener("input", updateCounter);
+
+    function send(obj) {
+      if (!ws || ws.readyState !== WebSocket.OPEN) { setStatus("Not connected yet, try again in a moment.", true); return false; }
+      ws.send(JSON.stringify(obj));
+      return true;
+    }
+    function join(name, automatic) {
+      wantName = name; auto = automatic;
+      if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "join", name }));
+    }
+
+    function onEvent(m) {
+      switch (m.type) {
+        case "welcome": {
+          me = m.you; online = m.count; takenRetries = 0; auto = false;
+          if (m.max_text > 0) maxText = m.max_text;
+          people.clear();
+          (m.users || []).forEach((u) => people.set(u.id, u));
+          const stick = atBottom();
+          log.replaceChildren(...(m.history || []).map(messageNode));
+          if (stick) log.scrollTop = log.scrollHeight;
+          renderUsers();
+          hideNameForm(); msgForm.hidden = false; renameBtn.hidden = false;
+          updateCounter();
+          setStatus("You are " + me.name + ".");
+          save(me.name); wantName = me.name;
+          break;
+        }
+        case "join": people.set(m.user.id, m.user); online = m.count; renderUsers(); notice(m.user.name + " joined"); break;
+        case "leave": people.delete(m.user.id); online = m.count; renderUsers(); notice(m.user.name + " left"); break;
+        case "nick":
+          people.set(m.user.id, m.user);
+          if (me && m.user.id === me.id) {
+            me = m.user; wantName = me.name; save(me.name);
+            hideNameForm();
+            setStatus("You are " + me.name + ".");
+          }
+          renderUsers(); notice(m.old + " is now " + m.user.name);
+          break;
+        case "message": add(messageNode(m)); break;
+        case "error": onError(m); break;
+      }
+    }
+    function onError(m) {
+      const text = String(m.message || m.code);
+      if (!me && m.code === "name_taken" && auto && takenRetries < 12) {
+        // our previous connection may still hold the name for a while
+        takenRetries++;
+        setStatus("The name " + wantName + " is still in use (perhaps by your previous connection); trying again…", true);
+        retryTimer = setTimeout(() => { if (!me && auto) join(wantName, true); }, 5000);
+        showNameForm(false, true);
+        return;
+      }
+      setStatus(text + (m.code === "name_taken" ? ": pick another name." : ""), true);
+      if (m.code === "name_taken" || m.code === "invalid_name") {
+        auto = false;
+        showNameForm(!!me, true);
+      }
     }
 
     function connect() {
+      if (closed) return;
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
-      ws = new WebSocket(proto + "//" + location.host + "/chat/" + encodeURIComponent(stream));
-      ws.onopen = () => {
+      const sock = new WebSocket(proto + "//" + location.host + "/chat/" + encodeURIComponent(stream));
+      ws = sock;
+      sock.onopen = () => {
         backoff = 500;
-        status.textContent = wantName ? "Joining…" : "Pick a name to chat.";
-        if (wantName) ws.send(JSON.stringify({ type: "join", name: wantName }));
+        if (wantName) { setStatus("Joining…"); sock.send(JSON.stringify({ type: "join", name: wantName })); }
+        else { setStatus("Pick a name to chat."); showNameForm(false); }
       };
-      ws.onmessage = (e) => {
-        const m = JSON.parse(e.data);
-        switch (m.type) {
-          case "welcome":
-            me = m.you; online.clear();
-            m.users.forEach((u) => online.set(u.id, u));
-            log.replaceChildren();
-            m.history.forEach(message);
-            renderUsers(m.count);
-            nameForm.hidden = true; msgForm.hidden = false;
-            status.textContent = "You are " + me.name + ".";
-            localStorage.setItem("livegate.chat.name", me.name);
-            break;
-          case "join": online.set(m.user.id, m.user); renderUsers(m.count); notice(m.user.name + " joined"); break;
-          case "leave": online.delete(m.user.id); renderUsers(m.count); notice(m.user.name + " left"); break;
-          case "nick":
-            online.set(m.user.id, m.user);
-            if (me && m.user.id === me.id) { me = m.user; wantName = me.name; status.textContent = "You are " + me.name + "."; localStorage.setItem("livegate.chat.name", me.name); }
-            renderUsers(online.size); notice(m.old + " is now " + m.user.name);
-            break;
-          case "message": message(m); break;
-          case "error":
-            status.textContent = m.message + " (" + m.code + ")";
-            if (!me && (m.code === "name_taken" || m.code === "invalid_name")) { nameForm.hidden = false; wantName = ""; nameInput.focus(); }
-            break;
-        }
+      sock.onmessage = (e) => {
+        let m;
+        try { m = JSON.parse(e.data); } catch (err) { return; }
+        if (m && typeof m.type === "string") onEvent(m);
       };
-      ws.onclose = () => {
-        me = null; msgForm.hidden = true;
-        status.textContent = "Disconnected, reconnecting…";
-        setTimeout(connect, backoff);
-        backoff = Math.min(backoff * 2, 10000);
+      sock.onclose = (e) => {
+        if (ws !== sock) return;
+        ws = null;
+        const was = me; me = null;
+        msgForm.hidden = true; renameBtn.hidden = true;
+        if (closed) return;
+        if (was) auto = true; // join again under the same name
+        if (e.code === 1008) backoff = Math.max(backoff, 10000); // closed for abuse: slow down
+        const wait = Math.round(backoff * (0.75 + Math.random() / 2));
+        setStatus((e.code === 1008 ? "Disconnected: " + (e.reason || "too many errors") + "." : "Disconnected.") +
+          " Reconnecting in " + Math.ceil(wait / 1000) + " s…", true);
+        timer = setTimeout(connect, wait);
+        backoff = Math.min(backoff * 2, 30000);
       };
     }
 
     nameForm.addEventListener("submit", (e) => {
       e.preventDefault();
-      wantName = nameInput.value.trim();
-      if (wantName && ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "join", name: wantName }));
+      const name = nameInput.value.trim();
+      if (!name) return;
+      if (renaming && me) {
+        if (name !== me.name && send({ type: "nick", name })) setStatus("Renaming…");
+        else hideNameForm();
+        return;
+      }
+      clearTimeout(retryTimer); takenRetries = 0;
+      setStatus("Joining…");
+      join(name, false);
     });
+    cancelBtn.addEventListener("click", () => { hideNameForm(); renameBtn.focus(); });
+    renameBtn.addEventListener("click", () => { if (me) showNameForm(true); });
+    nameInput.addEventListener("keydown", (e) => { if (e.key === "Escape" && renaming) { hideNameForm(); renameBtn.focus(); } });
     msgForm.addEventListener("submit", (e) => {
       e.preventDefault();
       const text = msgInput.value;
-      if (!text.trim() || !ws || ws.readyState !== 1) return;
-      ws.send(JSON.stringify({ type: "message", text }));
-      msgInput.value = "";
+      if (!text.trim()) return;
+      if (runes(text) > maxText) { setStatus("Messages are at most " + maxText + " characters.", true); return; }
+      if (send({ type: "message", text })) {
+        msgInput.value = ""; updateCounter();
+        if (status.classList.contains("chat-error")) setStatus("You are " + me.name + ".");
+      }
     });
-    if (opts.name) { wantName = opts.name; }
-    else if (nameInput.value) { wantName = nameInput.value; }
+
+    wantName = (opts.name || nameInput.value || "").trim();
+    updateCounter();
     connect();
+
+    const handle = {
+      close() {
+        closed = true; clearTimeout(timer); clearTimeout(retryTimer);
+        if (ws) { const s = ws; ws = null; s.close(1000); }
+        if (root.__livegateChat === handle) delete root.__livegateChat;
+      },
+    };
+    root.__livegateChat = handle;
+    return handle;
   }
+
   window.LivegateChat = { mount };
 })();
