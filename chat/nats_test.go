@@ -2,6 +2,9 @@ package chat
 
 import (
 	"fmt"
+	"net/http/httptest"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +64,24 @@ func TestTwoGateways(t *testing.T) {
 		t.Fatalf("alice sees %v", j)
 	}
 	eventually(t, "both gateways to count 2", func() bool { return s1.Users("show") == 2 && s2.Users("show") == 2 })
+
+	// the same online list on both sides
+	for _, hs := range []*httptest.Server{hs1, hs2} {
+		c, w := join(t, hs, "show", "carol")
+		var names []string
+		for _, u := range w["users"].([]any) {
+			names = append(names, u.(map[string]any)["name"].(string))
+		}
+		sort.Strings(names)
+		if w["count"] != 3.0 || strings.Join(names, ",") != "alice,bob,carol" {
+			t.Fatalf("carol's welcome: count %v, users %v", w["count"], names)
+		}
+		c.conn.Close()
+		if l := alice.expect("leave"); l["user"].(map[string]any)["name"] != "carol" {
+			t.Fatalf("alice: %v", l)
+		}
+		eventually(t, "carol to leave gateway 2", func() bool { return s2.Users("show") == 2 })
+	}
 
 	// a name taken on the other gateway is taken here too
 	c := dial(t, hs1, "show")
