@@ -44,8 +44,8 @@ type Server struct {
 	// count stays exact): a full list for every newcomer of a room of
 	// thousands would cost the square of its size; default 1000.
 	WelcomeUsers int
-	// RatePerSecond and Burst bound each connection's messages (token
-	// bucket); defaults 5 and 10.
+	// RatePerSecond and Burst bound each connection's messages and renames
+	// (token bucket); defaults 5 and 10.
 	RatePerSecond float64
 	Burst         int
 	// MaxViolations is how many errors in a row (rate limit, bad input)

@@ -24,9 +24,10 @@ const (
 // publisher's messages, so each sender's messages arrive in order, once.
 //
 // History: every gateway keeps each room's recent messages from the events
-// it sees. When a room opens on a gateway that has no history of it (one
-// started late), its first join asks the other gateways (request/reply, at
-// most HistoryWait) and takes the longest answer.
+// it sees. The first join of a room on a gateway asks the other gateways
+// (request/reply, at most HistoryWait) and merges the longest answer with
+// what it has, by message id: a gateway started late still shows the
+// messages sent before it.
 //
 // Limits: names are checked for uniqueness against the members this gateway
 // knows, so two gateways admitting the same name within one network round
