@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -630,6 +631,25 @@ func freeze(mx *muxer, discont []uint64, out map[string][]byte) error {
 			}
 			seg.Parts = nil
 			final.Segments = append(final.Segments, seg)
+		}
+		if len(pl.Parts) > 0 && pl.Parts[0].Independent {
+			// the segment in progress, which gohlslib never completes
+			// without a next keyframe: its parts, joined, are the last
+			// segment, so the finished playlist holds what viewers saw live
+			// (named after its first part: the audio playlist has its own)
+			last := &playlist.MediaSegment{URI: "last_" + stripQuery(pl.Parts[0].URI),
+				Discontinuity: slices.Contains(discont, uint64(pl.MediaSequence+len(pl.Segments)))}
+			var body []byte
+			for _, part := range pl.Parts {
+				data, err := get(mx.m, stripQuery(part.URI))
+				if err != nil {
+					return err
+				}
+				body = append(body, data...)
+				last.Duration += part.Duration
+			}
+			out[mx.dir+"/"+last.URI] = body
+			final.Segments = append(final.Segments, last)
 		}
 		if len(final.Segments) == 0 {
 			return fmt.Errorf("media playlist %s: no segments", uri)

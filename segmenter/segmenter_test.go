@@ -82,11 +82,23 @@ func TestVariants(t *testing.T) {
 			// a player blocked on the next part when the stream ends gets the
 			// finished playlist, not an error
 			held := make(chan *httptest.ResponseRecorder, 1)
+			var listed time.Duration // media the live playlist lists, parts included
+			var inProgress []byte    // the parts of the segment in progress
 			if c.variant == "lowlatency" {
 				_, live := fetch(s, c.media)
 				var pl playlist.Media
 				if err := pl.Unmarshal(live); err != nil {
 					t.Fatal(err)
+				}
+				for _, seg := range pl.Segments {
+					if !seg.Gap {
+						listed += seg.Duration
+					}
+				}
+				for _, part := range pl.Parts {
+					listed += part.Duration
+					_, data := fetch(s, "hi/"+part.URI)
+					inProgress = append(inProgress, data...)
 				}
 				next := fmt.Sprintf("%s?_HLS_msn=%d&_HLS_part=%d", c.media, pl.MediaSequence+len(pl.Segments), len(pl.Parts))
 				go func() {
@@ -114,12 +126,23 @@ func TestVariants(t *testing.T) {
 			if len(pl.Segments) < 3 || pl.Segments[0].Gap {
 				t.Fatalf("final playlist keeps %d segments, first gap %v", len(pl.Segments), pl.Segments[0].Gap)
 			}
+			var final time.Duration
 			for _, seg := range pl.Segments {
+				final += seg.Duration
 				if !strings.HasSuffix(seg.URI, c.segExt) || len(seg.Parts) > 0 {
 					t.Errorf("segment %s (parts %d)", seg.URI, len(seg.Parts))
 				}
 				if code, data := fetch(s, "hi/"+seg.URI); code != http.StatusOK || len(data) == 0 {
 					t.Errorf("segment %s: %d, %d bytes", seg.URI, code, len(data))
+				}
+			}
+			// what was listed live, the segment in progress included, stays
+			if final < listed {
+				t.Errorf("the finished playlist holds %v of media, the live one listed %v", final, listed)
+			}
+			if inProgress != nil {
+				if _, last := fetch(s, "hi/"+pl.Segments[len(pl.Segments)-1].URI); !bytes.Equal(last, inProgress) {
+					t.Errorf("the last segment (%d bytes) is not the parts of the one in progress (%d bytes)", len(last), len(inProgress))
 				}
 			}
 		})

@@ -49,17 +49,28 @@
     } catch (e) { /* no devices yet */ }
   }
 
+  async function capture(constraints) {
+    try {
+      return await navigator.mediaDevices.getUserMedia(constraints);
+    } catch (e) {
+      if (e.name !== "OverconstrainedError") throw e;
+      delete constraints.video.height.max; // a camera that cannot scale down
+      return navigator.mediaDevices.getUserMedia(constraints);
+    }
+  }
+
   async function openMedia() {
     const h = Number(ui.quality.value);
-    const video = { height: { ideal: h }, width: { ideal: Math.round(h * 16 / 9) }, frameRate: { ideal: 30 } };
+    // never above the chosen quality: browsers scale a bigger camera down
+    const video = { height: { ideal: h, max: h }, width: { ideal: Math.round(h * 16 / 9) }, frameRate: { ideal: 30 } };
     if (ui.camera.value) video.deviceId = { exact: ui.camera.value };
     const wantAudio = ui.mic.value !== "none";
     const audio = wantAudio ? (ui.mic.value ? { deviceId: { exact: ui.mic.value } } : true) : false;
     try {
-      return await navigator.mediaDevices.getUserMedia({ video, audio });
+      return await capture({ video, audio });
     } catch (e) {
       if (!audio) throw e;
-      const m = await navigator.mediaDevices.getUserMedia({ video });
+      const m = await capture({ video });
       say("Microphone unavailable (" + e.name + "): going live without sound.", "state-error");
       return m;
     }
