@@ -103,3 +103,27 @@ func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestBrowserGatewayRefusal: a WebSocket refused before the upgrade reaches
+// the page as a bare close; the broadcaster asks the gateway why and shows
+// the reason in plain words instead of retrying for ever.
+func TestBrowserGatewayRefusal(t *testing.T) {
+	needTools(t)
+	srv := startGateway(t, func(c *config) { c.PublishKeys = []string{"sesame"} })
+	b := newBrowser(t)
+	for _, c := range []struct{ query, text string }{
+		{"stream=refused", "This gateway needs a publish key. (key_required)"},
+		{"stream=refused&key=wrong", "The publish key is wrong. (key_wrong)"},
+	} {
+		ctx, cancel := chromedp.NewContext(b)
+		if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/broadcast?autostart=1&"+c.query)); err != nil {
+			t.Fatal(err)
+		}
+		evalUntil(t, ctx, 30*time.Second, "the page to say "+c.text,
+			`document.getElementById("state").textContent === `+jsString(c.text)+` && !document.getElementById("go").disabled`)
+		if c.query == "stream=refused&key=wrong" {
+			screenshot(t, ctx, "broadcast-key-wrong")
+		}
+		cancel()
+	}
+}
