@@ -227,20 +227,7 @@ func TestPipeline(t *testing.T) {
 			}
 			pub.finish(t)
 
-			var media []*playlist.Media
-			var uris []string
-			waitFor(t, 15*time.Second, "#EXT-X-ENDLIST in every playlist", func() bool {
-				media, uris = nil, nil
-				for _, v := range mv.Variants {
-					_, b := get(t, base+v.URI)
-					var pl playlist.Media // Unmarshal appends: a new one each time
-					if pl.Unmarshal(b) != nil || !pl.Endlist {
-						return false
-					}
-					media, uris = append(media, &pl), append(uris, v.URI)
-				}
-				return true
-			})
+			checkEnded(t, base, &mv)
 			// a player that starts after the end still gets the finished playlists
 			if code, b := get(t, base+"index.m3u8"); code != http.StatusOK || bytes.Count(b, []byte("#EXT-X-STREAM-INF")) != len(c.renditions) {
 				t.Errorf("index.m3u8 after the end: %d\n%s", code, b)
@@ -248,33 +235,55 @@ func TestPipeline(t *testing.T) {
 			if _, b := get(t, srv.URL+"/api/streams"); bytes.Contains(b, []byte(`"`+stream+`"`)) {
 				t.Errorf("an ended stream is still listed live: %s", b)
 			}
-			for i, pl := range media {
-				if pl.MediaSequence != media[0].MediaSequence || len(pl.Segments) != len(media[0].Segments) {
-					t.Errorf("%s: sequence %d (%d segments), first rendition %d (%d)", uris[i],
-						pl.MediaSequence, len(pl.Segments), media[0].MediaSequence, len(media[0].Segments))
-				}
-				if pl.TargetDuration != 1 {
-					t.Errorf("%s: target duration %d", uris[i], pl.TargetDuration)
-				}
-				if len(pl.Segments) < 3 {
-					t.Fatalf("%s: only %d segments", uris[i], len(pl.Segments))
-				}
-				dir := uris[i][:strings.LastIndex(uris[i], "/")+1]
-				_, init := get(t, base+dir+pl.Map.URI)
-				for j, seg := range pl.Segments {
-					if d := seg.Duration.Seconds(); d < 0.95 || d > 1.05 {
-						t.Errorf("%s segment %d: EXTINF %.3f", uris[i], j, d)
-					}
-					_, data := get(t, base+dir+seg.URI)
-					checkSegment(t, fmt.Sprintf("%s#%d", uris[i], j), append(append([]byte{}, init...), data...))
-				}
-			}
-			if len(mv.Renditions) != 1 || mv.Renditions[0].URI == nil {
-				t.Fatalf("want one audio rendition, got %+v", mv.Renditions)
-			}
-			checkAudio(t, base+*mv.Renditions[0].URI)
 		})
 	}
+}
+
+// checkEnded waits for #EXT-X-ENDLIST in every media playlist of the
+// multivariant mv (served under base), then checks that the renditions are
+// aligned, that every segment decodes (starting with a keyframe, one second
+// long) and that the one audio rendition decodes.
+func checkEnded(t *testing.T, base string, mv *playlist.Multivariant) {
+	t.Helper()
+	var media []*playlist.Media
+	var uris []string
+	waitFor(t, 15*time.Second, "#EXT-X-ENDLIST in every playlist", func() bool {
+		media, uris = nil, nil
+		for _, v := range mv.Variants {
+			_, b := get(t, base+v.URI)
+			var pl playlist.Media // Unmarshal appends: a new one each time
+			if pl.Unmarshal(b) != nil || !pl.Endlist {
+				return false
+			}
+			media, uris = append(media, &pl), append(uris, v.URI)
+		}
+		return true
+	})
+	for i, pl := range media {
+		if pl.MediaSequence != media[0].MediaSequence || len(pl.Segments) != len(media[0].Segments) {
+			t.Errorf("%s: sequence %d (%d segments), first rendition %d (%d)", uris[i],
+				pl.MediaSequence, len(pl.Segments), media[0].MediaSequence, len(media[0].Segments))
+		}
+		if pl.TargetDuration != 1 {
+			t.Errorf("%s: target duration %d", uris[i], pl.TargetDuration)
+		}
+		if len(pl.Segments) < 3 {
+			t.Fatalf("%s: only %d segments", uris[i], len(pl.Segments))
+		}
+		dir := uris[i][:strings.LastIndex(uris[i], "/")+1]
+		_, init := get(t, base+dir+pl.Map.URI)
+		for j, seg := range pl.Segments {
+			if d := seg.Duration.Seconds(); d < 0.95 || d > 1.05 {
+				t.Errorf("%s segment %d: EXTINF %.3f", uris[i], j, d)
+			}
+			_, data := get(t, base+dir+seg.URI)
+			checkSegment(t, fmt.Sprintf("%s#%d", uris[i], j), append(append([]byte{}, init...), data...))
+		}
+	}
+	if len(mv.Renditions) != 1 || mv.Renditions[0].URI == nil {
+		t.Fatalf("want one audio rendition, got %+v", mv.Renditions)
+	}
+	checkAudio(t, base+*mv.Renditions[0].URI)
 }
 
 // checkSegment decodes one fMP4 segment with ffprobe: it starts with a
