@@ -195,7 +195,9 @@ func (f *firefox) tab(t *testing.T, part, url string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tree struct{ Contexts []struct{ Context, URL string } }
+	var tree struct {
+		Contexts []struct{ Context, URL string }
+	}
 	json.Unmarshal(res, &tree)
 	for _, c := range tree.Contexts {
 		if strings.Contains(c.URL, part) {
