@@ -26,14 +26,22 @@ import (
 // the test always runs.
 func needTools(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s missing in CI", tool)
-			}
-			t.Skipf("%s not installed", tool)
+	needTool(t, "ffmpeg")
+	needTool(t, "ffprobe")
+}
+
+// needTool returns the path of a program, skipping the test when it is
+// missing locally and failing it in CI (where scripts/deps installs it).
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s missing in CI", name)
 		}
+		t.Skipf("%s not installed", name)
 	}
+	return path
 }
 
 // startGateway runs a gateway with the embedded defaults on a test server.

@@ -49,10 +49,11 @@ user_pref("network.proxy.type", 0);
 // its built-in WebDriver BiDi endpoint (no geckodriver, nothing in the
 // pages): tests read page state and take screenshots with it.
 type firefox struct {
-	conn *websocket.Conn
-	next int
-	mu   sync.Mutex
-	log  *strings.Builder
+	conn     *websocket.Conn
+	next     int
+	jsErrors []string // errors the pages logged or threw, from log.entryAdded events
+	mu       sync.Mutex
+	log      *strings.Builder
 }
 
 // newFirefox starts firefox-esr on url in its own process group and kills
@@ -60,13 +61,7 @@ type firefox struct {
 // locally; CI installs it (scripts/deps --test), so there it always runs.
 func newFirefox(t *testing.T, url string) *firefox {
 	t.Helper()
-	path, err := exec.LookPath("firefox-esr")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("firefox-esr missing in CI")
-		}
-		t.Skip("firefox-esr not installed")
-	}
+	path := needTool(t, "firefox-esr")
 	profile := t.TempDir()
 	if err := os.WriteFile(filepath.Join(profile, "user.js"), []byte(firefoxPrefs), 0o644); err != nil {
 		t.Fatal(err)
@@ -112,6 +107,9 @@ func newFirefox(t *testing.T, url string) *firefox {
 	if _, err := f.call("session.new", map[string]any{"capabilities": map[string]any{}}); err != nil {
 		t.Fatalf("firefox session: %v", err)
 	}
+	if _, err := f.call("session.subscribe", map[string]any{"events": []string{"log.entryAdded"}}); err != nil {
+		t.Fatalf("firefox log events: %v", err)
+	}
 	return f
 }
 
@@ -145,7 +143,8 @@ func (f *firefox) stderr() string {
 	return f.log.String()
 }
 
-// call sends one BiDi command and returns its result, skipping events.
+// call sends one BiDi command and returns its result; of the events that
+// come before it, it keeps the pages' errors.
 func (f *firefox) call(method string, params any) (json.RawMessage, error) {
 	f.next++
 	id := f.next
@@ -158,6 +157,8 @@ func (f *firefox) call(method string, params any) (json.RawMessage, error) {
 		var m struct {
 			ID      int             `json:"id"`
 			Type    string          `json:"type"`
+			Method  string          `json:"method"`
+			Params  struct{ Level, Text string }
 			Result  json.RawMessage `json:"result"`
 			Error   string          `json:"error"`
 			Message string          `json:"message"`
@@ -165,7 +166,10 @@ func (f *firefox) call(method string, params any) (json.RawMessage, error) {
 		if err := f.conn.ReadJSON(&m); err != nil {
 			return nil, fmt.Errorf("%s: %w", method, err)
 		}
-		if m.ID != id {
+		if m.Method == "log.entryAdded" && m.Params.Level == "error" {
+			f.jsErrors = append(f.jsErrors, m.Params.Text)
+		}
+		if m.Type != "success" && m.Type != "error" || m.ID != id {
 			continue
 		}
 		if m.Type == "error" {
@@ -337,6 +341,9 @@ func TestFirefox(t *testing.T) {
 		t.Errorf("camera-only stream: %d\n%s", code, b)
 	}
 	f.screenshot(t, bc, "firefox-broadcast-silent")
+	if len(f.jsErrors) > 0 {
+		t.Errorf("the pages logged errors in Firefox: %q", f.jsErrors)
+	}
 	if t.Failed() {
 		t.Logf("firefox stderr:\n%s", f.stderr())
 	}

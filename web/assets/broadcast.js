@@ -230,6 +230,8 @@
     ws.close(4000, "adapt");
   }
 
+  // Enter in a field must not reload the page (no inline handler: the CSP forbids them).
+  $("form").addEventListener("submit", (e) => e.preventDefault());
   ui.go.addEventListener("click", start);
   ui.stop.addEventListener("click", stop);
   listDevices();
