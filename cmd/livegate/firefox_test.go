@@ -155,9 +155,9 @@ func (f *firefox) call(method string, params any) (json.RawMessage, error) {
 	}
 	for {
 		var m struct {
-			ID      int             `json:"id"`
-			Type    string          `json:"type"`
-			Method  string          `json:"method"`
+			ID      int    `json:"id"`
+			Type    string `json:"type"`
+			Method  string `json:"method"`
 			Params  struct{ Level, Text string }
 			Result  json.RawMessage `json:"result"`
 			Error   string          `json:"error"`
