@@ -312,6 +312,10 @@ func TestFirefox(t *testing.T) {
 	}
 	f.screenshot(t, wc, "firefox-watch")
 	f.screenshot(t, bc, "firefox-broadcast")
+	hc := f.tab(t, "", srv.URL+"/")
+	f.until(t, hc, 20*time.Second, "the stream's card with its thumbnail on the home page",
+		`[...document.querySelectorAll("#streams img")].some(i => i.complete && i.naturalWidth > 0)`)
+	f.screenshot(t, hc, "firefox-home")
 
 	var stopped bool
 	if err := f.eval(bc, `(document.getElementById("stop").click(), true)`, &stopped); err != nil {
