@@ -43,6 +43,7 @@ user_pref("network.connectivity-service.enabled", false);
 user_pref("browser.safebrowsing.malware.enabled", false);
 user_pref("browser.safebrowsing.phishing.enabled", false);
 user_pref("network.proxy.type", 0);
+user_pref("dom.push.connection.enabled", false);
 `
 
 // firefox is a headless Firefox ESR on a fresh profile, reached through
