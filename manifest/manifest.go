@@ -23,6 +23,27 @@ type Rendition struct {
 // ErrNoRenditions is returned when there is nothing to list.
 var ErrNoRenditions = errors.New("no renditions")
 
+// Audio returns the audio rendition that Build lists for rends (the first
+// separate audio rendition, as the group every variant refers to, its URI
+// prefixed by its directory), or nil when the stream has none: a camera-only
+// stream, or audio muxed into each variant.
+func Audio(rends []Rendition) *playlist.MultivariantRendition {
+	for _, r := range rends {
+		if r.Playlist == nil {
+			continue
+		}
+		for _, a := range r.Playlist.Renditions {
+			if a.Type == playlist.MultivariantRenditionTypeAudio && a.URI != nil {
+				c := *a
+				uri := r.Dir + "/" + *a.URI
+				c.URI, c.GroupID, c.Default, c.Autoselect = &uri, AudioGroup, true, true
+				return &c
+			}
+		}
+	}
+	return nil
+}
+
 // Build returns the multivariant playlist of a stream: one
 // #EXT-X-STREAM-INF per rendition, in the order given (highest first), with
 // URIs prefixed by the rendition's directory. When the renditions carry their
@@ -34,23 +55,12 @@ func Build(rends []Rendition, audioBandwidth int) ([]byte, error) {
 		return nil, ErrNoRenditions
 	}
 	out := playlist.Multivariant{IndependentSegments: true}
-	var audio *playlist.MultivariantRendition
+	audio := Audio(rends)
 	for _, r := range rends {
 		if r.Playlist == nil || len(r.Playlist.Variants) == 0 {
 			return nil, fmt.Errorf("rendition %s: no variant", r.Dir)
 		}
 		out.Version = max(out.Version, r.Playlist.Version)
-		if audio == nil {
-			for _, a := range r.Playlist.Renditions {
-				if a.Type == playlist.MultivariantRenditionTypeAudio && a.URI != nil {
-					c := *a
-					uri := r.Dir + "/" + *a.URI
-					c.URI, c.GroupID, c.Default, c.Autoselect = &uri, AudioGroup, true, true
-					audio = &c
-					break
-				}
-			}
-		}
 		v := *r.Playlist.Variants[0]
 		v.URI = r.Dir + "/" + v.URI
 		out.Variants = append(out.Variants, &v)

@@ -89,3 +89,35 @@ func TestBuildErrors(t *testing.T) {
 		t.Error("rendition without variant: no error")
 	}
 }
+
+func TestAudio(t *testing.T) {
+	video := func(dir string) Rendition {
+		return Rendition{dir, &playlist.Multivariant{Variants: []*playlist.MultivariantVariant{{
+			Bandwidth: 1, Codecs: []string{"avc1.64001f"}, URI: "main_stream.m3u8",
+		}}}}
+	}
+	cases := []struct {
+		name  string
+		rends []Rendition
+		want  string // URI of the audio rendition, "" for none
+	}{
+		{"camera only", []Rendition{video("720p"), video("480p")}, ""},
+		{"audio on the first", []Rendition{{"720p", muxerPlaylist(1, 1, "1280x720", "avc1.64001f")}, video("480p")}, "720p/audio2_stream.m3u8"},
+		{"audio on a later one", []Rendition{video("720p"), {"480p", muxerPlaylist(1, 1, "854x480", "avc1.64001e")}}, "480p/audio2_stream.m3u8"},
+		{"no playlist yet", []Rendition{{Dir: "720p"}}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := ""
+			if a := Audio(c.rends); a != nil {
+				got = *a.URI
+				if a.GroupID != AudioGroup || !a.Default {
+					t.Errorf("audio rendition %+v: want group %q, default", a, AudioGroup)
+				}
+			}
+			if got != c.want {
+				t.Errorf("Audio: %q, want %q", got, c.want)
+			}
+		})
+	}
+}

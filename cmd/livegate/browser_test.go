@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,17 +19,12 @@ import (
 )
 
 // newBrowser starts Debian's Chromium, headless, with a fake camera and
-// microphone that need no permission prompt. It skips when Chromium is
-// missing locally; CI installs it, so there the test always runs.
-func newBrowser(t *testing.T) context.Context {
+// microphone that need no permission prompt; extra options come last and
+// override (chromedp.Flag(name, false) drops a flag). It skips when Chromium
+// is missing locally; CI installs it, so there the test always runs.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium missing in CI")
-		}
-		t.Skip("chromium not installed")
-	}
+	path := needTool(t, "chromium")
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(t.TempDir()),
@@ -50,6 +44,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.WindowSize(1280, 900),
 	}
+	opts = append(opts, extra...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancel(); cancelAlloc() })

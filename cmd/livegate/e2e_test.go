@@ -26,14 +26,22 @@ import (
 // the test always runs.
 func needTools(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s missing in CI", tool)
-			}
-			t.Skipf("%s not installed", tool)
+	needTool(t, "ffmpeg")
+	needTool(t, "ffprobe")
+}
+
+// needTool returns the path of a program, skipping the test when it is
+// missing locally and failing it in CI (where scripts/deps installs it).
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s missing in CI", name)
 		}
+		t.Skipf("%s not installed", name)
 	}
+	return path
 }
 
 // startGateway runs a gateway with the embedded defaults on a test server.
@@ -227,20 +235,7 @@ func TestPipeline(t *testing.T) {
 			}
 			pub.finish(t)
 
-			var media []*playlist.Media
-			var uris []string
-			waitFor(t, 15*time.Second, "#EXT-X-ENDLIST in every playlist", func() bool {
-				media, uris = nil, nil
-				for _, v := range mv.Variants {
-					_, b := get(t, base+v.URI)
-					var pl playlist.Media // Unmarshal appends: a new one each time
-					if pl.Unmarshal(b) != nil || !pl.Endlist {
-						return false
-					}
-					media, uris = append(media, &pl), append(uris, v.URI)
-				}
-				return true
-			})
+			checkEnded(t, base, &mv)
 			// a player that starts after the end still gets the finished playlists
 			if code, b := get(t, base+"index.m3u8"); code != http.StatusOK || bytes.Count(b, []byte("#EXT-X-STREAM-INF")) != len(c.renditions) {
 				t.Errorf("index.m3u8 after the end: %d\n%s", code, b)
@@ -248,39 +243,60 @@ func TestPipeline(t *testing.T) {
 			if _, b := get(t, srv.URL+"/api/streams"); bytes.Contains(b, []byte(`"`+stream+`"`)) {
 				t.Errorf("an ended stream is still listed live: %s", b)
 			}
-			for i, pl := range media {
-				if pl.MediaSequence != media[0].MediaSequence || len(pl.Segments) != len(media[0].Segments) {
-					t.Errorf("%s: sequence %d (%d segments), first rendition %d (%d)", uris[i],
-						pl.MediaSequence, len(pl.Segments), media[0].MediaSequence, len(media[0].Segments))
-				}
-				if pl.TargetDuration != 1 {
-					t.Errorf("%s: target duration %d", uris[i], pl.TargetDuration)
-				}
-				if len(pl.Segments) < 3 {
-					t.Fatalf("%s: only %d segments", uris[i], len(pl.Segments))
-				}
-				dir := uris[i][:strings.LastIndex(uris[i], "/")+1]
-				_, init := get(t, base+dir+pl.Map.URI)
-				for j, seg := range pl.Segments {
-					// the last one is the segment in progress at the end: up to 1 s
-					last := j == len(pl.Segments)-1
-					want := 1.0
-					if last {
-						want = seg.Duration.Seconds()
-					}
-					if d := seg.Duration.Seconds(); d < 0.95*want || d > 1.05 || d <= 0 {
-						t.Errorf("%s segment %d: EXTINF %.3f", uris[i], j, d)
-					}
-					_, data := get(t, base+dir+seg.URI)
-					checkSegment(t, fmt.Sprintf("%s#%d", uris[i], j), append(append([]byte{}, init...), data...), want)
-				}
-			}
-			if len(mv.Renditions) != 1 || mv.Renditions[0].URI == nil {
-				t.Fatalf("want one audio rendition, got %+v", mv.Renditions)
-			}
-			checkAudio(t, base+*mv.Renditions[0].URI)
 		})
 	}
+}
+
+// checkEnded waits for #EXT-X-ENDLIST in every media playlist of the
+// multivariant mv (served under base), then checks that the renditions are
+// aligned, that every segment decodes (starting with a keyframe, one second
+// long but for the last) and that the one audio rendition decodes.
+func checkEnded(t *testing.T, base string, mv *playlist.Multivariant) {
+	t.Helper()
+	var media []*playlist.Media
+	var uris []string
+	waitFor(t, 15*time.Second, "#EXT-X-ENDLIST in every playlist", func() bool {
+		media, uris = nil, nil
+		for _, v := range mv.Variants {
+			_, b := get(t, base+v.URI)
+			var pl playlist.Media // Unmarshal appends: a new one each time
+			if pl.Unmarshal(b) != nil || !pl.Endlist {
+				return false
+			}
+			media, uris = append(media, &pl), append(uris, v.URI)
+		}
+		return true
+	})
+	for i, pl := range media {
+		if pl.MediaSequence != media[0].MediaSequence || len(pl.Segments) != len(media[0].Segments) {
+			t.Errorf("%s: sequence %d (%d segments), first rendition %d (%d)", uris[i],
+				pl.MediaSequence, len(pl.Segments), media[0].MediaSequence, len(media[0].Segments))
+		}
+		if pl.TargetDuration != 1 {
+			t.Errorf("%s: target duration %d", uris[i], pl.TargetDuration)
+		}
+		if len(pl.Segments) < 3 {
+			t.Fatalf("%s: only %d segments", uris[i], len(pl.Segments))
+		}
+		dir := uris[i][:strings.LastIndex(uris[i], "/")+1]
+		_, init := get(t, base+dir+pl.Map.URI)
+		for j, seg := range pl.Segments {
+			// the last one is the segment in progress at the end: up to 1 s
+			want := 1.0
+			if j == len(pl.Segments)-1 {
+				want = seg.Duration.Seconds()
+			}
+			if d := seg.Duration.Seconds(); d < 0.95*want || d > 1.05 || d <= 0 {
+				t.Errorf("%s segment %d: EXTINF %.3f", uris[i], j, d)
+			}
+			_, data := get(t, base+dir+seg.URI)
+			checkSegment(t, fmt.Sprintf("%s#%d", uris[i], j), append(append([]byte{}, init...), data...), want)
+		}
+	}
+	if len(mv.Renditions) != 1 || mv.Renditions[0].URI == nil {
+		t.Fatalf("want one audio rendition, got %+v", mv.Renditions)
+	}
+	checkAudio(t, base+*mv.Renditions[0].URI)
 }
 
 // checkSegment decodes one fMP4 segment with ffprobe: it starts with a

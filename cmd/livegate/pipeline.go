@@ -208,12 +208,25 @@ func (o *output) Info() web.StreamInfo {
 		info.EndedAt = &ended
 	}
 	o.mu.Unlock()
-	for _, r := range o.seg.Renditions() {
+	rends := o.seg.Renditions()
+	audio := 0 // counted as the multivariant playlist counts it: only when there is sound
+	if manifest.Audio(manifestRenditions(rends)) != nil {
+		audio = o.hub.ladder.AudioBitrate
+	}
+	for _, r := range rends {
 		info.Renditions = append(info.Renditions, web.RenditionInfo{
-			Name: r.Dir, Width: r.Width, Height: r.Height, Bandwidth: r.Bandwidth + o.hub.ladder.AudioBitrate,
+			Name: r.Dir, Width: r.Width, Height: r.Height, Bandwidth: r.Bandwidth + audio,
 		})
 	}
 	return info
+}
+
+func manifestRenditions(rends []segmenter.Rendition) []manifest.Rendition {
+	out := make([]manifest.Rendition, 0, len(rends))
+	for _, r := range rends {
+		out = append(out, manifest.Rendition{Dir: r.Dir, Playlist: r.Playlist})
+	}
+	return out
 }
 
 // Ready implements web.Stream.
@@ -221,11 +234,7 @@ func (o *output) Ready() <-chan struct{} { return o.seg.Ready() }
 
 // Multivariant implements web.Stream.
 func (o *output) Multivariant() ([]byte, error) {
-	var rends []manifest.Rendition
-	for _, r := range o.seg.Renditions() {
-		rends = append(rends, manifest.Rendition{Dir: r.Dir, Playlist: r.Playlist})
-	}
-	return manifest.Build(rends, o.hub.ladder.AudioBitrate)
+	return manifest.Build(manifestRenditions(o.seg.Renditions()), o.hub.ladder.AudioBitrate)
 }
 
 // thumbnailAge is how long a thumbnail is reused.

@@ -5,7 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
   const ui = { name: $("name"), key: $("key"), camera: $("camera"), mic: $("mic"), quality: $("quality"),
-    go: $("go"), stop: $("stop"), state: $("state"), preview: $("preview"), share: $("share") };
+    go: $("go"), stop: $("stop"), state: $("state"), note: $("note"), preview: $("preview"), share: $("share") };
   const TYPES = ["video/webm;codecs=h264,opus", "video/webm;codecs=vp8,opus", "video/webm;codecs=vp9,opus",
     "video/webm", "video/mp4;codecs=avc1,mp4a.40.2", "video/mp4"];
   const BITRATE = { 360: 800e3, 480: 1200e3, 720: 2500e3, 1080: 4500e3 };
@@ -17,7 +17,27 @@
     undecodable: "The gateway could not decode the video.", transcoder_failed: "The gateway's encoder failed.",
     overrun: "The gateway could not keep up with the upload.", frame_too_big: "A piece of video was too big for the gateway.",
     idle: "Nothing was sent for too long.", replaced: "Another window took over this stream.",
+    origin: "The gateway does not accept publishing from this page's address.", shutdown: "The gateway is shutting down.",
+    unreachable: "Cannot reach the gateway: check the connection, then press Go live.",
+    no_websocket: "The gateway answered, but the WebSocket failed (a proxy in between may block WebSockets).",
   };
+  // What getUserMedia's errors mean for the camera, and for the microphone
+  // (without which the page goes live with video only), in plain words.
+  const CAMERA_ERRORS = {
+    NotAllowedError: "Camera blocked: allow the camera for this site, then press Go live.",
+    NotFoundError: "No camera found: connect a camera, then press Go live.",
+    NotReadableError: "The camera is in use by another program or cannot start: close that program, then press Go live.",
+    OverconstrainedError: "The chosen camera is not available: pick another one, then press Go live.",
+  };
+  const MIC_NOTES = {
+    NotAllowedError: "Microphone blocked: live without sound.",
+    NotFoundError: "No microphone found: live without sound.",
+    NotReadableError: "The microphone is in use by another program: live without sound.",
+    OverconstrainedError: "The chosen microphone is not available: live without sound.",
+    none: "No microphone chosen: live without sound.",
+  };
+  CAMERA_ERRORS.SecurityError = CAMERA_ERRORS.NotAllowedError;
+  MIC_NOTES.SecurityError = MIC_NOTES.NotAllowedError;
 
   let media = null, ws = null, recorder = null, session = "", live = false, startedAt = 0;
   let sentBytes = 0, lastSent = 0, reconnects = 0;
@@ -30,7 +50,13 @@
   ui.key.value = params.get("key") || "";
 
   function say(text, cls) { ui.state.textContent = text; ui.state.className = cls || ""; }
-  function pickType() { return TYPES.find((t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t)) || ""; }
+  // note shows what stays true while live (no sound), beside the changing state.
+  function note(text) { ui.note.textContent = text; ui.note.hidden = !text; window.__livegate.note = text; }
+  // pickType picks a recording format; without audio, the same one minus its audio codec.
+  function pickType(audio) {
+    const types = audio ? TYPES : TYPES.map((t) => t.replace(/,(opus|mp4a\.40\.2)$/, ""));
+    return types.find((t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t)) || "";
+  }
 
   async function listDevices() {
     try {
@@ -64,16 +90,27 @@
     // never above the chosen quality: browsers scale a bigger camera down
     const video = { height: { ideal: h, max: h }, width: { ideal: Math.round(h * 16 / 9) }, frameRate: { ideal: 30 } };
     if (ui.camera.value) video.deviceId = { exact: ui.camera.value };
-    const wantAudio = ui.mic.value !== "none";
-    const audio = wantAudio ? (ui.mic.value ? { deviceId: { exact: ui.mic.value } } : true) : false;
+    if (ui.mic.value === "none") { note(MIC_NOTES.none); return capture({ video }); }
+    const audio = ui.mic.value ? { deviceId: { exact: ui.mic.value } } : true;
     try {
       return await capture({ video, audio });
     } catch (e) {
-      if (!audio) throw e;
+      // One request for both fails as a whole: ask for the camera alone.
       const m = await capture({ video });
-      say("Microphone unavailable (" + e.name + "): going live without sound.", "state-error");
+      note(MIC_NOTES[e.name] || "Microphone unavailable (" + e.name + "): live without sound.");
       return m;
     }
+  }
+
+  // whyRefused asks the gateway over plain HTTP why it refused a WebSocket
+  // (401, 403, 409 before the upgrade reach the page only as a bare close)
+  // and returns it as {code, message}. A free stream answers 400 (not a
+  // WebSocket) and is left as it was.
+  async function whyRefused(url) {
+    let res;
+    try { res = await fetch(url.replace(/^ws/, "http"), { cache: "no-store" }); } catch (e) { return { code: "unreachable", message: e.message }; }
+    const body = await res.json().catch(() => null);
+    return body && body.error ? { code: body.error, message: body.message } : { code: "no_websocket", message: "HTTP " + res.status };
   }
 
   function connect() {
@@ -82,11 +119,13 @@
     if (ui.key.value) q.set("key", ui.key.value);
     if (session) q.set("session", session);
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    ws = new WebSocket(proto + "//" + location.host + "/ingest/" + encodeURIComponent(name) + "?" + q);
+    const url = proto + "//" + location.host + "/ingest/" + encodeURIComponent(name) + "?" + q;
+    ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     connSent = 0; inflight = 0;
-    let lastError = null;
+    let lastError = null, opened = false;
     ws.onopen = () => {
+      opened = true;
       ws.send(JSON.stringify({ type: "hello", mime: state.mime }));
       recorder = new MediaRecorder(media, { mimeType: state.mime, videoBitsPerSecond: bitrate, audioBitsPerSecond: 128e3 });
       recorder.ondataavailable = (e) => { if (e.data && e.data.size && ws.readyState === 1) { ws.send(e.data); sentBytes += e.data.size; connSent += e.data.size; } };
@@ -109,10 +148,15 @@
         window.__livegate.errors.push(m);
       }
     };
-    ws.onclose = (e) => {
+    ws.onclose = async (e) => {
       if (recorder && recorder.state !== "inactive") recorder.stop();
       recorder = null;
       if (!live) return;
+      // Only a first connection asks: with a session the question would take the stream over.
+      if (!opened && !session && !lastError) {
+        lastError = await whyRefused(url);
+        window.__livegate.errors.push(lastError);
+      }
       if (lastError && lastError.code !== "idle") {
         stop();
         say((ERRORS[lastError.code] || lastError.message) + " (" + lastError.code + ")", "state-error");
@@ -128,14 +172,17 @@
 
   async function start() {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(ui.name.value.trim())) { say("Stream names use letters, digits, _ and -, up to 64.", "state-error"); return; }
-    state.mime = pickType();
-    if (!state.mime) { say("This browser cannot record video (no MediaRecorder).", "state-error"); return; }
+    if (!pickType(true)) { say("This browser cannot record video (no MediaRecorder).", "state-error"); return; }
+    note("");
     try {
       media = await openMedia();
     } catch (e) {
-      say("Camera unavailable: " + e.name + ". Allow the camera and try again.", "state-error");
+      note("");
+      say(CAMERA_ERRORS[e.name] || "Camera unavailable (" + e.name + "): allow the camera, then press Go live.", "state-error");
+      window.__livegate.errors.push({ code: "camera", message: e.name });
       return;
     }
+    state.mime = pickType(media.getAudioTracks().length > 0);
     ui.preview.srcObject = media;
     listDevices();
     $("s-mime").textContent = state.mime;
@@ -154,6 +201,7 @@
     if (ws && ws.readyState <= 1) ws.close(1000, "done");
     if (media) media.getTracks().forEach((t) => t.stop());
     ui.go.disabled = false; ui.stop.disabled = true;
+    note("");
     say("Not live.");
   }
 
@@ -193,6 +241,8 @@
     ws.close(4000, "adapt");
   }
 
+  // Enter in a field must not reload the page (no inline handler: the CSP forbids them).
+  $("form").addEventListener("submit", (e) => e.preventDefault());
   ui.go.addEventListener("click", start);
   ui.stop.addEventListener("click", stop);
   listDevices();
