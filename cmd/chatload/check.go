@@ -4,52 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
-	"syscall"
 )
-
-// checkURL accepts only ws:// or wss:// URLs whose host is a loopback
-// address (127.0.0.0/8, ::1) or the name localhost: chatload loads servers
-// on this machine and nothing else.
-func checkURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("parse -url %q: %w", raw, err)
-	}
-	if u.Scheme != "ws" && u.Scheme != "wss" {
-		return nil, fmt.Errorf("-url %q: scheme must be ws or wss", raw)
-	}
-	if !isLoopbackHost(u.Hostname()) {
-		return nil, fmt.Errorf("-url %q: host %q is not a loopback address (127.0.0.0/8, ::1 or localhost); chatload only loads servers on this machine", raw, u.Hostname())
-	}
-	return u, nil
-}
-
-// isLoopbackHost reports whether h is localhost or a loopback IP literal.
-// Other names are refused without being resolved.
-func isLoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
-// loopbackOnly is a net.Dialer Control function: it refuses to connect to
-// any resolved address that is not loopback (say, localhost mapped elsewhere).
-func loopbackOnly(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return fmt.Errorf("dial %s: %w", address, err)
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("dial %s: refusing a non-loopback address", address)
-	}
-	return nil
-}
 
 // parseRamp reads a connect rate such as "500/s" or "500".
 func parseRamp(s string) (float64, error) {

@@ -32,6 +32,8 @@ import (
 	"runtime/pprof"
 	"syscall"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // maxSteps bounds the -rate list.
@@ -83,8 +85,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if _, err := checkURL(c.url); err != nil {
-		return c, err
+	if _, err := loadgen.CheckURL(c.url, "ws", "wss"); err != nil {
+		return c, fmt.Errorf("-url: %w", err)
 	}
 	var err error
 	if c.rates, err = parseRates(*rate); err != nil {
