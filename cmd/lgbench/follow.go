@@ -6,10 +6,11 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // httpGet fetches u within timeout and returns the status, the body and the
@@ -84,7 +85,7 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 				res.LastErr = fmt.Sprintf("%s%s: HTTP %d %v", u, query, code, err)
 			}
 			query = ""
-			sleep(ctx, 100*time.Millisecond)
+			loadgen.Sleep(ctx, 100*time.Millisecond)
 			continue
 		}
 		pl, err := parseMediaPlaylist(string(body))
@@ -92,7 +93,7 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 			res.Errors++
 			res.LastErr = err.Error()
 			query = ""
-			sleep(ctx, 100*time.Millisecond)
+			loadgen.Sleep(ctx, 100*time.Millisecond)
 			continue
 		}
 		res.Reloads++
@@ -117,33 +118,10 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 			}
 			query = sep + "_HLS_msn=" + strconv.FormatUint(msn, 10) + "&_HLS_part=" + strconv.Itoa(part)
 		} else {
-			sleep(ctx, 25*time.Millisecond)
+			loadgen.Sleep(ctx, 25*time.Millisecond)
 		}
 	}
 	return res
-}
-
-// resolve returns ref relative to base.
-func resolve(base, ref string) (string, error) {
-	b, err := url.Parse(base)
-	if err != nil {
-		return "", fmt.Errorf("resolve %q: %w", base, err)
-	}
-	r, err := url.Parse(ref)
-	if err != nil {
-		return "", fmt.Errorf("resolve %q: %w", ref, err)
-	}
-	return b.ResolveReference(r).String(), nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // round3 rounds to milliseconds, for the report.

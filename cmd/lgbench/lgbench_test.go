@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 func TestPercentile(t *testing.T) {
@@ -462,8 +464,8 @@ func TestCheckLoopback(t *testing.T) {
 		{"127.0.0.1", false},
 	}
 	for _, c := range cases {
-		if err := checkLoopback(c.addr); (err == nil) != c.ok {
-			t.Errorf("checkLoopback(%q) = %v, want ok %v", c.addr, err, c.ok)
+		if err := loadgen.CheckAddr(c.addr); (err == nil) != c.ok {
+			t.Errorf("CheckAddr(%q) = %v, want ok %v", c.addr, err, c.ok)
 		}
 	}
 }
