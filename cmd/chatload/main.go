@@ -22,7 +22,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -146,7 +145,7 @@ func mainCode() int {
 	if rep != nil {
 		rep.print(os.Stdout)
 		if cfg.jsonPath != "" {
-			if err := writeJSON(cfg.jsonPath, rep); err != nil {
+			if err := loadgen.WriteJSON(cfg.jsonPath, rep); err != nil {
 				fmt.Fprintf(os.Stderr, "chatload: %v\n", err)
 				code = 1
 			}
@@ -157,15 +156,4 @@ func mainCode() int {
 		code = 1
 	}
 	return code
-}
-
-func writeJSON(path string, rep *report) error {
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode report: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	return nil
 }

@@ -65,7 +65,7 @@ func main() {
 	if rep != nil {
 		rep.print(os.Stdout)
 		if o.jsonPath != "" {
-			if werr := rep.write(o.jsonPath); werr != nil {
+			if werr := loadgen.WriteJSON(o.jsonPath, rep); werr != nil {
 				logf.Print(werr)
 				err = errors.Join(err, werr)
 			}

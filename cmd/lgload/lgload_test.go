@@ -13,49 +13,9 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
-
-func TestHistQuantile(t *testing.T) {
-	cases := []struct {
-		name    string
-		samples []time.Duration
-		q       float64
-		lo, hi  time.Duration
-	}{
-		{"empty", nil, 0.5, 0, 0},
-		{"one", []time.Duration{3 * time.Millisecond}, 0.99, 3 * time.Millisecond, 3 * time.Millisecond},
-		{"median of 1..100 ms", ms100(), 0.5, 50 * time.Millisecond, 55 * time.Millisecond},
-		{"p99 of 1..100 ms", ms100(), 0.99, 99 * time.Millisecond, 100 * time.Millisecond},
-		{"tiny", []time.Duration{time.Nanosecond}, 0.5, time.Nanosecond, time.Nanosecond},
-		{"huge", []time.Duration{time.Hour}, 0.5, time.Hour, time.Hour},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var h hist
-			for _, d := range c.samples {
-				h.add(d)
-			}
-			got := h.quantile(c.q)
-			if got < c.lo || got > c.hi {
-				t.Errorf("quantile(%v) = %v, want in [%v, %v]", c.q, got, c.lo, c.hi)
-			}
-			var m hist
-			m.merge(&h)
-			if m.quantile(c.q) != got || m.n != h.n {
-				t.Errorf("merged: quantile %v n %d, want %v n %d", m.quantile(c.q), m.n, got, h.n)
-			}
-		})
-	}
-}
-
-// ms100 returns 1 ms to 100 ms in 1 ms steps.
-func ms100() []time.Duration {
-	var out []time.Duration
-	for i := 1; i <= 100; i++ {
-		out = append(out, time.Duration(i)*time.Millisecond)
-	}
-	return out
-}
 
 func TestCheckLoopback(t *testing.T) {
 	cases := []struct {
@@ -76,9 +36,9 @@ func TestCheckLoopback(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.url, func(t *testing.T) {
-			err := checkLoopback(c.url)
+			_, err := loadgen.CheckURL(c.url, "http")
 			if (err == nil) != c.ok {
-				t.Errorf("checkLoopback(%q) = %v, want ok %v", c.url, err, c.ok)
+				t.Errorf("CheckURL(%q) = %v, want ok %v", c.url, err, c.ok)
 			}
 		})
 	}

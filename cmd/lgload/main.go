@@ -17,13 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
 	"syscall"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // config is what the flags set.
@@ -89,7 +89,7 @@ func (c config) validate() error {
 		}
 		return nil
 	}
-	if err := checkLoopback(c.URL); err != nil {
+	if _, err := loadgen.CheckURL(c.URL, "http"); err != nil {
 		return fmt.Errorf("lgload: -url: %w", err)
 	}
 	switch {
@@ -112,27 +112,6 @@ func (c config) validate() error {
 		if _, err := os.Stat(c.Replay); err != nil {
 			return fmt.Errorf("lgload: -replay: %w", err)
 		}
-	}
-	return nil
-}
-
-// checkLoopback accepts only an http URL whose host is a loopback address
-// or "localhost": the tool never loads anything but this machine.
-func checkLoopback(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("parse %q: %w", raw, err)
-	}
-	if u.Scheme != "http" {
-		return fmt.Errorf("%q: want an http:// URL", raw)
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q: host %q is not a loopback address: lgload only loads this machine (127.0.0.1, ::1, localhost)", raw, host)
 	}
 	return nil
 }

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // report is the JSON report of one load run.
@@ -84,19 +84,18 @@ type streamReport struct {
 
 // fill computes the per-stream and total figures.
 func (r *report) fill(streams []*stream, window time.Duration) {
-	var media, reloads, edge hist
+	var media, reloads, edge loadgen.Histogram
 	tot := streamReport{Name: "total", Renditions: map[string]int{}}
 	var allSpeeds []float64
 	secs := window.Seconds()
 	for _, s := range streams {
 		sr := streamReport{Name: s.name, Ready: round3(s.ready.Seconds()), Renditions: map[string]int{}}
-		s.pub.mu.Lock()
-		sr.State, sr.PubError, sr.CloseCode = s.pub.state, s.pub.lastErr, s.pub.closeCode
-		sr.PublishedMB = mb(s.pub.bytes)
-		sr.SpeedMedian, sr.SpeedMin = speedSummary(s.pub.speeds)
+		st, lastErr := s.pub.status()
+		sr.State, sr.PubError, sr.CloseCode = st.State, lastErr, st.CloseCode
+		_, _, sent := s.pub.snapshot()
+		sr.PublishedMB = mb(sent)
+		sr.SpeedMedian, sr.SpeedMin = speedSummary(st.Speeds)
 		allSpeeds = append(allSpeeds, sr.SpeedMedian)
-		s.pub.mu.Unlock()
-		var sm, srl, se hist
 		for _, v := range s.viewers {
 			v.mu.Lock()
 			sr.Viewers++
@@ -112,15 +111,12 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 				sr.StalledViews++
 			}
 			sr.LongestStall = max(sr.LongestStall, round3(v.stalls.longest.Seconds()))
-			sm.merge(&v.media)
-			srl.merge(&v.reloads)
-			se.merge(&v.edge)
 			v.mu.Unlock()
 		}
-		sr.setRates(secs, &sm, &srl, &se)
-		media.merge(&sm)
-		reloads.merge(&srl)
-		edge.merge(&se)
+		sr.setRates(secs, &s.media, &s.reloads, &s.edge)
+		media.Merge(&s.media)
+		reloads.Merge(&s.reloads)
+		edge.Merge(&s.edge)
 		r.Streams = append(r.Streams, sr)
 		tot.Viewers += sr.Viewers
 		for k, n := range sr.Renditions {
@@ -153,14 +149,14 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 }
 
 // setRates fills the rates and quantiles.
-func (s *streamReport) setRates(secs float64, media, reloads, edge *hist) {
+func (s *streamReport) setRates(secs float64, media, reloads, edge *loadgen.Histogram) {
 	if secs > 0 {
 		s.BytesPerSec = math.Round(float64(s.Bytes) / secs)
 		s.ReqPerSec = round3(float64(s.Requests) / secs)
 	}
-	s.MediaP50, s.MediaP99 = ms(media.quantile(0.5)), ms(media.quantile(0.99))
-	s.ReloadP50, s.ReloadP99 = ms(reloads.quantile(0.5)), ms(reloads.quantile(0.99))
-	s.EdgeP50, s.EdgeP99 = round3(edge.quantile(0.5).Seconds()), round3(edge.quantile(0.99).Seconds())
+	s.MediaP50, s.MediaP99 = loadgen.Ms(media.Quantile(0.5)), loadgen.Ms(media.Quantile(0.99))
+	s.ReloadP50, s.ReloadP99 = loadgen.Ms(reloads.Quantile(0.5)), loadgen.Ms(reloads.Quantile(0.99))
+	s.EdgeP50, s.EdgeP99 = round3(edge.Quantile(0.5).Seconds()), round3(edge.Quantile(0.99).Seconds())
 }
 
 // printSummary writes a human summary of r.
@@ -186,18 +182,6 @@ func printSummary(w io.Writer, r *report) {
 	if r.Total.LastError != "" {
 		fmt.Fprintf(w, "last viewer error: %s\n", r.Total.LastError)
 	}
-}
-
-// writeJSON writes r to path.
-func writeJSON(path string, r any) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	return nil
 }
 
 // median returns the middle value of v, or 0 for none.

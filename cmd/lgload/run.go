@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // stream is one publisher and its viewers.
@@ -19,6 +21,9 @@ type stream struct {
 	viewers []*viewerStats
 	ready   time.Duration // from publishing to a playable multivariant
 	readyOK bool
+	// media, reloads and edge are the viewers' request latencies and live
+	// edge distances (see viewerStats).
+	media, reloads, edge loadgen.Histogram
 }
 
 // runLoad runs the scenario of cfg, prints a progress line every second on
@@ -30,7 +35,7 @@ func runLoad(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	printSummary(stdout, rep)
 	if cfg.JSON != "" {
-		if err := writeJSON(cfg.JSON, rep); err != nil {
+		if err := loadgen.WriteJSON(cfg.JSON, rep); err != nil {
 			return err
 		}
 	}
@@ -100,7 +105,7 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	}
 	var before usageSample
 	if rep.Gateway != nil {
-		sleep(ctx, 2*time.Second) // let the transcoders settle
+		loadgen.Sleep(ctx, 2*time.Second) // let the transcoders settle
 		before = sampleUsage(cfg.GatewayPID, streams)
 		rep.Gateway.RSSStreamsMB = mb(before.gw.RSS + before.kids.RSS)
 		rep.Gateway.GatewayRSSStreamsMB = mb(before.gw.RSS)
@@ -115,7 +120,7 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	var transports []*http.Transport
 	for _, s := range streams {
 		for j := range cfg.Viewers {
-			vs := &viewerStats{}
+			vs := &viewerStats{media: &s.media, reloads: &s.reloads, edge: &s.edge}
 			s.viewers = append(s.viewers, vs)
 			tr := &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true, IdleConnTimeout: 30 * time.Second}
 			transports = append(transports, tr)
@@ -219,7 +224,7 @@ func waitPlayable(ctx context.Context, client *http.Client, u string) bool {
 				return true
 			}
 		}
-		sleep(ctx, 200*time.Millisecond)
+		loadgen.Sleep(ctx, 200*time.Millisecond)
 	}
 	return false
 }
