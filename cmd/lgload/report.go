@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/livegate/livegate/cmd/internal/loadgen"
@@ -25,14 +26,16 @@ type report struct {
 
 // reportConfig repeats the scenario.
 type reportConfig struct {
-	URL              string `json:"url"`
-	Publishers       int    `json:"publishers"`
-	ViewersPerStream int    `json:"viewers_per_stream"`
-	Duration         string `json:"duration"`
-	Mode             string `json:"mode"`
-	Replay           string `json:"replay,omitempty"`
-	Size             string `json:"size"`
-	Drawtext         bool   `json:"drawtext"`
+	URL              string  `json:"url"`
+	Publishers       int     `json:"publishers"`
+	ViewersPerStream int     `json:"viewers_per_stream"`
+	Duration         string  `json:"duration"`
+	Mode             string  `json:"mode"`
+	Replay           string  `json:"replay,omitempty"`
+	Size             string  `json:"size"`
+	Drawtext         bool    `json:"drawtext"`
+	ChatPerStream    int     `json:"chat_per_stream"`
+	ChatRate         float64 `json:"chat_rate"` // messages per second per room
 }
 
 // gatewayReport is the gateway's usage from /proc: idle (before
@@ -50,6 +53,10 @@ type gatewayReport struct {
 	RSSPerViewerKB      float64 `json:"rss_per_viewer_kb"` // gateway process only: (end - before viewers) / viewers
 	GatewayCPU          float64 `json:"gateway_cpu"`       // cores, during the window
 	TranscodersCPU      float64 `json:"transcoders_cpu"`   // cores, during the window
+	// With -chat: RSS once the chat clients joined (before the viewers),
+	// and the gateway's growth per chat client.
+	RSSChatMB    float64 `json:"rss_chat_mb,omitempty"`
+	RSSPerChatKB float64 `json:"rss_per_chat_client_kb,omitempty"`
 }
 
 // streamReport is one stream's figures (or all streams' together).
@@ -79,12 +86,13 @@ type streamReport struct {
 	Stalls       int            `json:"stalls"`
 	StalledViews int            `json:"viewers_stalled"`
 	LongestStall float64        `json:"longest_stall_s"`
+	Chat         *chatReport    `json:"chat,omitempty"` // with -chat
 	speeds       []float64
 }
 
 // fill computes the per-stream and total figures.
 func (r *report) fill(streams []*stream, window time.Duration) {
-	var media, reloads, edge loadgen.Histogram
+	var media, reloads, edge, chat loadgen.Histogram
 	tot := streamReport{Name: "total", Renditions: map[string]int{}}
 	var allSpeeds []float64
 	secs := window.Seconds()
@@ -114,6 +122,13 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 			v.mu.Unlock()
 		}
 		sr.setRates(secs, &s.media, &s.reloads, &s.edge)
+		if sr.Chat = roomReport(s); sr.Chat != nil {
+			if tot.Chat == nil {
+				tot.Chat = &chatReport{}
+			}
+			tot.Chat.add(sr.Chat)
+			chat.Merge(s.chat.Latency(0))
+		}
 		media.Merge(&s.media)
 		reloads.Merge(&s.reloads)
 		edge.Merge(&s.edge)
@@ -145,6 +160,9 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 		tot.SpeedMin = 0
 	}
 	tot.setRates(secs, &media, &reloads, &edge)
+	if tot.Chat != nil {
+		tot.Chat.setLatency(&chat)
+	}
 	r.Total = tot
 }
 
@@ -175,6 +193,17 @@ func printSummary(w io.Writer, r *report) {
 		fmt.Fprintf(w, "gateway: RSS idle %.1f MB, with streams %.1f MB (%.1f per stream, %d transcoders), with viewers %.1f MB (%.1f KB per viewer); CPU gateway %.2f + transcoders %.2f cores; sources %.2f cores\n",
 			g.RSSIdleMB, g.RSSStreamsMB, g.RSSPerStreamMB, g.Transcoders, g.RSSViewersMB, g.RSSPerViewerKB,
 			g.GatewayCPU, g.TranscodersCPU, r.SourcesCPU)
+	}
+	if c := r.Total.Chat; c != nil {
+		fmt.Fprintf(w, "chat: %d clients per stream, %g msg/s per room: joined %d/%d, sent %d, delivered %d/%d, delivery p50 %.1f ms p99 %.1f ms, errors %d (rate_limited %d), unexpected closes %d\n",
+			r.Config.ChatPerStream, r.Config.ChatRate, c.Joined, c.Clients, c.Sent, c.Delivered, c.Expected,
+			c.P50, c.P99, c.Errors, c.RateLimited, c.Closes)
+		if len(c.Kinds) > 0 {
+			fmt.Fprintf(w, "chat errors: %s\n", strings.Join(c.Kinds, "; "))
+		}
+	}
+	if g := r.Gateway; g != nil && g.RSSChatMB > 0 {
+		fmt.Fprintf(w, "gateway: RSS with chat %.1f MB (%.1f KB per chat client)\n", g.RSSChatMB, g.RSSPerChatKB)
 	}
 	if r.Total.PubError != "" {
 		fmt.Fprintf(w, "last publisher error: %s\n", r.Total.PubError)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,8 @@ type stream struct {
 	// media, reloads and edge are the viewers' request latencies and live
 	// edge distances (see viewerStats).
 	media, reloads, edge loadgen.Histogram
+	chat                 *loadgen.ChatRoom // nil without -chat
+	chatStep             loadgen.ChatStep  // set once the chat window is over
 }
 
 // runLoad runs the scenario of cfg, prints a progress line every second on
@@ -51,7 +54,8 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		fmt.Fprintln(stderr, "lgload: ffmpeg has no drawtext filter: publishing the test pattern without the clock")
 	}
 	rep := &report{Config: reportConfig{URL: base, Publishers: cfg.Publishers, ViewersPerStream: cfg.Viewers,
-		Duration: cfg.Duration.String(), Mode: cfg.Mode, Replay: cfg.Replay, Size: cfg.Size, Drawtext: drawtext}}
+		Duration: cfg.Duration.String(), Mode: cfg.Mode, Replay: cfg.Replay, Size: cfg.Size, Drawtext: drawtext,
+		ChatPerStream: cfg.Chat, ChatRate: cfg.ChatRate}}
 	if cfg.GatewayPID > 0 {
 		if self, kids, _, err := treeUsage(cfg.GatewayPID); err == nil {
 			rep.Gateway = &gatewayReport{RSSIdleMB: mb(self.RSS + kids.RSS)}
@@ -71,7 +75,7 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		s := &stream{name: cfg.Prefix + strconv.Itoa(i), pub: &pubStats{}}
 		streams[i] = s
 		p := &publisher{FFmpeg: cfg.FFmpeg, Args: sourceArgs(cfg.Size, cfg.Replay, seconds, drawtext),
-			URL: wsBase + "/ingest/" + s.name, Chunk: 100 * time.Millisecond, Stats: s.pub,
+			URL: wsBase + "/ingest/" + s.name + keyQuery(cfg.Key), Chunk: 100 * time.Millisecond, Stats: s.pub,
 			Deadline: time.Duration(seconds)*time.Second + 10*time.Second}
 		pubs.Go(func() {
 			if err := p.run(pubCtx); err != nil {
@@ -113,6 +117,20 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		rep.Gateway.Transcoders = before.nkids
 	}
 
+	// Chat clients join before the window; their memory is measured apart.
+	if cfg.Chat > 0 {
+		defer closeChat(streams, stderr)
+		if err := joinChat(ctx, cfg, base, streams, stderr); err != nil {
+			return nil, err
+		}
+		if rep.Gateway != nil {
+			streamsRSS := before.gw.RSS
+			before = sampleUsage(cfg.GatewayPID, streams)
+			rep.Gateway.RSSChatMB = mb(before.gw.RSS + before.kids.RSS)
+			rep.Gateway.RSSPerChatKB = round3(float64(before.gw.RSS-streamsRSS) / 1024 / float64(cfg.Chat*cfg.Publishers))
+		}
+	}
+
 	// Viewers.
 	vctx, stopViewers := context.WithTimeout(ctx, cfg.Duration)
 	defer stopViewers()
@@ -138,6 +156,11 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	}
 	w0 := time.Now()
 	selfCPU0 := selfCPU()
+	chatDone := make(chan struct{})
+	go func() {
+		defer close(chatDone)
+		runChat(ctx, cfg, streams)
+	}()
 	progressDone := make(chan struct{})
 	go func() {
 		defer close(progressDone)
@@ -168,10 +191,20 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		g.RSSPerStreamMB = round3((g.RSSStreamsMB - g.RSSIdleMB) / float64(cfg.Publishers))
 	}
 	rep.LoadCPU = round3(rep.LoadCPU / window.Seconds())
+	<-chatDone // at most chatDrain after the window
+	closeChat(streams, stderr)
 	stopPubs()
 	pubs.Wait()
 	rep.fill(streams, window)
 	return rep, nil
+}
+
+// keyQuery returns the query that carries a publish key, "" for none.
+func keyQuery(key string) string {
+	if key == "" {
+		return ""
+	}
+	return "?key=" + url.QueryEscape(key)
 }
 
 // usageSample is the gateway's, its children's and our sources' usage.
@@ -263,9 +296,13 @@ func progress(ctx context.Context, w io.Writer, t0 time.Time, streams []*stream)
 				}
 			}
 			dt := now.Sub(last).Seconds()
-			fmt.Fprintf(w, "lgload: %5.1fs  publishers live %d/%d min speed %.2f  viewers %.1f MB/s %.0f req/s  stalls %d  errors %d\n",
+			line := fmt.Sprintf("lgload: %5.1fs  publishers live %d/%d min speed %.2f  viewers %.1f MB/s %.0f req/s  stalls %d  errors %d",
 				now.Sub(t0).Seconds(), live, len(streams), low,
 				float64(bytes-lastBytes)/dt/1e6, float64(reqs-lastReq)/dt, stalls, errs)
+			if joined, clients, sent, delivered := chatProgress(streams); clients > 0 {
+				line += fmt.Sprintf("  chat joined %d/%d sent %d delivered %d", joined, clients, sent, delivered)
+			}
+			fmt.Fprintln(w, line)
 			lastBytes, lastReq, last = bytes, reqs, now
 		}
 	}

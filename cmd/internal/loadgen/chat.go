@@ -516,6 +516,15 @@ func (r *ChatRoom) Current() (step int, sent, delivered int64, lat Counts, ok bo
 	return int(i), s.sent.Load(), s.delivered.Load(), s.lat.Snapshot(), true
 }
 
+// StepTotals returns what step i has sent and delivered so far.
+func (r *ChatRoom) StepTotals(i int) (sent, delivered int64) {
+	return r.steps[i].sent.Load(), r.steps[i].delivered.Load()
+}
+
+// Latency is the delivery latency histogram of step i, for merging rooms'
+// figures; it is the room's own, to be read only.
+func (r *ChatRoom) Latency(i int) *Histogram { return &r.steps[i].lat }
+
 // Phase names what the room is doing: start, connect, settle, step,
 // drain, closing.
 func (r *ChatRoom) Phase() string {
