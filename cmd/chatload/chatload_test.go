@@ -64,31 +64,6 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestParseProc(t *testing.T) {
-	status := "Name:\tnode\nVmPeak:\t  900 kB\nVmRSS:\t   51234 kB\nThreads:\t7\n"
-	if got, err := parseVmRSS([]byte(status)); err != nil || got != 51234 {
-		t.Errorf("parseVmRSS = %d, %v; want 51234", got, err)
-	}
-	if _, err := parseVmRSS([]byte("Name:\tx\n")); err == nil {
-		t.Error("parseVmRSS without VmRSS: no error")
-	}
-	stat := "1234 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0"
-	if got, err := parseCPUTicks([]byte(stat)); err != nil || got != 175 {
-		t.Errorf("parseCPUTicks = %d, %v; want 175", got, err)
-	}
-}
-
-func TestParseProcStat(t *testing.T) {
-	stat := "cpu  100 5 50 1000 7 3 20 9 0 0\ncpu0 50 2 25 500 3 1 10 4 0 0\n"
-	busy, softirq, steal, err := parseProcStat([]byte(stat))
-	if err != nil || busy != 178 || softirq != 20 || steal != 9 {
-		t.Errorf("parseProcStat = %d %d %d %v; want 178 20 9", busy, softirq, steal, err)
-	}
-	if _, _, _, err := parseProcStat([]byte("intr 1 2\n")); err == nil {
-		t.Error("parseProcStat without cpu line: no error")
-	}
-}
-
 func TestJudge(t *testing.T) {
 	cfg := config{maxP99: 100 * time.Millisecond, minRatio: 0.99}
 	tests := []struct {

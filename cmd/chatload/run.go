@@ -239,41 +239,33 @@ func (r *runner) cpu() (server, self time.Duration) {
 
 // readRSS returns the resident set size of a process, in KiB.
 func readRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kib, err := loadgen.ReadStatusKiB(pid, "VmRSS")
 	if err != nil {
-		return 0, fmt.Errorf("read server memory: %w", err)
-	}
-	kib, err := parseVmRSS(b)
-	if err != nil {
-		return 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
+		return 0, fmt.Errorf("read memory: %w", err)
 	}
 	return kib, nil
 }
 
+// tick is one clock tick of /proc's CPU times.
+const tick = time.Second / loadgen.UserHZ
+
 // systemCPU is machine-wide CPU time from /proc/stat.
 type systemCPU struct{ busy, softirq, steal time.Duration }
 
-// readSystemCPU reads the machine's CPU times, assuming USER_HZ 100.
+// readSystemCPU reads the machine's CPU times.
 func readSystemCPU() (systemCPU, error) {
-	b, err := os.ReadFile("/proc/stat")
+	m, err := loadgen.ReadMachineCPU()
 	if err != nil {
 		return systemCPU{}, fmt.Errorf("read machine cpu time: %w", err)
 	}
-	busy, softirq, steal, err := parseProcStat(b)
-	tick := 10 * time.Millisecond
-	return systemCPU{time.Duration(busy) * tick, time.Duration(softirq) * tick, time.Duration(steal) * tick}, err
+	return systemCPU{time.Duration(m.Busy()) * tick, time.Duration(m.Softirq) * tick, time.Duration(m.Steal) * tick}, nil
 }
 
-// readCPU returns the user+system CPU time of a process. It assumes the
-// usual Linux USER_HZ of 100.
+// readCPU returns the user+system CPU time of a process.
 func readCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read cpu time: %w", err)
-	}
-	ticks, err := parseCPUTicks(b)
+	st, err := loadgen.ReadProcStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("read cpu time of pid %d: %w", pid, err)
 	}
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
+	return time.Duration(st.Ticks) * tick, nil
 }

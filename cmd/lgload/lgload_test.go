@@ -294,16 +294,6 @@ func TestSourceArgs(t *testing.T) {
 	}
 }
 
-func TestParseStat(t *testing.T) {
-	u, ppid, err := parseStat("123 (ff mpeg (x)) S 77 1 1 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0")
-	if err != nil || ppid != 77 || u.CPU != 3 {
-		t.Errorf("parseStat = %+v %d %v, want CPU 3 ppid 77", u, ppid, err)
-	}
-	if rss := parseRSS("Name:\tx\nVmRSS:\t  2048 kB\n"); rss != 2048*1024 {
-		t.Errorf("parseRSS = %d", rss)
-	}
-}
-
 // startGateway builds the real gateway and starts it on a free loopback
 // port for the test; it returns the address and the pid. It skips the test
 // without ffmpeg (outside CI) or with -short.
