@@ -25,9 +25,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 case "${1:-}" in
-"" | -h | --help)
-	sed -n '2,23p' "$0"
-	[ -n "${1:-}" ] || exit 2
+"")
+	sed -n '2,21p' "$0" >&2
+	exit 2
+	;;
+-h | --help)
+	sed -n '2,21p' "$0"
 	exit 0
 	;;
 --list)
