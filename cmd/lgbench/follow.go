@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -12,41 +11,6 @@ import (
 
 	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
-
-// httpGet fetches u within timeout and returns the status, the body and the
-// wall time at which the body was complete.
-func httpGet(ctx context.Context, client *http.Client, u string, timeout time.Duration) (int, []byte, time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return 0, nil, time.Time{}, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, time.Time{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	return resp.StatusCode, body, time.Now(), err
-}
-
-// waitPlayable polls the playlist at u until it answers 200 with a body
-// holding want, and returns that time and the body. Requests
-// may be held by the server; each is bounded, and so is the wait, by ctx.
-func waitPlayable(ctx context.Context, client *http.Client, u, want string) (time.Time, string, error) {
-	for {
-		code, body, at, err := httpGet(ctx, client, u, 12*time.Second)
-		if err == nil && code == http.StatusOK && strings.Contains(string(body), want) {
-			return at, string(body), nil
-		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, "", fmt.Errorf("wait for %s: %w (last: HTTP %d, %v)", u, ctx.Err(), code, err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
 
 // listing is what following a media playlist measured.
 type listing struct {
@@ -78,7 +42,7 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 		query string
 	)
 	for ctx.Err() == nil {
-		code, body, at, err := httpGet(ctx, client, u+query, 5*time.Second)
+		code, body, at, err := loadgen.Get(ctx, client, u+query, 5*time.Second)
 		if err != nil || code != http.StatusOK {
 			if ctx.Err() == nil {
 				res.Errors++

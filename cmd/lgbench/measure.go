@@ -171,7 +171,7 @@ func measure(ctx context.Context, ep endpoint, c passConfig, logf *log.Logger) (
 // follow is the 720p one.
 func masterPlayable(client *http.Client, u string) func(context.Context) (time.Time, string, error) {
 	return func(ctx context.Context) (time.Time, string, error) {
-		at, body, err := waitPlayable(ctx, client, u, "#EXT-X-STREAM-INF")
+		at, body, err := loadgen.WaitPlaylist(ctx, client, u, "#EXT-X-STREAM-INF", 20*time.Millisecond)
 		if err != nil {
 			return at, "", err
 		}
@@ -188,7 +188,7 @@ func masterPlayable(client *http.Client, u string) func(context.Context) (time.T
 // answers 200 with a segment.
 func mediaPlayable(client *http.Client, u string) func(context.Context) (time.Time, string, error) {
 	return func(ctx context.Context) (time.Time, string, error) {
-		at, _, err := waitPlayable(ctx, client, u, "#EXTINF")
+		at, _, err := loadgen.WaitPlaylist(ctx, client, u, "#EXTINF", 20*time.Millisecond)
 		return at, u, err
 	}
 }

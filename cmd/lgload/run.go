@@ -92,7 +92,7 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		waits.Go(func() {
 			wctx, cancel := context.WithTimeout(ctx, cfg.StartWait)
 			defer cancel()
-			if waitPlayable(wctx, client, base+"/live/"+s.name+"/index.m3u8") {
+			if _, _, err := loadgen.WaitPlaylist(wctx, client, base+"/live/"+s.name+"/index.m3u8", "#EXT-X-STREAM-INF", 200*time.Millisecond); err == nil {
 				s.ready, s.readyOK = time.Since(t0), true
 			}
 		})
@@ -239,27 +239,6 @@ func selfCPU() float64 {
 		return 0
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-}
-
-// waitPlayable polls the multivariant playlist at u until it lists a
-// variant, and reports whether it did before ctx ended.
-func waitPlayable(ctx context.Context, client *http.Client, u string) bool {
-	for ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return false
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), "#EXT-X-STREAM-INF") {
-				return true
-			}
-		}
-		loadgen.Sleep(ctx, 200*time.Millisecond)
-	}
-	return false
 }
 
 // progress prints one line a second on w until ctx ends: elapsed time,
