@@ -346,12 +346,12 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	cfg, err := parseFlags([]string{"-url", "http://" + addr, "-publishers", "1", "-viewers", "2",
 		"-chat", "3", "-chat-rate", "2",
-		"-duration", "8s", "-start-wait", "15s", "-gateway-pid", strconv.Itoa(pid),
+		"-duration", "8s", "-start-wait", "60s", "-gateway-pid", strconv.Itoa(pid),
 		"-json", filepath.Join(dir, "report.json")}, &strings.Builder{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	var out, progress strings.Builder
 	if err := runLoad(ctx, cfg, &out, &progress); err != nil {
@@ -363,6 +363,9 @@ func TestSmoke(t *testing.T) {
 	}
 	rep := readReport(t, cfg.JSON)
 	checkReport(t, rep, 2, 3)
+	if t.Failed() {
+		t.Logf("progress:\n%s", progress.String())
+	}
 	if rep.Gateway == nil || rep.Gateway.RSSStreamsMB <= 0 || rep.Gateway.RSSChatMB <= 0 {
 		t.Errorf("report: no gateway memory: %+v", rep.Gateway)
 	}

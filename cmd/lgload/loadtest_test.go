@@ -16,7 +16,7 @@ import (
 // and error.
 func runScript(t *testing.T, lgload string, env []string, args ...string) (string, string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", append([]string{"../../deploy/loadtest/run.sh"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "LGLOAD="+lgload), env...)
@@ -61,7 +61,7 @@ func TestLoadtestScript(t *testing.T) {
 		addr, _ := startGateway(t)
 		out := t.TempDir()
 		stdout, stderr, err := runScript(t, lgload, []string{"URL=http://" + addr, "OUT_DIR=" + out, "DURATION=6s"},
-			"small", "-start-wait", "20s")
+			"small", "-start-wait", "60s")
 		if err != nil {
 			t.Fatalf("run.sh small: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 		}
@@ -77,5 +77,8 @@ func TestLoadtestScript(t *testing.T) {
 			t.Errorf("report config %+v: want the scenario with DURATION=6s", rep.Config)
 		}
 		checkReport(t, rep, 5, 10)
+		if t.Failed() {
+			t.Logf("stderr:\n%s", stderr)
+		}
 	})
 }
