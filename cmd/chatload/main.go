@@ -22,7 +22,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +31,8 @@ import (
 	"runtime/pprof"
 	"syscall"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // maxSteps bounds the -rate list.
@@ -83,8 +84,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if _, err := checkURL(c.url); err != nil {
-		return c, err
+	if _, err := loadgen.CheckURL(c.url, "ws", "wss"); err != nil {
+		return c, fmt.Errorf("-url: %w", err)
 	}
 	var err error
 	if c.rates, err = parseRates(*rate); err != nil {
@@ -144,7 +145,7 @@ func mainCode() int {
 	if rep != nil {
 		rep.print(os.Stdout)
 		if cfg.jsonPath != "" {
-			if err := writeJSON(cfg.jsonPath, rep); err != nil {
+			if err := loadgen.WriteJSON(cfg.jsonPath, rep); err != nil {
 				fmt.Fprintf(os.Stderr, "chatload: %v\n", err)
 				code = 1
 			}
@@ -155,15 +156,4 @@ func mainCode() int {
 		code = 1
 	}
 	return code
-}
-
-func writeJSON(path string, rep *report) error {
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode report: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	return nil
 }

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // report is the outcome of a run; it is also the -json file.
@@ -44,32 +45,18 @@ type memory struct {
 	ServerIdleNote  string  `json:"note,omitempty"`
 }
 
-// step is the outcome of one rate step.
+// step is the outcome of one rate step: the room's figures, the CPU used
+// meanwhile and the verdict.
 type step struct {
-	Rate            float64 `json:"rate"`
-	Seconds         float64 `json:"seconds"`
-	Sent            int64   `json:"sent"`
-	SendErrors      int64   `json:"send_errors"`
-	Rejected        int64   `json:"rejected"`
-	Receivers       int64   `json:"receivers"`
-	Expected        int64   `json:"expected"`
-	Delivered       int64   `json:"delivered"`
-	DeliveredRatio  float64 `json:"delivered_ratio"`
-	DeliveredPerSec float64 `json:"delivered_per_sec"`
-	P50ms           float64 `json:"p50_ms"`
-	P90ms           float64 `json:"p90_ms"`
-	P99ms           float64 `json:"p99_ms"`
-	MaxMs           float64 `json:"max_ms"`
-	ServerCPU       float64 `json:"server_cpu_cores"`
-	ClientCPU       float64 `json:"client_cpu_cores"`
-	MachineCPU      float64 `json:"machine_busy_cores"`
-	SoftirqCPU      float64 `json:"softirq_cores"`
-	StealCPU        float64 `json:"steal_cores"`
-	Pass            bool    `json:"pass"`
-	Why             string  `json:"why,omitempty"`
+	loadgen.ChatStep
+	ServerCPU  float64 `json:"server_cpu_cores"`
+	ClientCPU  float64 `json:"client_cpu_cores"`
+	MachineCPU float64 `json:"machine_busy_cores"`
+	SoftirqCPU float64 `json:"softirq_cores"`
+	StealCPU   float64 `json:"steal_cores"`
+	Pass       bool    `json:"pass"`
+	Why        string  `json:"why,omitempty"`
 }
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // print writes the report for people.
 func (r *report) print(w io.Writer) {

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // cpuSampler samples the gateway's and its ffmpeg children's CPU time every
@@ -122,57 +120,25 @@ func window(ss []cpuSample, from, to time.Time) []cpuSample {
 	return out
 }
 
-// machineCPU is the first line of /proc/stat: all CPUs' time, in ticks.
+// machineCPU is the machine's CPU time at one instant.
 type machineCPU struct {
-	at    time.Time
-	total uint64 // user, nice, system, idle, iowait, irq, softirq, steal
-	idle  uint64 // idle and iowait
-	steal uint64 // taken by the hypervisor for other guests
+	at time.Time
+	loadgen.MachineCPU
 }
 
 // readMachineCPU reads /proc/stat.
 func readMachineCPU() (machineCPU, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return machineCPU{}, err
-	}
-	m, err := parseMachineCPU(string(b))
-	m.at = time.Now()
-	return m, err
-}
-
-// parseMachineCPU reads the "cpu" line of /proc/stat.
-func parseMachineCPU(stat string) (machineCPU, error) {
-	line, _, _ := strings.Cut(stat, "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return machineCPU{}, fmt.Errorf("proc stat: first line %q", line)
-	}
-	var m machineCPU
-	// guest time (fields 9 and 10) is counted in user already
-	for i, s := range f[1:9] {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return machineCPU{}, fmt.Errorf("proc stat: %q: %w", s, err)
-		}
-		m.total += v
-		switch i {
-		case 3, 4:
-			m.idle += v
-		case 7:
-			m.steal += v
-		}
-	}
-	return m, nil
+	m, err := loadgen.ReadMachineCPU()
+	return machineCPU{time.Now(), m}, err
 }
 
 // busy returns the shares of CPU time between a and b spent running
 // processes and stolen by the hypervisor.
 func busy(a, b machineCPU) (running, stolen float64) {
-	if b.total <= a.total {
+	if b.Total <= a.Total {
 		return 0, 0
 	}
-	t := float64(b.total - a.total)
-	stolen = float64(b.steal-a.steal) / t
-	return 1 - float64(b.idle-a.idle)/t - stolen, stolen
+	t := float64(b.Total - a.Total)
+	stolen = float64(b.Steal-a.Steal) / t
+	return 1 - float64(b.Idle-a.Idle)/t - stolen, stolen
 }

@@ -3,49 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
-
-// httpGet fetches u within timeout and returns the status, the body and the
-// wall time at which the body was complete.
-func httpGet(ctx context.Context, client *http.Client, u string, timeout time.Duration) (int, []byte, time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return 0, nil, time.Time{}, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, time.Time{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	return resp.StatusCode, body, time.Now(), err
-}
-
-// waitPlayable polls the playlist at u until it answers 200 with a body
-// holding want, and returns that time and the body. Requests
-// may be held by the server; each is bounded, and so is the wait, by ctx.
-func waitPlayable(ctx context.Context, client *http.Client, u, want string) (time.Time, string, error) {
-	for {
-		code, body, at, err := httpGet(ctx, client, u, 12*time.Second)
-		if err == nil && code == http.StatusOK && strings.Contains(string(body), want) {
-			return at, string(body), nil
-		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, "", fmt.Errorf("wait for %s: %w (last: HTTP %d, %v)", u, ctx.Err(), code, err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
 
 // listing is what following a media playlist measured.
 type listing struct {
@@ -77,14 +42,14 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 		query string
 	)
 	for ctx.Err() == nil {
-		code, body, at, err := httpGet(ctx, client, u+query, 5*time.Second)
+		code, body, at, err := loadgen.Get(ctx, client, u+query, 5*time.Second)
 		if err != nil || code != http.StatusOK {
 			if ctx.Err() == nil {
 				res.Errors++
 				res.LastErr = fmt.Sprintf("%s%s: HTTP %d %v", u, query, code, err)
 			}
 			query = ""
-			sleep(ctx, 100*time.Millisecond)
+			loadgen.Sleep(ctx, 100*time.Millisecond)
 			continue
 		}
 		pl, err := parseMediaPlaylist(string(body))
@@ -92,7 +57,7 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 			res.Errors++
 			res.LastErr = err.Error()
 			query = ""
-			sleep(ctx, 100*time.Millisecond)
+			loadgen.Sleep(ctx, 100*time.Millisecond)
 			continue
 		}
 		res.Reloads++
@@ -117,33 +82,10 @@ func follow(ctx context.Context, client *http.Client, u string, blocking bool, w
 			}
 			query = sep + "_HLS_msn=" + strconv.FormatUint(msn, 10) + "&_HLS_part=" + strconv.Itoa(part)
 		} else {
-			sleep(ctx, 25*time.Millisecond)
+			loadgen.Sleep(ctx, 25*time.Millisecond)
 		}
 	}
 	return res
-}
-
-// resolve returns ref relative to base.
-func resolve(base, ref string) (string, error) {
-	b, err := url.Parse(base)
-	if err != nil {
-		return "", fmt.Errorf("resolve %q: %w", base, err)
-	}
-	r, err := url.Parse(ref)
-	if err != nil {
-		return "", fmt.Errorf("resolve %q: %w", ref, err)
-	}
-	return b.ResolveReference(r).String(), nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // round3 rounds to milliseconds, for the report.

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,10 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // buildGateway compiles ./cmd/livegate of the module in the current
@@ -107,7 +106,7 @@ func (g *gatewayProc) stop() {
 		<-g.exited
 	}
 	for k := range g.seen {
-		if st, err := readStat(k.pid); err == nil && st.start == k.start {
+		if st, err := loadgen.ReadProcStat(k.pid); err == nil && st.Start == k.start {
 			syscall.Kill(k.pid, syscall.SIGKILL)
 		}
 	}
@@ -123,101 +122,30 @@ func (g *gatewayProc) logTail(n int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// userHZ is the unit of utime and stime in /proc/PID/stat: USER_HZ, which
-// Linux fixes at 100 for user space on every architecture Go supports.
-const userHZ = 100
-
-// procStat is the part of /proc/PID/stat the benchmark uses.
-type procStat struct {
-	pid   int
-	comm  string
-	ppid  int
-	ticks uint64 // utime + stime, in 1/userHZ s
-	start uint64 // starttime, in clock ticks since boot
-}
-
 // procKey names a process across pid reuse.
 type procKey struct {
 	pid   int
 	start uint64
 }
 
-// parseStat reads the contents of /proc/PID/stat.
-func parseStat(b []byte) (procStat, error) {
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return procStat{}, errors.New("proc stat: no (comm)")
-	}
-	pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:open])))
-	if err != nil {
-		return procStat{}, fmt.Errorf("proc stat: pid: %w", err)
-	}
-	// fields from 3 (state) on
-	f := strings.Fields(string(b[end+1:]))
-	if len(f) < 20 {
-		return procStat{}, fmt.Errorf("proc stat: %d fields after comm, want at least 20", len(f))
-	}
-	num := func(field int) uint64 {
-		if err != nil {
-			return 0
-		}
-		var v uint64
-		v, err = strconv.ParseUint(f[field-3], 10, 64)
-		return v
-	}
-	st := procStat{pid: pid, comm: string(b[open+1 : end])}
-	st.ppid = int(num(4))
-	st.ticks = num(14) + num(15)
-	st.start = num(22)
-	if err != nil {
-		return procStat{}, fmt.Errorf("proc stat: %w", err)
-	}
-	return st, nil
-}
-
-// readStat reads /proc/PID/stat.
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, err
-	}
-	return parseStat(b)
-}
-
-// allProcs reads /proc/*/stat of every process.
-func allProcs() []procStat {
-	ents, _ := os.ReadDir("/proc")
-	var out []procStat
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := readStat(pid); err == nil {
-			out = append(out, st)
-		}
-	}
-	return out
-}
-
 // descendants returns the processes of procs below root (not root itself),
 // leaving out the subtrees of the pids in except.
-func descendants(procs []procStat, root int, except ...int) []procStat {
-	kids := map[int][]procStat{}
+func descendants(procs []loadgen.ProcStat, root int, except ...int) []loadgen.ProcStat {
+	kids := map[int][]loadgen.ProcStat{}
 	for _, p := range procs {
-		kids[p.ppid] = append(kids[p.ppid], p)
+		kids[p.PPID] = append(kids[p.PPID], p)
 	}
-	var out []procStat
+	var out []loadgen.ProcStat
 	todo := []int{root}
 	for len(todo) > 0 {
 		pid := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
 		for _, c := range kids[pid] {
-			if slices.Contains(except, c.pid) {
+			if slices.Contains(except, c.PID) {
 				continue
 			}
 			out = append(out, c)
-			todo = append(todo, c.pid)
+			todo = append(todo, c.PID)
 		}
 	}
 	return out
@@ -225,25 +153,8 @@ func descendants(procs []procStat, root int, except ...int) []procStat {
 
 // peakRSS returns VmHWM (peak resident set size) of pid in bytes.
 func peakRSS(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	return parseVmHWM(string(b))
-}
-
-// parseVmHWM reads the VmHWM line of /proc/PID/status, in bytes.
-func parseVmHWM(status string) (int64, error) {
-	for _, line := range strings.Split(status, "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("proc status: VmHWM %q: %w", v, err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, errors.New("proc status: no VmHWM")
+	kib, err := loadgen.ReadStatusKiB(pid, "VmHWM")
+	return kib * 1024, err
 }
 
 // cpuSample is the CPU time, in ticks, of the gateway, of each of its
@@ -273,21 +184,21 @@ func (g *gatewayProc) sample() (cpuSample, error) {
 // ffmpeg children and of the benchmark's own processes; ok is false when gw
 // is not running.
 func sampleCPU(gw int) (s cpuSample, ok bool) {
-	procs := allProcs()
+	procs := loadgen.AllProcs()
 	s = cpuSample{at: time.Now(), ffmpeg: map[procKey]uint64{}, bench: map[procKey]uint64{}}
 	self := os.Getpid()
 	for _, p := range procs {
 		switch {
-		case gw != 0 && p.pid == gw:
-			s.gateway, ok = p.ticks, true
-		case gw != 0 && p.ppid == gw && p.comm == "ffmpeg":
-			s.ffmpeg[procKey{p.pid, p.start}] = p.ticks
-		case p.pid == self:
-			s.bench[procKey{p.pid, p.start}] = p.ticks
+		case gw != 0 && p.PID == gw:
+			s.gateway, ok = p.Ticks, true
+		case gw != 0 && p.PPID == gw && p.Comm == "ffmpeg":
+			s.ffmpeg[procKey{p.PID, p.Start}] = p.Ticks
+		case p.PID == self:
+			s.bench[procKey{p.PID, p.Start}] = p.Ticks
 		}
 	}
 	for _, p := range descendants(procs, self, gw) {
-		s.bench[procKey{p.pid, p.start}] = p.ticks
+		s.bench[procKey{p.PID, p.Start}] = p.Ticks
 	}
 	return s, ok || gw == 0
 }
@@ -319,9 +230,9 @@ func cpuUse(ss []cpuSample) (gateway, ffmpeg, bench float64) {
 		for k, t := range last {
 			sum += t - min(first[k], t)
 		}
-		return float64(sum) / userHZ / wall
+		return float64(sum) / loadgen.UserHZ / wall
 	}
-	gateway = float64(b.gateway-min(a.gateway, b.gateway)) / userHZ / wall
+	gateway = float64(b.gateway-min(a.gateway, b.gateway)) / loadgen.UserHZ / wall
 	ffmpeg = group(func(s cpuSample) map[procKey]uint64 { return s.ffmpeg })
 	bench = group(func(s cpuSample) map[procKey]uint64 { return s.bench })
 	return gateway, ffmpeg, bench

@@ -5,12 +5,13 @@ import (
 	"context"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 func TestPercentile(t *testing.T) {
@@ -360,68 +361,21 @@ func TestAttr(t *testing.T) {
 	}
 }
 
-func TestParseStat(t *testing.T) {
-	cases := []struct {
-		name    string
-		in      string
-		want    procStat
-		wantErr bool
-	}{
-		{
-			name: "ffmpeg",
-			in:   "6146 (ffmpeg) S 6084 6146 5376 0 -1 4194560 9855 0 0 0 412 37 0 0 20 0 5 0 561234 900000000 30000 18446744073709551615",
-			want: procStat{pid: 6146, comm: "ffmpeg", ppid: 6084, ticks: 449, start: 561234},
-		},
-		{
-			name: "comm with spaces and parentheses",
-			in:   "77 (a (b) c) R 1 77 77 0 -1 0 0 0 0 0 10 5 0 0 20 0 1 0 99 0 0",
-			want: procStat{pid: 77, comm: "a (b) c", ppid: 1, ticks: 15, start: 99},
-		},
-		{name: "truncated", in: "1 (x) S 0 1 1", wantErr: true},
-		{name: "no comm", in: "1 x S", wantErr: true},
-		{name: "bad number", in: "1 (x) S 0 1 1 0 -1 0 0 0 0 0 zz 5 0 0 20 0 1 0 99 0", wantErr: true},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := parseStat([]byte(c.in))
-			if (err != nil) != c.wantErr {
-				t.Fatalf("error %v, want error %v", err, c.wantErr)
-			}
-			if !c.wantErr && got != c.want {
-				t.Fatalf("got %+v, want %+v", got, c.want)
-			}
-		})
-	}
-	if st, err := readStat(os.Getpid()); err != nil || st.comm == "" || st.ppid != os.Getppid() {
-		t.Errorf("readStat(self) = %+v, %v", st, err)
-	}
-}
-
-func TestParseVmHWM(t *testing.T) {
-	got, err := parseVmHWM("Name:\tlivegate\nVmPeak:\t 1000 kB\nVmHWM:\t   34400 kB\nVmRSS:\t 30000 kB\n")
-	if err != nil || got != 34400*1024 {
-		t.Fatalf("parseVmHWM = %d, %v", got, err)
-	}
-	if _, err := parseVmHWM("Name:\tx\n"); err == nil {
-		t.Fatal("no error without VmHWM")
-	}
-}
-
 func TestMachineCPU(t *testing.T) {
-	a, err := parseMachineCPU("cpu  100 0 100 700 50 0 0 50 0 0\ncpu0 1 2 3\n")
+	a, err := loadgen.ParseMachineCPU([]byte("cpu  100 0 100 700 50 0 0 50 0 0\ncpu0 1 2 3\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := parseMachineCPU("cpu  200 0 150 800 50 0 50 150 10 0\n")
+	b, err := loadgen.ParseMachineCPU([]byte("cpu  200 0 150 800 50 0 50 150 10 0\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	running, stolen := busy(a, b)
+	running, stolen := busy(machineCPU{MachineCPU: a}, machineCPU{MachineCPU: b})
 	// delta: user 100, system 50, idle 100, softirq 50, steal 100: total 400
 	if !near(running, 0.5) || !near(stolen, 0.25) {
 		t.Fatalf("busy = %v, %v; want 0.5, 0.25", running, stolen)
 	}
-	if _, err := parseMachineCPU("intr 1 2 3\n"); err == nil {
+	if _, err := loadgen.ParseMachineCPU([]byte("intr 1 2 3\n")); err == nil {
 		t.Fatal("no error for a bad first line")
 	}
 }
@@ -462,8 +416,8 @@ func TestCheckLoopback(t *testing.T) {
 		{"127.0.0.1", false},
 	}
 	for _, c := range cases {
-		if err := checkLoopback(c.addr); (err == nil) != c.ok {
-			t.Errorf("checkLoopback(%q) = %v, want ok %v", c.addr, err, c.ok)
+		if err := loadgen.CheckAddr(c.addr); (err == nil) != c.ok {
+			t.Errorf("CheckAddr(%q) = %v, want ok %v", c.addr, err, c.ok)
 		}
 	}
 }
@@ -554,15 +508,15 @@ func TestSourceArgs(t *testing.T) {
 }
 
 func TestDescendants(t *testing.T) {
-	procs := []procStat{
-		{pid: 1, ppid: 0}, {pid: 10, ppid: 1}, // the benchmark
-		{pid: 11, ppid: 10}, {pid: 12, ppid: 11}, {pid: 13, ppid: 12}, // chromium tree
-		{pid: 20, ppid: 10}, {pid: 21, ppid: 20}, // the gateway and its ffmpeg
-		{pid: 30, ppid: 1},
+	procs := []loadgen.ProcStat{
+		{PID: 1, PPID: 0}, {PID: 10, PPID: 1}, // the benchmark
+		{PID: 11, PPID: 10}, {PID: 12, PPID: 11}, {PID: 13, PPID: 12}, // chromium tree
+		{PID: 20, PPID: 10}, {PID: 21, PPID: 20}, // the gateway and its ffmpeg
+		{PID: 30, PPID: 1},
 	}
 	var got []int
 	for _, p := range descendants(procs, 10, 20) {
-		got = append(got, p.pid)
+		got = append(got, p.PID)
 	}
 	slices.Sort(got)
 	if !slices.Equal(got, []int{11, 12, 13}) {

@@ -19,12 +19,13 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // options are lgbench's flags.
@@ -64,7 +65,7 @@ func main() {
 	if rep != nil {
 		rep.print(os.Stdout)
 		if o.jsonPath != "" {
-			if werr := rep.write(o.jsonPath); werr != nil {
+			if werr := loadgen.WriteJSON(o.jsonPath, rep); werr != nil {
 				logf.Print(werr)
 				err = errors.Join(err, werr)
 			}
@@ -121,26 +122,9 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		}
 	}
 	if o.addr != "" {
-		if err := checkLoopback(o.addr); err != nil {
+		if err := loadgen.CheckAddr(o.addr); err != nil {
 			return o, fmt.Errorf("-addr: %w", err)
 		}
 	}
 	return o, nil
-}
-
-// checkLoopback accepts HOST:PORT only when HOST is localhost or a loopback
-// address: the benchmark never sends traffic elsewhere.
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q is not a loopback address", host)
-	}
-	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"log"
 	"net/http"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // endpoint is one system under test: where the published bytes go and where
@@ -127,7 +129,7 @@ func measure(ctx context.Context, ep endpoint, c passConfig, logf *log.Logger) (
 	defer cancelView()
 	if b != nil {
 		go func() {
-			sleep(vctx, time.Until(at.Add(c.join)))
+			loadgen.Sleep(vctx, time.Until(at.Add(c.join)))
 			v, err := watch(vctx, b, ep.page, min(skipMedia*time.Second, dur/8), c.playerJS)
 			views <- viewed{v, err}
 		}()
@@ -169,7 +171,7 @@ func measure(ctx context.Context, ep endpoint, c passConfig, logf *log.Logger) (
 // follow is the 720p one.
 func masterPlayable(client *http.Client, u string) func(context.Context) (time.Time, string, error) {
 	return func(ctx context.Context) (time.Time, string, error) {
-		at, body, err := waitPlayable(ctx, client, u, "#EXT-X-STREAM-INF")
+		at, body, err := loadgen.WaitPlaylist(ctx, client, u, "#EXT-X-STREAM-INF", 20*time.Millisecond)
 		if err != nil {
 			return at, "", err
 		}
@@ -177,7 +179,7 @@ func masterPlayable(client *http.Client, u string) func(context.Context) (time.T
 		if err != nil {
 			return at, "", err
 		}
-		media, err := resolve(u, ref)
+		media, err := loadgen.Resolve(u, ref)
 		return at, media, err
 	}
 }
@@ -186,7 +188,7 @@ func masterPlayable(client *http.Client, u string) func(context.Context) (time.T
 // answers 200 with a segment.
 func mediaPlayable(client *http.Client, u string) func(context.Context) (time.Time, string, error) {
 	return func(ctx context.Context) (time.Time, string, error) {
-		at, _, err := waitPlayable(ctx, client, u, "#EXTINF")
+		at, _, err := loadgen.WaitPlaylist(ctx, client, u, "#EXTINF", 20*time.Millisecond)
 		return at, u, err
 	}
 }

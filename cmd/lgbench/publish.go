@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // sourceArgs returns ffmpeg's arguments for the live test pattern: testsrc2
@@ -75,168 +72,20 @@ func (s *source) wait() error {
 }
 
 // pump copies r to send in chunks gathered over every (as a MediaRecorder
-// timeslice delivers them) until r ends or ctx does. started receives the
-// wall time just before the first chunk is sent. It returns the bytes sent.
+// timeslice delivers them) until r ends or ctx does, with loadgen.Pump.
+// started receives the wall time just before the first chunk is sent. It
+// returns the bytes sent.
 func pump(ctx context.Context, r io.Reader, every time.Duration, send func([]byte) error, started chan<- time.Time) (int64, error) {
-	type read struct {
-		b   []byte
-		err error
-	}
-	reads := make(chan read)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			buf := make([]byte, 64<<10)
-			n, err := r.Read(buf)
-			select {
-			case reads <- read{buf[:n], err}:
-			case <-stop:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	var pending []byte
 	var sent int64
-	first := true
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		if first {
+	err := loadgen.Pump(ctx, r, every, func(b []byte) error {
+		if sent == 0 {
 			started <- time.Now()
-			first = false
 		}
-		if err := send(pending); err != nil {
+		if err := send(b); err != nil {
 			return err
 		}
-		sent += int64(len(pending))
-		pending = nil
+		sent += int64(len(b))
 		return nil
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return sent, ctx.Err()
-		case rd := <-reads:
-			pending = append(pending, rd.b...)
-			if rd.err != nil {
-				err := flush()
-				if err == nil && !errors.Is(rd.err, io.EOF) {
-					err = rd.err
-				}
-				return sent, err
-			}
-		case <-tick.C:
-			if err := flush(); err != nil {
-				return sent, err
-			}
-		}
-	}
-}
-
-// ingest is a publisher's WebSocket to the gateway. Whoever calls dialIngest
-// must call close.
-type ingest struct {
-	conn   *websocket.Conn
-	done   chan struct{} // closed when the reader ends
-	closed sync.Once
-
-	mu       sync.Mutex
-	live     time.Time // first status with state "live"
-	speeds   []float64
-	lastErr  string
-	closeMsg string
-}
-
-// dialIngest opens the publishing WebSocket at url (ws://.../ingest/NAME).
-func dialIngest(ctx context.Context, url string) (*ingest, error) {
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	conn, resp, err := d.DialContext(ctx, url, nil)
-	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("ingest: dial %s: %w (HTTP %d)", url, err, resp.StatusCode)
-		}
-		return nil, fmt.Errorf("ingest: dial %s: %w", url, err)
-	}
-	in := &ingest{conn: conn, done: make(chan struct{})}
-	go in.read()
-	return in, nil
-}
-
-// read records the server's status and error frames until the connection
-// ends.
-func (in *ingest) read() {
-	defer close(in.done)
-	for {
-		_, msg, err := in.conn.ReadMessage()
-		if err != nil {
-			in.mu.Lock()
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				in.closeMsg = fmt.Sprintf("%d %s", ce.Code, ce.Text)
-			}
-			in.mu.Unlock()
-			return
-		}
-		var m struct {
-			Type    string  `json:"type"`
-			State   string  `json:"state"`
-			Speed   float64 `json:"speed"`
-			Message string  `json:"message"`
-		}
-		if json.Unmarshal(msg, &m) != nil {
-			continue
-		}
-		in.mu.Lock()
-		switch m.Type {
-		case "status":
-			if m.State == "live" && in.live.IsZero() {
-				in.live = time.Now()
-			}
-			if m.Speed > 0 {
-				in.speeds = append(in.speeds, m.Speed)
-			}
-		case "error":
-			in.lastErr = m.Message
-		}
-		in.mu.Unlock()
-	}
-}
-
-// send writes one binary frame.
-func (in *ingest) send(b []byte) error {
-	in.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := in.conn.WriteMessage(websocket.BinaryMessage, b); err != nil {
-		return fmt.Errorf("ingest: send: %w", err)
-	}
-	return nil
-}
-
-// close ends publishing with close code 1000 and waits (up to 3 s) for the
-// server to close too. Safe to call twice.
-func (in *ingest) close() {
-	in.closed.Do(func() {
-		in.conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"), time.Now().Add(time.Second))
-		select {
-		case <-in.done:
-		case <-time.After(3 * time.Second):
-		}
-		in.conn.Close()
-		<-in.done
 	})
-}
-
-// status returns when the publisher first saw "live", the speeds reported,
-// and the last error message and close frame, if any.
-func (in *ingest) status() (live time.Time, speeds []float64, lastErr, closeMsg string) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.live, append([]float64(nil), in.speeds...), in.lastErr, in.closeMsg
+	return sent, err
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -117,18 +116,6 @@ func (r *report) judge() {
 		r.Ratio = r.Livegate.Total.P50 / r.Reference.Total.P50
 		r.Targets = append(r.Targets, target{"total p50 livegate / ffmpeg-hls", r.Ratio, targetVsFFmpeg, r.Ratio <= targetVsFFmpeg})
 	}
-}
-
-// write saves the report as indented JSON.
-func (r *report) write(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	return nil
 }
 
 // print writes the summary table.

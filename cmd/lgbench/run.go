@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // run performs every measurement and returns the report, partial when an
@@ -96,33 +98,33 @@ func runGateway(ctx context.Context, o options, tmp string, b *browser, rep *rep
 // gatewayPass publishes to ws://addr/ingest/stream, follows the stream's
 // 720p media playlist and watches /watch/stream in b (if not nil).
 func gatewayPass(ctx context.Context, o options, addr, stream, codec string, dur time.Duration, b *browser, startupOnly bool, logf *log.Logger) (*pass, error) {
-	in, err := dialIngest(ctx, "ws://"+addr+"/ingest/"+stream)
+	in, err := loadgen.DialIngest(ctx, "ws://"+addr+"/ingest/"+stream)
 	if err != nil {
 		return nil, err
 	}
-	defer in.close()
+	defer in.Close()
 	base := "http://" + addr
 	ep := endpoint{
 		name:     "livegate",
-		send:     in.send,
-		finish:   in.close,
+		send:     in.Send,
+		finish:   in.Close,
 		playable: masterPlayable(&http.Client{}, base+"/live/"+stream+"/index.m3u8"),
 		blocking: true,
 		page:     base + "/watch/" + stream,
 	}
 	p, err := measure(ctx, ep, passConfig{ffmpeg: o.ffmpeg, codec: codec, dur: dur, join: o.join,
 		browser: b, startupOnly: startupOnly, playerJS: o.playerJS}, logf)
-	live, speeds, lastErr, closeMsg := in.status()
+	st := in.Status()
 	if err != nil {
-		if lastErr != "" || closeMsg != "" {
-			err = fmt.Errorf("%w (ingest error %q, close %q)", err, lastErr, closeMsg)
+		if st.LastError != "" || st.CloseCode != 0 {
+			err = fmt.Errorf("%w (ingest error %q, close %d %q)", err, st.LastError, st.CloseCode, st.CloseText)
 		}
 		return nil, err
 	}
-	if !live.IsZero() {
-		p.Live = live.Sub(p.w0).Seconds()
+	if !st.Live.IsZero() {
+		p.Live = st.Live.Sub(p.w0).Seconds()
 	}
-	p.Speeds = speeds
+	p.Speeds = st.Speeds
 	return p, nil
 }
 

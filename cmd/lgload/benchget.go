@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // benchReport is the result of a -bench-get run.
@@ -40,7 +42,7 @@ func readURLs(path string) ([]string, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if err := checkLoopback(line); err != nil {
+		if _, err := loadgen.CheckURL(line, "http"); err != nil {
 			return nil, fmt.Errorf("bench-get: %s: %w", path, err)
 		}
 		out = append(out, line)
@@ -65,8 +67,8 @@ func runBenchGet(ctx context.Context, cfg config, stdout, stderr io.Writer) erro
 		MaxConnsPerHost: cfg.Concurrency, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var h loadgen.Histogram
 	type result struct {
-		h       hist
 		n, errs int
 		bytes   int64
 		lastErr string
@@ -100,7 +102,7 @@ func runBenchGet(ctx context.Context, cfg config, stdout, stderr io.Writer) erro
 					r.lastErr = fmt.Sprintf("get %s: %v", u, err)
 					continue
 				}
-				r.h.add(time.Since(start))
+				h.Record(time.Since(start))
 				r.n++
 				r.bytes += n
 			}
@@ -108,13 +110,11 @@ func runBenchGet(ctx context.Context, cfg config, stdout, stderr io.Writer) erro
 	}
 	wg.Wait()
 	secs := time.Since(t0).Seconds()
-	var h hist
 	rep := benchReport{URLs: len(urls), Concurrency: cfg.Concurrency, Seconds: round3(secs),
 		LoadCPU: round3((selfCPU() - cpu0) / secs)}
 	var bytes int64
 	for i := range results {
 		r := &results[i]
-		h.merge(&r.h)
 		rep.Requests += r.n
 		rep.Errors += r.errs
 		bytes += r.bytes
@@ -124,14 +124,14 @@ func runBenchGet(ctx context.Context, cfg config, stdout, stderr io.Writer) erro
 	}
 	rep.ReqPerSec = round3(float64(rep.Requests) / secs)
 	rep.MBPerSec = round3(float64(bytes) / secs / 1e6)
-	rep.P50, rep.P99, rep.Max = ms(h.quantile(0.5)), ms(h.quantile(0.99)), ms(h.max)
+	rep.P50, rep.P99, rep.Max = loadgen.Ms(h.Quantile(0.5)), loadgen.Ms(h.Quantile(0.99)), loadgen.Ms(h.Max())
 	fmt.Fprintf(stdout, "bench-get: %d URLs, %d clients, %.1f s: %.0f req/s, %.1f MB/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, %d errors, lgload %.2f cores\n",
 		rep.URLs, rep.Concurrency, rep.Seconds, rep.ReqPerSec, rep.MBPerSec, rep.P50, rep.P99, rep.Max, rep.Errors, rep.LoadCPU)
 	if rep.LastError != "" {
 		fmt.Fprintf(stderr, "bench-get: last error: %s\n", rep.LastError)
 	}
 	if cfg.JSON != "" {
-		return writeJSON(cfg.JSON, rep)
+		return loadgen.WriteJSON(cfg.JSON, rep)
 	}
 	return nil
 }

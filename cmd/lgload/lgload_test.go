@@ -13,49 +13,9 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
-
-func TestHistQuantile(t *testing.T) {
-	cases := []struct {
-		name    string
-		samples []time.Duration
-		q       float64
-		lo, hi  time.Duration
-	}{
-		{"empty", nil, 0.5, 0, 0},
-		{"one", []time.Duration{3 * time.Millisecond}, 0.99, 3 * time.Millisecond, 3 * time.Millisecond},
-		{"median of 1..100 ms", ms100(), 0.5, 50 * time.Millisecond, 55 * time.Millisecond},
-		{"p99 of 1..100 ms", ms100(), 0.99, 99 * time.Millisecond, 100 * time.Millisecond},
-		{"tiny", []time.Duration{time.Nanosecond}, 0.5, time.Nanosecond, time.Nanosecond},
-		{"huge", []time.Duration{time.Hour}, 0.5, time.Hour, time.Hour},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var h hist
-			for _, d := range c.samples {
-				h.add(d)
-			}
-			got := h.quantile(c.q)
-			if got < c.lo || got > c.hi {
-				t.Errorf("quantile(%v) = %v, want in [%v, %v]", c.q, got, c.lo, c.hi)
-			}
-			var m hist
-			m.merge(&h)
-			if m.quantile(c.q) != got || m.n != h.n {
-				t.Errorf("merged: quantile %v n %d, want %v n %d", m.quantile(c.q), m.n, got, h.n)
-			}
-		})
-	}
-}
-
-// ms100 returns 1 ms to 100 ms in 1 ms steps.
-func ms100() []time.Duration {
-	var out []time.Duration
-	for i := 1; i <= 100; i++ {
-		out = append(out, time.Duration(i)*time.Millisecond)
-	}
-	return out
-}
 
 func TestCheckLoopback(t *testing.T) {
 	cases := []struct {
@@ -76,9 +36,9 @@ func TestCheckLoopback(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.url, func(t *testing.T) {
-			err := checkLoopback(c.url)
+			_, err := loadgen.CheckURL(c.url, "http")
 			if (err == nil) != c.ok {
-				t.Errorf("checkLoopback(%q) = %v, want ok %v", c.url, err, c.ok)
+				t.Errorf("CheckURL(%q) = %v, want ok %v", c.url, err, c.ok)
 			}
 		})
 	}
@@ -97,6 +57,12 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-replay", "/nonexistent.webm"}, "-replay"},
 		{[]string{"-prefix", "a/b"}, "-prefix"},
 		{[]string{"-bench-get", "x", "-concurrency", "0"}, "-concurrency"},
+		{[]string{"-chat", "50", "-chat-rate", "10"}, ""},
+		{[]string{"-chat", "-1"}, "-chat"},
+		{[]string{"-chat", "10001"}, "-chat"},
+		{[]string{"-chat", "10000", "-publishers", "3"}, "chat clients in all"},
+		{[]string{"-chat", "5", "-chat-rate", "-1"}, "-chat-rate"},
+		{[]string{"-chat", "5", "-chat-rate", "5000"}, "-chat-rate"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -328,19 +294,11 @@ func TestSourceArgs(t *testing.T) {
 	}
 }
 
-func TestParseStat(t *testing.T) {
-	u, ppid, err := parseStat("123 (ff mpeg (x)) S 77 1 1 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0")
-	if err != nil || ppid != 77 || u.CPU != 3 {
-		t.Errorf("parseStat = %+v %d %v, want CPU 3 ppid 77", u, ppid, err)
-	}
-	if rss := parseRSS("Name:\tx\nVmRSS:\t  2048 kB\n"); rss != 2048*1024 {
-		t.Errorf("parseRSS = %d", rss)
-	}
-}
-
-// TestSmoke builds the real gateway, runs 1 publisher and 2 viewers
-// against it for about 8 s and checks the report.
-func TestSmoke(t *testing.T) {
+// startGateway builds the real gateway and starts it on a free loopback
+// port for the test; it returns the address and the pid. It skips the test
+// without ffmpeg (outside CI) or with -short.
+func startGateway(t *testing.T) (addr string, pid int) {
+	t.Helper()
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("ffmpeg not found, and CI is set: the smoke test must run in CI")
@@ -356,7 +314,7 @@ func TestSmoke(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build gateway: %v\n%s", err, out)
 	}
-	addr := freeAddr(t)
+	addr = freeAddr(t)
 	gw := exec.Command(bin, "--listen", addr)
 	logf, err := os.Create(filepath.Join(dir, "gateway.log"))
 	if err != nil {
@@ -378,40 +336,80 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 	waitListening(t, addr)
+	return addr, gw.Process.Pid
+}
 
+// TestSmoke builds the real gateway, runs 1 publisher, 2 viewers and 3
+// chat clients against it for about 8 s and checks the report.
+func TestSmoke(t *testing.T) {
+	addr, pid := startGateway(t)
+	dir := t.TempDir()
 	cfg, err := parseFlags([]string{"-url", "http://" + addr, "-publishers", "1", "-viewers", "2",
-		"-duration", "8s", "-start-wait", "15s", "-gateway-pid", strconv.Itoa(gw.Process.Pid),
+		"-chat", "3", "-chat-rate", "2",
+		"-duration", "8s", "-start-wait", "60s", "-gateway-pid", strconv.Itoa(pid),
 		"-json", filepath.Join(dir, "report.json")}, &strings.Builder{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	var out, progress strings.Builder
 	if err := runLoad(ctx, cfg, &out, &progress); err != nil {
 		t.Fatalf("runLoad: %v\n%s", err, progress.String())
 	}
 	t.Logf("summary:\n%s", out.String())
-	b, err := os.ReadFile(cfg.JSON)
+	if !strings.Contains(progress.String(), "chat joined 3/3") {
+		t.Errorf("progress does not show the chat:\n%s", progress.String())
+	}
+	rep := readReport(t, cfg.JSON)
+	checkReport(t, rep, 2, 3)
+	if t.Failed() {
+		t.Logf("progress:\n%s", progress.String())
+	}
+	if rep.Gateway == nil || rep.Gateway.RSSStreamsMB <= 0 || rep.Gateway.RSSChatMB <= 0 {
+		t.Errorf("report: no gateway memory: %+v", rep.Gateway)
+	}
+}
+
+// readReport decodes the JSON report at path.
+func readReport(t *testing.T, path string) report {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rep report
 	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("report: %v", err)
+		t.Fatalf("report: %v\n%s", err, b)
 	}
+	return rep
+}
+
+// checkReport checks that the viewers and chat clients ran and reported:
+// figures of the tool working, never of the machine's speed.
+func checkReport(t *testing.T, rep report, viewers, chat int) {
+	t.Helper()
 	if rep.Total.Bytes <= 0 || rep.Total.Requests <= 0 {
-		t.Errorf("report: %d bytes in %d requests, want some\n%s", rep.Total.Bytes, rep.Total.Requests, b)
+		t.Errorf("report: %d bytes in %d requests, want some", rep.Total.Bytes, rep.Total.Requests)
 	}
-	if rep.Total.Viewers != 2 {
-		t.Errorf("report: %d viewers, want 2", rep.Total.Viewers)
+	if rep.Total.Viewers != viewers {
+		t.Errorf("report: %d viewers, want %d", rep.Total.Viewers, viewers)
 	}
 	// stalls are a figure of the machine's load, not a pass mark: this is
 	// a smoke test (the tool runs and reports), never a timed assertion
 	t.Logf("report: %d stalls (longest %.1f s)", rep.Total.Stalls, rep.Total.LongestStall)
-	if rep.Gateway == nil || rep.Gateway.RSSStreamsMB <= 0 {
-		t.Errorf("report: no gateway memory: %+v", rep.Gateway)
+	c := rep.Total.Chat
+	if c == nil || len(rep.Streams) == 0 || rep.Streams[0].Chat == nil {
+		t.Fatalf("report: no chat figures: %+v", rep.Total)
 	}
+	if c.Clients != chat || c.Joined != int64(chat) {
+		t.Errorf("report: chat joined %d of %d, want %d", c.Joined, c.Clients, chat)
+	}
+	// Every member gets each message, so any delivery has a latency.
+	if c.Sent <= 0 || c.Delivered <= 0 || c.P50 <= 0 || c.P99 < c.P50 {
+		t.Errorf("report: chat sent %d delivered %d p50 %v p99 %v, want some", c.Sent, c.Delivered, c.P50, c.P99)
+	}
+	t.Logf("report: chat delivered %d/%d, %d errors, %d unexpected closes", c.Delivered, c.Expected, c.Errors, c.Closes)
 }
 
 // freeAddr returns a free 127.0.0.1 address.

@@ -1,9 +1,10 @@
-// Command lgload loads a livegate gateway with many publishers and HLS
-// viewers at once and reports what each saw: publisher speed, viewer
-// bytes/s, requests/s, request latency (p50/p99), stalls and distance from
-// the live edge, plus the gateway's CPU and memory when its pid is given.
+// Command lgload loads a livegate gateway with many publishers, HLS
+// viewers and chat clients at once and reports what each saw: publisher
+// speed, viewer bytes/s, requests/s, request latency (p50/p99), stalls and
+// distance from the live edge, chat deliveries and their latency, plus the
+// gateway's CPU and memory when its pid is given.
 //
-//	lgload -url http://127.0.0.1:8080 -publishers 2 -viewers 20 -duration 30s -json out.json
+//	lgload -url http://127.0.0.1:8080 -publishers 2 -viewers 20 -chat 50 -chat-rate 5 -duration 30s -json out.json
 //
 // With -bench-get it is instead a plain HTTP load generator: C concurrent
 // keep-alive clients fetch the URLs of a list, round-robin, for a duration.
@@ -17,13 +18,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
 	"syscall"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // config is what the flags set.
@@ -42,7 +43,21 @@ type config struct {
 	StartWait   time.Duration // how long a stream may take to become playable
 	BenchGet    string        // file of URLs: run the plain GET load instead
 	Concurrency int           // -bench-get clients
+	Chat        int           // chat clients per stream, in the stream's room
+	ChatRate    float64       // chat messages per second in all, per room
+	Key         string        // publish key, when the gateway requires one
 }
+
+// Chat limits: clients per room and in all (one socket each), and the
+// total message rate of one room.
+const (
+	maxChatPerStream = 10000
+	maxChatClients   = 20000
+	maxChatRate      = 1000
+	// gatewayChatRate is the gateway's default chat_rate_per_second: a
+	// client sending faster is answered rate_limited.
+	gatewayChatRate = 5
+)
 
 // parseFlags reads args into a config and validates it.
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -63,6 +78,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.StartWait, "start-wait", 30*time.Second, "how long each stream may take to become playable")
 	fs.StringVar(&c.BenchGet, "bench-get", "", "file of URLs (one a line): fetch them with -concurrency clients for -duration instead")
 	fs.IntVar(&c.Concurrency, "concurrency", 50, "-bench-get: concurrent keep-alive clients")
+	fs.StringVar(&c.Key, "key", os.Getenv("LIVEGATE_PUBLISH_KEY"), "publish key sent as ?key= (default $LIVEGATE_PUBLISH_KEY, so it stays off the command line)")
+	fs.IntVar(&c.Chat, "chat", 0, "chat clients per stream: they join /chat/{stream} while the viewers watch")
+	fs.Float64Var(&c.ChatRate, "chat-rate", 2, "chat messages per second in all per room, sent evenly by its -chat clients, each carrying its send time")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -89,7 +107,7 @@ func (c config) validate() error {
 		}
 		return nil
 	}
-	if err := checkLoopback(c.URL); err != nil {
+	if _, err := loadgen.CheckURL(c.URL, "http"); err != nil {
 		return fmt.Errorf("lgload: -url: %w", err)
 	}
 	switch {
@@ -107,32 +125,17 @@ func (c config) validate() error {
 		return fmt.Errorf("lgload: -prefix %q: want 1 to 60 of A-Z a-z 0-9 _ -", c.Prefix)
 	case c.StartWait <= 0 || c.StartWait > 5*time.Minute:
 		return fmt.Errorf("lgload: -start-wait %s: want more than 0 and at most 5m", c.StartWait)
+	case c.Chat < 0 || c.Chat > maxChatPerStream:
+		return fmt.Errorf("lgload: -chat %d: want 0 to %d", c.Chat, maxChatPerStream)
+	case c.Chat*c.Publishers > maxChatClients:
+		return fmt.Errorf("lgload: -chat %d x -publishers %d: at most %d chat clients in all", c.Chat, c.Publishers, maxChatClients)
+	case c.ChatRate < 0 || c.ChatRate > maxChatRate:
+		return fmt.Errorf("lgload: -chat-rate %g: want 0 to %d messages per second", c.ChatRate, maxChatRate)
 	}
 	if c.Replay != "" {
 		if _, err := os.Stat(c.Replay); err != nil {
 			return fmt.Errorf("lgload: -replay: %w", err)
 		}
-	}
-	return nil
-}
-
-// checkLoopback accepts only an http URL whose host is a loopback address
-// or "localhost": the tool never loads anything but this machine.
-func checkLoopback(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("parse %q: %w", raw, err)
-	}
-	if u.Scheme != "http" {
-		return fmt.Errorf("%q: want an http:// URL", raw)
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q: host %q is not a loopback address: lgload only loads this machine (127.0.0.1, ::1, localhost)", raw, host)
 	}
 	return nil
 }

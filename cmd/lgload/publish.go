@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -15,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // sourceArgs returns ffmpeg's arguments for one publisher, writing WebM to
@@ -60,23 +58,36 @@ func hasDrawtext(ctx context.Context, ffmpeg string) bool {
 // pubStats is what one publisher saw. Safe for concurrent use.
 type pubStats struct {
 	mu        sync.Mutex
-	state     string
-	live      time.Time
-	speeds    []float64 // every speed reported once live
-	bytes     int64     // bytes sent
-	lastErr   string    // last error frame or local error
-	closeCode int       // the server's close code, 0 if none seen
+	in        *loadgen.Ingest // nil until dialed
+	bytes     int64           // bytes sent
+	lastErr   string          // last local error
 	ffmpegPID int
+}
+
+// status returns what the server reported so far (zero before the dial)
+// and the last error, local or reported.
+func (p *pubStats) status() (st loadgen.IngestStatus, lastErr string) {
+	p.mu.Lock()
+	in, lastErr := p.in, p.lastErr
+	p.mu.Unlock()
+	if in != nil {
+		st = in.Status()
+	}
+	if lastErr == "" {
+		lastErr = st.LastError
+	}
+	return st, lastErr
 }
 
 // snapshot returns the last state, the last speed and the bytes sent.
 func (p *pubStats) snapshot() (state string, speed float64, bytes int64) {
+	st, _ := p.status()
+	if n := len(st.Speeds); n > 0 {
+		speed = st.Speeds[n-1]
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n := len(p.speeds); n > 0 {
-		speed = p.speeds[n-1]
-	}
-	return p.state, speed, p.bytes
+	return st.State, speed, p.bytes
 }
 
 // setErr records err as the last error, unless it is nil.
@@ -105,23 +116,16 @@ type publisher struct {
 func (p *publisher) run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.Deadline)
 	defer cancel()
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	conn, resp, err := d.DialContext(ctx, p.URL, nil)
+	in, err := loadgen.DialIngest(ctx, p.URL)
 	if err != nil {
-		if resp != nil {
-			err = fmt.Errorf("publish %s: dial: %w (HTTP %d)", p.URL, err, resp.StatusCode)
-		} else {
-			err = fmt.Errorf("publish %s: dial: %w", p.URL, err)
-		}
+		err = fmt.Errorf("publish: %w", err)
 		p.Stats.setErr(err)
 		return err
 	}
-	defer conn.Close()
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		p.read(conn)
-	}()
+	defer in.Close()
+	p.Stats.mu.Lock()
+	p.Stats.in = in
+	p.Stats.mu.Unlock()
 
 	cmd := exec.Command(p.FFmpeg, p.Args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -153,14 +157,8 @@ func (p *publisher) run(ctx context.Context) error {
 	}()
 	defer stopGroup(cmd.Process.Pid, stopped)
 
-	sendErr := pump(ctx, out, p.Chunk, func(b []byte) error {
-		select {
-		case <-readDone:
-			return errors.New("server closed the connection")
-		default:
-		}
-		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if err := conn.WriteMessage(websocket.BinaryMessage, b); err != nil {
+	sendErr := loadgen.Pump(ctx, out, p.Chunk, func(b []byte) error {
+		if err := in.Send(b); err != nil {
 			return err
 		}
 		p.Stats.mu.Lock()
@@ -168,18 +166,11 @@ func (p *publisher) run(ctx context.Context) error {
 		p.Stats.mu.Unlock()
 		return nil
 	})
-	conn.WriteControl(websocket.CloseMessage,
-		websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"), time.Now().Add(time.Second))
-	select {
-	case <-readDone:
-	case <-time.After(3 * time.Second):
-	}
-	conn.Close()
-	<-readDone
+	in.Close()
 	stopGroup(cmd.Process.Pid, stopped)
 	werr := <-waited
 	if sendErr != nil && !errors.Is(sendErr, context.Canceled) && !errors.Is(sendErr, context.DeadlineExceeded) {
-		err := fmt.Errorf("publish %s: send: %w", p.URL, sendErr)
+		err := fmt.Errorf("publish %s: %w", p.URL, sendErr)
 		p.Stats.setErr(err)
 		return err
 	}
@@ -205,105 +196,6 @@ func stopGroup(pgid int, stopped <-chan struct{}) {
 	case <-time.After(2 * time.Second):
 		syscall.Kill(-pgid, syscall.SIGKILL)
 		<-stopped
-	}
-}
-
-// read records the server's status and error frames and its close code
-// until the connection ends.
-func (p *publisher) read(conn *websocket.Conn) {
-	for {
-		_, msg, err := conn.ReadMessage()
-		if err != nil {
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				p.Stats.mu.Lock()
-				p.Stats.closeCode = ce.Code
-				p.Stats.mu.Unlock()
-			}
-			return
-		}
-		var m struct {
-			Type    string  `json:"type"`
-			State   string  `json:"state"`
-			Speed   float64 `json:"speed"`
-			Code    string  `json:"code"`
-			Message string  `json:"message"`
-		}
-		if json.Unmarshal(msg, &m) != nil {
-			continue
-		}
-		p.Stats.mu.Lock()
-		switch m.Type {
-		case "status":
-			p.Stats.state = m.State
-			if m.State == "live" {
-				if p.Stats.live.IsZero() {
-					p.Stats.live = time.Now()
-				}
-				if m.Speed > 0 {
-					p.Stats.speeds = append(p.Stats.speeds, m.Speed)
-				}
-			}
-		case "error":
-			p.Stats.lastErr = m.Code + ": " + m.Message
-		}
-		p.Stats.mu.Unlock()
-	}
-}
-
-// pump copies r to send in chunks gathered over every, as a MediaRecorder
-// timeslice delivers them, until r ends or ctx does.
-func pump(ctx context.Context, r io.Reader, every time.Duration, send func([]byte) error) error {
-	type read struct {
-		b   []byte
-		err error
-	}
-	reads := make(chan read)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			buf := make([]byte, 64<<10)
-			n, err := r.Read(buf)
-			select {
-			case reads <- read{buf[:n], err}:
-			case <-stop:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	var pending []byte
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		err := send(pending)
-		pending = nil
-		return err
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case rd := <-reads:
-			pending = append(pending, rd.b...)
-			if rd.err != nil {
-				err := flush()
-				if err == nil && !errors.Is(rd.err, io.EOF) {
-					err = rd.err
-				}
-				return err
-			}
-		case <-tick.C:
-			if err := flush(); err != nil {
-				return err
-			}
-		}
 	}
 }
 

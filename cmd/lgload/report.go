@@ -1,13 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // report is the JSON report of one load run.
@@ -25,14 +26,16 @@ type report struct {
 
 // reportConfig repeats the scenario.
 type reportConfig struct {
-	URL              string `json:"url"`
-	Publishers       int    `json:"publishers"`
-	ViewersPerStream int    `json:"viewers_per_stream"`
-	Duration         string `json:"duration"`
-	Mode             string `json:"mode"`
-	Replay           string `json:"replay,omitempty"`
-	Size             string `json:"size"`
-	Drawtext         bool   `json:"drawtext"`
+	URL              string  `json:"url"`
+	Publishers       int     `json:"publishers"`
+	ViewersPerStream int     `json:"viewers_per_stream"`
+	Duration         string  `json:"duration"`
+	Mode             string  `json:"mode"`
+	Replay           string  `json:"replay,omitempty"`
+	Size             string  `json:"size"`
+	Drawtext         bool    `json:"drawtext"`
+	ChatPerStream    int     `json:"chat_per_stream"`
+	ChatRate         float64 `json:"chat_rate"` // messages per second per room
 }
 
 // gatewayReport is the gateway's usage from /proc: idle (before
@@ -50,6 +53,10 @@ type gatewayReport struct {
 	RSSPerViewerKB      float64 `json:"rss_per_viewer_kb"` // gateway process only: (end - before viewers) / viewers
 	GatewayCPU          float64 `json:"gateway_cpu"`       // cores, during the window
 	TranscodersCPU      float64 `json:"transcoders_cpu"`   // cores, during the window
+	// With -chat: RSS once the chat clients joined (before the viewers),
+	// and the gateway's growth per chat client.
+	RSSChatMB    float64 `json:"rss_chat_mb,omitempty"`
+	RSSPerChatKB float64 `json:"rss_per_chat_client_kb,omitempty"`
 }
 
 // streamReport is one stream's figures (or all streams' together).
@@ -79,24 +86,24 @@ type streamReport struct {
 	Stalls       int            `json:"stalls"`
 	StalledViews int            `json:"viewers_stalled"`
 	LongestStall float64        `json:"longest_stall_s"`
+	Chat         *chatReport    `json:"chat,omitempty"` // with -chat
 	speeds       []float64
 }
 
 // fill computes the per-stream and total figures.
 func (r *report) fill(streams []*stream, window time.Duration) {
-	var media, reloads, edge hist
+	var media, reloads, edge, chat loadgen.Histogram
 	tot := streamReport{Name: "total", Renditions: map[string]int{}}
 	var allSpeeds []float64
 	secs := window.Seconds()
 	for _, s := range streams {
 		sr := streamReport{Name: s.name, Ready: round3(s.ready.Seconds()), Renditions: map[string]int{}}
-		s.pub.mu.Lock()
-		sr.State, sr.PubError, sr.CloseCode = s.pub.state, s.pub.lastErr, s.pub.closeCode
-		sr.PublishedMB = mb(s.pub.bytes)
-		sr.SpeedMedian, sr.SpeedMin = speedSummary(s.pub.speeds)
+		st, lastErr := s.pub.status()
+		sr.State, sr.PubError, sr.CloseCode = st.State, lastErr, st.CloseCode
+		_, _, sent := s.pub.snapshot()
+		sr.PublishedMB = mb(sent)
+		sr.SpeedMedian, sr.SpeedMin = speedSummary(st.Speeds)
 		allSpeeds = append(allSpeeds, sr.SpeedMedian)
-		s.pub.mu.Unlock()
-		var sm, srl, se hist
 		for _, v := range s.viewers {
 			v.mu.Lock()
 			sr.Viewers++
@@ -112,15 +119,19 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 				sr.StalledViews++
 			}
 			sr.LongestStall = max(sr.LongestStall, round3(v.stalls.longest.Seconds()))
-			sm.merge(&v.media)
-			srl.merge(&v.reloads)
-			se.merge(&v.edge)
 			v.mu.Unlock()
 		}
-		sr.setRates(secs, &sm, &srl, &se)
-		media.merge(&sm)
-		reloads.merge(&srl)
-		edge.merge(&se)
+		sr.setRates(secs, &s.media, &s.reloads, &s.edge)
+		if sr.Chat = roomReport(s); sr.Chat != nil {
+			if tot.Chat == nil {
+				tot.Chat = &chatReport{}
+			}
+			tot.Chat.add(sr.Chat)
+			chat.Merge(s.chat.Latency(0))
+		}
+		media.Merge(&s.media)
+		reloads.Merge(&s.reloads)
+		edge.Merge(&s.edge)
 		r.Streams = append(r.Streams, sr)
 		tot.Viewers += sr.Viewers
 		for k, n := range sr.Renditions {
@@ -149,18 +160,21 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 		tot.SpeedMin = 0
 	}
 	tot.setRates(secs, &media, &reloads, &edge)
+	if tot.Chat != nil {
+		tot.Chat.setLatency(&chat)
+	}
 	r.Total = tot
 }
 
 // setRates fills the rates and quantiles.
-func (s *streamReport) setRates(secs float64, media, reloads, edge *hist) {
+func (s *streamReport) setRates(secs float64, media, reloads, edge *loadgen.Histogram) {
 	if secs > 0 {
 		s.BytesPerSec = math.Round(float64(s.Bytes) / secs)
 		s.ReqPerSec = round3(float64(s.Requests) / secs)
 	}
-	s.MediaP50, s.MediaP99 = ms(media.quantile(0.5)), ms(media.quantile(0.99))
-	s.ReloadP50, s.ReloadP99 = ms(reloads.quantile(0.5)), ms(reloads.quantile(0.99))
-	s.EdgeP50, s.EdgeP99 = round3(edge.quantile(0.5).Seconds()), round3(edge.quantile(0.99).Seconds())
+	s.MediaP50, s.MediaP99 = loadgen.Ms(media.Quantile(0.5)), loadgen.Ms(media.Quantile(0.99))
+	s.ReloadP50, s.ReloadP99 = loadgen.Ms(reloads.Quantile(0.5)), loadgen.Ms(reloads.Quantile(0.99))
+	s.EdgeP50, s.EdgeP99 = round3(edge.Quantile(0.5).Seconds()), round3(edge.Quantile(0.99).Seconds())
 }
 
 // printSummary writes a human summary of r.
@@ -180,24 +194,23 @@ func printSummary(w io.Writer, r *report) {
 			g.RSSIdleMB, g.RSSStreamsMB, g.RSSPerStreamMB, g.Transcoders, g.RSSViewersMB, g.RSSPerViewerKB,
 			g.GatewayCPU, g.TranscodersCPU, r.SourcesCPU)
 	}
+	if c := r.Total.Chat; c != nil {
+		fmt.Fprintf(w, "chat: %d clients per stream, %g msg/s per room: joined %d/%d, sent %d, delivered %d/%d, delivery p50 %.1f ms p99 %.1f ms, errors %d (rate_limited %d), unexpected closes %d\n",
+			r.Config.ChatPerStream, r.Config.ChatRate, c.Joined, c.Clients, c.Sent, c.Delivered, c.Expected,
+			c.P50, c.P99, c.Errors, c.RateLimited, c.Closes)
+		if len(c.Kinds) > 0 {
+			fmt.Fprintf(w, "chat errors: %s\n", strings.Join(c.Kinds, "; "))
+		}
+	}
+	if g := r.Gateway; g != nil && g.RSSChatMB > 0 {
+		fmt.Fprintf(w, "gateway: RSS with chat %.1f MB (%.1f KB per chat client)\n", g.RSSChatMB, g.RSSPerChatKB)
+	}
 	if r.Total.PubError != "" {
 		fmt.Fprintf(w, "last publisher error: %s\n", r.Total.PubError)
 	}
 	if r.Total.LastError != "" {
 		fmt.Fprintf(w, "last viewer error: %s\n", r.Total.LastError)
 	}
-}
-
-// writeJSON writes r to path.
-func writeJSON(path string, r any) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	return nil
 }
 
 // median returns the middle value of v, or 0 for none.

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // stream is one publisher and its viewers.
@@ -19,6 +22,11 @@ type stream struct {
 	viewers []*viewerStats
 	ready   time.Duration // from publishing to a playable multivariant
 	readyOK bool
+	// media, reloads and edge are the viewers' request latencies and live
+	// edge distances (see viewerStats).
+	media, reloads, edge loadgen.Histogram
+	chat                 *loadgen.ChatRoom // nil without -chat
+	chatStep             loadgen.ChatStep  // set once the chat window is over
 }
 
 // runLoad runs the scenario of cfg, prints a progress line every second on
@@ -30,7 +38,7 @@ func runLoad(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	printSummary(stdout, rep)
 	if cfg.JSON != "" {
-		if err := writeJSON(cfg.JSON, rep); err != nil {
+		if err := loadgen.WriteJSON(cfg.JSON, rep); err != nil {
 			return err
 		}
 	}
@@ -46,7 +54,8 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		fmt.Fprintln(stderr, "lgload: ffmpeg has no drawtext filter: publishing the test pattern without the clock")
 	}
 	rep := &report{Config: reportConfig{URL: base, Publishers: cfg.Publishers, ViewersPerStream: cfg.Viewers,
-		Duration: cfg.Duration.String(), Mode: cfg.Mode, Replay: cfg.Replay, Size: cfg.Size, Drawtext: drawtext}}
+		Duration: cfg.Duration.String(), Mode: cfg.Mode, Replay: cfg.Replay, Size: cfg.Size, Drawtext: drawtext,
+		ChatPerStream: cfg.Chat, ChatRate: cfg.ChatRate}}
 	if cfg.GatewayPID > 0 {
 		if self, kids, _, err := treeUsage(cfg.GatewayPID); err == nil {
 			rep.Gateway = &gatewayReport{RSSIdleMB: mb(self.RSS + kids.RSS)}
@@ -66,7 +75,7 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		s := &stream{name: cfg.Prefix + strconv.Itoa(i), pub: &pubStats{}}
 		streams[i] = s
 		p := &publisher{FFmpeg: cfg.FFmpeg, Args: sourceArgs(cfg.Size, cfg.Replay, seconds, drawtext),
-			URL: wsBase + "/ingest/" + s.name, Chunk: 100 * time.Millisecond, Stats: s.pub,
+			URL: wsBase + "/ingest/" + s.name + keyQuery(cfg.Key), Chunk: 100 * time.Millisecond, Stats: s.pub,
 			Deadline: time.Duration(seconds)*time.Second + 10*time.Second}
 		pubs.Go(func() {
 			if err := p.run(pubCtx); err != nil {
@@ -83,7 +92,7 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		waits.Go(func() {
 			wctx, cancel := context.WithTimeout(ctx, cfg.StartWait)
 			defer cancel()
-			if waitPlayable(wctx, client, base+"/live/"+s.name+"/index.m3u8") {
+			if _, _, err := loadgen.WaitPlaylist(wctx, client, base+"/live/"+s.name+"/index.m3u8", "#EXT-X-STREAM-INF", 200*time.Millisecond); err == nil {
 				s.ready, s.readyOK = time.Since(t0), true
 			}
 		})
@@ -100,12 +109,26 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	}
 	var before usageSample
 	if rep.Gateway != nil {
-		sleep(ctx, 2*time.Second) // let the transcoders settle
+		loadgen.Sleep(ctx, 2*time.Second) // let the transcoders settle
 		before = sampleUsage(cfg.GatewayPID, streams)
 		rep.Gateway.RSSStreamsMB = mb(before.gw.RSS + before.kids.RSS)
 		rep.Gateway.GatewayRSSStreamsMB = mb(before.gw.RSS)
 		rep.Gateway.TranscodersRSSMB = mb(before.kids.RSS)
 		rep.Gateway.Transcoders = before.nkids
+	}
+
+	// Chat clients join before the window; their memory is measured apart.
+	if cfg.Chat > 0 {
+		defer closeChat(streams, stderr)
+		if err := joinChat(ctx, cfg, base, streams, stderr); err != nil {
+			return nil, err
+		}
+		if rep.Gateway != nil {
+			streamsRSS := before.gw.RSS
+			before = sampleUsage(cfg.GatewayPID, streams)
+			rep.Gateway.RSSChatMB = mb(before.gw.RSS + before.kids.RSS)
+			rep.Gateway.RSSPerChatKB = round3(float64(before.gw.RSS-streamsRSS) / 1024 / float64(cfg.Chat*cfg.Publishers))
+		}
 	}
 
 	// Viewers.
@@ -115,7 +138,7 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	var transports []*http.Transport
 	for _, s := range streams {
 		for j := range cfg.Viewers {
-			vs := &viewerStats{}
+			vs := &viewerStats{media: &s.media, reloads: &s.reloads, edge: &s.edge}
 			s.viewers = append(s.viewers, vs)
 			tr := &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true, IdleConnTimeout: 30 * time.Second}
 			transports = append(transports, tr)
@@ -133,6 +156,11 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	}
 	w0 := time.Now()
 	selfCPU0 := selfCPU()
+	chatDone := make(chan struct{})
+	go func() {
+		defer close(chatDone)
+		runChat(ctx, cfg, streams)
+	}()
 	progressDone := make(chan struct{})
 	go func() {
 		defer close(progressDone)
@@ -163,10 +191,20 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		g.RSSPerStreamMB = round3((g.RSSStreamsMB - g.RSSIdleMB) / float64(cfg.Publishers))
 	}
 	rep.LoadCPU = round3(rep.LoadCPU / window.Seconds())
+	<-chatDone // at most chatDrain after the window
+	closeChat(streams, stderr)
 	stopPubs()
 	pubs.Wait()
 	rep.fill(streams, window)
 	return rep, nil
+}
+
+// keyQuery returns the query that carries a publish key, "" for none.
+func keyQuery(key string) string {
+	if key == "" {
+		return ""
+	}
+	return "?key=" + url.QueryEscape(key)
 }
 
 // usageSample is the gateway's, its children's and our sources' usage.
@@ -203,27 +241,6 @@ func selfCPU() float64 {
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
-// waitPlayable polls the multivariant playlist at u until it lists a
-// variant, and reports whether it did before ctx ended.
-func waitPlayable(ctx context.Context, client *http.Client, u string) bool {
-	for ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return false
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), "#EXT-X-STREAM-INF") {
-				return true
-			}
-		}
-		sleep(ctx, 200*time.Millisecond)
-	}
-	return false
-}
-
 // progress prints one line a second on w until ctx ends: elapsed time,
 // publishers live and their lowest speed, viewer throughput and requests.
 func progress(ctx context.Context, w io.Writer, t0 time.Time, streams []*stream) {
@@ -258,9 +275,13 @@ func progress(ctx context.Context, w io.Writer, t0 time.Time, streams []*stream)
 				}
 			}
 			dt := now.Sub(last).Seconds()
-			fmt.Fprintf(w, "lgload: %5.1fs  publishers live %d/%d min speed %.2f  viewers %.1f MB/s %.0f req/s  stalls %d  errors %d\n",
+			line := fmt.Sprintf("lgload: %5.1fs  publishers live %d/%d min speed %.2f  viewers %.1f MB/s %.0f req/s  stalls %d  errors %d",
 				now.Sub(t0).Seconds(), live, len(streams), low,
 				float64(bytes-lastBytes)/dt/1e6, float64(reqs-lastReq)/dt, stalls, errs)
+			if joined, clients, sent, delivered := chatProgress(streams); clients > 0 {
+				line += fmt.Sprintf("  chat joined %d/%d sent %d delivered %d", joined, clients, sent, delivered)
+			}
+			fmt.Fprintln(w, line)
 			lastBytes, lastReq, last = bytes, reqs, now
 		}
 	}

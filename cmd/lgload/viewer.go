@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/livegate/livegate/cmd/internal/loadgen"
 )
 
 // viewerStats is what one viewer measured. Safe for concurrent use.
@@ -20,11 +21,12 @@ type viewerStats struct {
 	requests  int
 	errors    int
 	lastErr   string
-	media     hist // media (part, segment, init) request latency
-	reloads   hist // playlist request latency (blocking reloads are held)
-	edge      hist // distance from the live edge at each media fetch
-	stalls    stallClock
-	ended     bool
+	// The histograms are the stream's, shared by its viewers.
+	media   *loadgen.Histogram // media (part, segment, init) request latency
+	reloads *loadgen.Histogram // playlist request latency (blocking reloads are held)
+	edge    *loadgen.Histogram // distance from the live edge at each media fetch
+	stalls  stallClock
+	ended   bool
 }
 
 // totals returns bytes and requests so far.
@@ -45,7 +47,7 @@ type viewer struct {
 
 // get fetches u, reads the body and records the request. It returns the
 // body when keep is true.
-func (v *viewer) get(parent context.Context, u string, timeout time.Duration, lat *hist, keep bool) ([]byte, error) {
+func (v *viewer) get(parent context.Context, u string, timeout time.Duration, lat *loadgen.Histogram, keep bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	t0 := time.Now()
@@ -81,7 +83,7 @@ func (v *viewer) get(parent context.Context, u string, timeout time.Duration, la
 	}
 	v.Stats.requests++
 	v.Stats.bytes += n
-	lat.add(d)
+	lat.Record(d)
 	return body, nil
 }
 
@@ -89,7 +91,7 @@ func (v *viewer) get(parent context.Context, u string, timeout time.Duration, la
 // deadline and failures are retried after a pause, so it always returns
 // soon after ctx ends.
 func (v *viewer) run(ctx context.Context) error {
-	body, err := v.get(ctx, v.Index, 12*time.Second, &v.Stats.reloads, true)
+	body, err := v.get(ctx, v.Index, 12*time.Second, v.Stats.reloads, true)
 	if err != nil {
 		return fmt.Errorf("viewer: multivariant: %w", err)
 	}
@@ -101,7 +103,7 @@ func (v *viewer) run(ctx context.Context) error {
 		return fmt.Errorf("viewer: multivariant %s: no variant", v.Index)
 	}
 	variant := mv.Variants[v.Pick%len(mv.Variants)]
-	mediaURL, err := resolve(v.Index, variant.URI)
+	mediaURL, err := loadgen.Resolve(v.Index, variant.URI)
 	if err != nil {
 		return err
 	}
@@ -119,10 +121,10 @@ func (v *viewer) run(ctx context.Context) error {
 		if query != "" {
 			u += "?" + query
 		}
-		body, err := v.get(ctx, u, 10*time.Second, &v.Stats.reloads, true)
+		body, err := v.get(ctx, u, 10*time.Second, v.Stats.reloads, true)
 		if err != nil {
 			query = ""
-			sleep(ctx, 500*time.Millisecond)
+			loadgen.Sleep(ctx, 500*time.Millisecond)
 			continue
 		}
 		pl := &playlist.Media{} // Unmarshal appends: a fresh value every time
@@ -132,26 +134,26 @@ func (v *viewer) run(ctx context.Context) error {
 			v.Stats.lastErr = fmt.Sprintf("viewer: playlist %s: %v", u, err)
 			v.Stats.mu.Unlock()
 			query = ""
-			sleep(ctx, 500*time.Millisecond)
+			loadgen.Sleep(ctx, 500*time.Millisecond)
 			continue
 		}
 		if !initDone && pl.Map != nil {
-			if mu, err := resolve(mediaURL, pl.Map.URI); err == nil {
-				_, err = v.get(ctx, mu, 5*time.Second, &v.Stats.media, false)
+			if mu, err := loadgen.Resolve(mediaURL, pl.Map.URI); err == nil {
+				_, err = v.get(ctx, mu, 5*time.Second, v.Stats.media, false)
 				initDone = err == nil
 			}
 		}
 		for _, it := range f.update(pl) {
-			mu, err := resolve(mediaURL, it.URI)
+			mu, err := loadgen.Resolve(mediaURL, it.URI)
 			if err != nil {
 				continue
 			}
-			if _, err := v.get(ctx, mu, 5*time.Second, &v.Stats.media, false); err != nil {
+			if _, err := v.get(ctx, mu, 5*time.Second, v.Stats.media, false); err != nil {
 				continue
 			}
 			now := time.Now()
 			v.Stats.mu.Lock()
-			v.Stats.edge.add(it.Edge)
+			v.Stats.edge.Record(it.Edge)
 			v.Stats.stalls.media(now)
 			v.Stats.mu.Unlock()
 		}
@@ -169,34 +171,11 @@ func (v *viewer) run(ctx context.Context) error {
 			query = blockingQuery(pl)
 		case string(body) == string(prev):
 			// unchanged: wait half a target duration (RFC 8216 6.3.4)
-			sleep(ctx, time.Duration(max(pl.TargetDuration, 1))*time.Second/2)
+			loadgen.Sleep(ctx, time.Duration(max(pl.TargetDuration, 1))*time.Second/2)
 		default:
-			sleep(ctx, time.Duration(max(pl.TargetDuration, 1))*time.Second)
+			loadgen.Sleep(ctx, time.Duration(max(pl.TargetDuration, 1))*time.Second)
 		}
 		prev = body
 	}
 	return nil
-}
-
-// resolve returns ref relative to base.
-func resolve(base, ref string) (string, error) {
-	b, err := url.Parse(base)
-	if err != nil {
-		return "", fmt.Errorf("resolve %q: %w", base, err)
-	}
-	r, err := url.Parse(ref)
-	if err != nil {
-		return "", fmt.Errorf("resolve %q: %w", ref, err)
-	}
-	return b.ResolveReference(r).String(), nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

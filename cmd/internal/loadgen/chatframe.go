@@ -1,17 +1,17 @@
-package main
+package loadgen
 
 import (
 	"bytes"
 	"strconv"
 )
 
-// frameKind says what a server frame is, as far as chatload cares.
+// frameKind says what a server frame is, as far as a ChatRoom cares.
 type frameKind int
 
 const (
 	frameOther   frameKind = iota // anything else (nick, unknown)
-	frameMessage                  // a message sent by chatload in this run
-	frameForeign                  // a message chatload cannot date (someone else's)
+	frameMessage                  // a message sent by this ChatRoom's clients (any room of this run)
+	frameForeign                  // a message a ChatRoom cannot date (someone else's)
 	frameJoin
 	frameLeave
 	frameError
@@ -36,7 +36,7 @@ var (
 	keyCode     = []byte(`"code":"`)
 )
 
-// textSuffix ends every message text chatload sends.
+// textSuffix ends every message text a ChatRoom sends.
 const textSuffix = " chatload"
 
 // appendText appends the JSON of a chat message whose text is
@@ -53,7 +53,7 @@ func appendText(b []byte, sent int64, step int) []byte {
 // parseFrame classifies a server frame (or the first bytes of a long one)
 // without a full JSON decode: with 10,000 clients it runs millions of times
 // a second. It relies on compact JSON ("type":"message", no spaces), which
-// both servers write, and on chatload choosing every name and text, so
+// both servers write, and on the ChatRoom choosing every name and text, so
 // these markers cannot appear inside a string. A welcome frame is only
 // recognised, never parsed: its history holds messages too.
 func parseFrame(b []byte) frame {
