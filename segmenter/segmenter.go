@@ -565,10 +565,20 @@ func (s *Segmenter) End() {
 	s.mu.Unlock()
 
 	frozen := map[string][]byte{}
+	finals := map[string]*playlist.Media{}
 	for _, mx := range muxers {
-		if err := freeze(mx, discont, frozen); err != nil {
+		if err := freeze(mx, discont, frozen, finals); err != nil {
 			s.logger().Warn("freeze ended stream", "rendition", mx.dir, "error", err)
 		}
+	}
+	alignEnds(finals, frozen)
+	for file, pl := range finals {
+		body, err := pl.Marshal()
+		if err != nil {
+			s.logger().Warn("freeze ended stream", "playlist", file, "error", err)
+			continue
+		}
+		frozen[file] = body
 	}
 	s.mu.Lock()
 	s.final = nil
@@ -592,7 +602,33 @@ func (s *Segmenter) Ended() bool {
 	return s.ended
 }
 
-func freeze(mx *muxer, discont []uint64, out map[string][]byte) error {
+// alignEnds cuts the finished playlists to the same last segment, and drops
+// the files of the segments cut, so that a player switching renditions at
+// the end finds each segment in every one: a transcoder stopped in the
+// middle of its work may have cut one rendition further than another. A
+// playlist left with no segment is removed.
+func alignEnds(finals map[string]*playlist.Media, files map[string][]byte) {
+	end := -1
+	for _, pl := range finals {
+		if e := pl.MediaSequence + len(pl.Segments); end < 0 || e < end {
+			end = e
+		}
+	}
+	for file, pl := range finals {
+		dir, _, _ := strings.Cut(file, "/")
+		for len(pl.Segments) > 0 && pl.MediaSequence+len(pl.Segments) > end {
+			delete(files, dir+"/"+stripQuery(pl.Segments[len(pl.Segments)-1].URI))
+			pl.Segments = pl.Segments[:len(pl.Segments)-1]
+		}
+		if len(pl.Segments) == 0 {
+			delete(finals, file)
+		}
+	}
+}
+
+// freeze takes the current window of a muxer: its files go into out, its
+// finished media playlists into finals, both by "DIR/NAME".
+func freeze(mx *muxer, discont []uint64, out map[string][]byte, finals map[string]*playlist.Media) error {
 	if mx.info == nil {
 		return errors.New("no content yet")
 	}
@@ -606,7 +642,7 @@ func freeze(mx *muxer, discont []uint64, out map[string][]byte) error {
 			return fmt.Errorf("parse media playlist %s: %w", uri, err)
 		}
 		markDiscontinuities(&pl, discont)
-		final := playlist.Media{
+		final := &playlist.Media{
 			Version:               pl.Version,
 			IndependentSegments:   pl.IndependentSegments,
 			TargetDuration:        pl.TargetDuration,
@@ -654,9 +690,7 @@ func freeze(mx *muxer, discont []uint64, out map[string][]byte) error {
 		if len(final.Segments) == 0 {
 			return fmt.Errorf("media playlist %s: no segments", uri)
 		}
-		if out[mx.dir+"/"+uri], err = final.Marshal(); err != nil {
-			return fmt.Errorf("write final playlist %s: %w", uri, err)
-		}
+		finals[mx.dir+"/"+uri] = final
 	}
 	return nil
 }

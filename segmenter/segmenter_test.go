@@ -192,3 +192,30 @@ func TestMarkDiscontinuities(t *testing.T) {
 		})
 	}
 }
+
+func TestAlignEnds(t *testing.T) {
+	seg := func(uri string) *playlist.MediaSegment { return &playlist.MediaSegment{URI: uri, Duration: time.Second} }
+	finals := map[string]*playlist.Media{
+		"hi/v.m3u8": {MediaSequence: 7, Segments: []*playlist.MediaSegment{seg("s7.mp4"), seg("s8.mp4"), seg("last_p9.mp4")}},
+		"hi/a.m3u8": {MediaSequence: 7, Segments: []*playlist.MediaSegment{seg("a7.mp4"), seg("a8.mp4"), seg("last_a9.mp4")}},
+		"lo/v.m3u8": {MediaSequence: 7, Segments: []*playlist.MediaSegment{seg("s7.mp4"), seg("s8.mp4")}},
+		"x/v.m3u8":  {MediaSequence: 9, Segments: []*playlist.MediaSegment{seg("s9.mp4")}},
+	}
+	files := map[string][]byte{"hi/s8.mp4": {1}, "hi/last_p9.mp4": {1}, "hi/last_a9.mp4": {1}, "lo/s8.mp4": {1}, "x/s9.mp4": {1}}
+	alignEnds(finals, files)
+	for _, file := range []string{"hi/v.m3u8", "hi/a.m3u8", "lo/v.m3u8"} {
+		pl := finals[file]
+		if pl == nil || len(pl.Segments) != 2 || pl.Segments[1].URI[1:] != "8.mp4" {
+			t.Errorf("%s: %+v", file, pl)
+		}
+	}
+	if finals["x/v.m3u8"] != nil {
+		t.Errorf("a playlist left with no segment is kept")
+	}
+	want := map[string]bool{"hi/s8.mp4": true, "lo/s8.mp4": true}
+	for f := range files {
+		if !want[f] {
+			t.Errorf("file %s of a segment cut is kept", f)
+		}
+	}
+}
