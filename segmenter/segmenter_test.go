@@ -194,7 +194,9 @@ func TestMarkDiscontinuities(t *testing.T) {
 }
 
 func TestAlignEnds(t *testing.T) {
-	seg := func(uri string) *playlist.MediaSegment { return &playlist.MediaSegment{URI: uri, Duration: time.Second} }
+	seg := func(uri string) *playlist.MediaSegment {
+		return &playlist.MediaSegment{URI: uri, Duration: time.Second}
+	}
 	finals := map[string]*playlist.Media{
 		"hi/v.m3u8": {MediaSequence: 7, Segments: []*playlist.MediaSegment{seg("s7.mp4"), seg("s8.mp4"), seg("last_p9.mp4")}},
 		"hi/a.m3u8": {MediaSequence: 7, Segments: []*playlist.MediaSegment{seg("a7.mp4"), seg("a8.mp4"), seg("last_a9.mp4")}},
