@@ -86,8 +86,8 @@ type Segmenter struct {
 	mu        sync.Mutex
 	muxers    []*muxer
 	ready     chan struct{}
-	frozen    map[string][]byte // the finished window, once ended
-	final     []Rendition       // the renditions of the finished window
+	frozen    *window     // the finished window, once ended
+	final     []Rendition // the renditions of the finished window
 	ended     bool
 	closed    bool
 	base      int64 // 90 kHz offset added to every timestamp of the current Consume
@@ -526,18 +526,7 @@ func (s *Segmenter) serveFrozen(w http.ResponseWriter, r *http.Request, file str
 	s.mu.Lock()
 	frozen := s.frozen
 	s.mu.Unlock()
-	if frozen == nil {
-		return false
-	}
-	body, ok := frozen[file]
-	if !ok {
-		http.NotFound(w, r)
-		return true
-	}
-	w.Header().Set("Content-Type", contentType(file))
-	w.Header().Set("Cache-Control", "max-age=60")
-	w.Write(body)
-	return true
+	return frozen.serve(w, r, file)
 }
 
 func contentType(file string) string {
@@ -576,7 +565,11 @@ func (s *Segmenter) End() {
 			s.final = append(s.final, s.describe(mx)) // the renditions that have a finished playlist
 		}
 	}
-	s.frozen = frozen
+	win, err := newWindow(frozen)
+	if err != nil {
+		s.logger().Warn("ended stream served from Go memory", "error", err)
+	}
+	s.frozen = win
 	s.muxers = nil
 	s.mu.Unlock()
 	for _, mx := range muxers {
@@ -671,6 +664,7 @@ func (s *Segmenter) Close() {
 	muxers := s.muxers
 	s.muxers = nil
 	s.mu.Unlock()
+	s.frozen.close()
 	for _, mx := range muxers {
 		mx.m.Close()
 	}
