@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 )
 
 // testWindow holds a playlist and two media files of random bytes.
@@ -186,6 +189,56 @@ func BenchmarkWindow(b *testing.B) {
 					resp.Body.Close()
 				}
 			})
+		})
+	}
+}
+
+// TestLiveLength checks that the live window's files (through gohlslib) get
+// a Content-Length, Range and HEAD like the finished window's.
+func TestLiveLength(t *testing.T) {
+	s := &Segmenter{Names: []string{"hi", "lo"}}
+	defer s.Close()
+	if err := s.Consume(bytes.NewReader(makeTS(t, "4"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready after 4 s of media")
+	}
+	_, media := fetch(s, "hi/video1_stream.m3u8")
+	var pl playlist.Media
+	if err := pl.Unmarshal(media); err != nil {
+		t.Fatalf("media playlist: %v\n%s", err, media)
+	}
+	last := pl.Segments[len(pl.Segments)-1]
+	files := []string{"hi/video1_stream.m3u8", "hi/" + pl.Map.URI, "hi/" + last.URI}
+	if len(last.Parts) > 0 {
+		files = append(files, "hi/"+last.Parts[0].URI)
+	}
+	for _, file := range files {
+		t.Run(file, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			s.Handle(rec, httptest.NewRequest("GET", "/live/x/"+file, nil), file)
+			body := rec.Body.Bytes()
+			if rec.Code != 200 || len(body) == 0 || rec.Header().Get("Content-Length") != fmt.Sprint(len(body)) {
+				t.Fatalf("status %d, %d bytes, Content-Length %q", rec.Code, len(body), rec.Header().Get("Content-Length"))
+			}
+			if rec.Header().Get("Content-Type") == "" {
+				t.Error("no Content-Type")
+			}
+			req := httptest.NewRequest("GET", "/live/x/"+file, nil)
+			req.Header.Set("Range", "bytes=2-9")
+			rec = httptest.NewRecorder()
+			s.Handle(rec, req, file)
+			if rec.Code != http.StatusPartialContent || !bytes.Equal(rec.Body.Bytes(), body[2:10]) {
+				t.Errorf("range: status %d, %q", rec.Code, rec.Body.Bytes())
+			}
+			rec = httptest.NewRecorder()
+			s.Handle(rec, httptest.NewRequest("HEAD", "/live/x/"+file, nil), file)
+			if rec.Code != 200 || rec.Header().Get("Content-Length") != fmt.Sprint(len(body)) {
+				t.Errorf("head: status %d, Content-Length %q", rec.Code, rec.Header().Get("Content-Length"))
+			}
 		})
 	}
 }

@@ -3,6 +3,7 @@ package segmenter
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -168,4 +169,39 @@ func TestMarkDiscontinuities(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkLive serves the newest segment of a live (not ended) window over
+// loopback HTTP, through gohlslib; the client runs in the same process.
+func BenchmarkLive(b *testing.B) {
+	s := &Segmenter{Names: []string{"hi", "lo"}}
+	defer s.Close()
+	if err := s.Consume(bytes.NewReader(makeTS(&testing.T{}, "4"))); err != nil {
+		b.Fatal(err)
+	}
+	<-s.Ready()
+	_, media := fetch(s, "hi/video1_stream.m3u8")
+	var pl playlist.Media
+	if err := pl.Unmarshal(media); err != nil {
+		b.Fatal(err)
+	}
+	file := "hi/" + pl.Segments[len(pl.Segments)-1].URI
+	_, seg := fetch(s, file)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Handle(w, r, file)
+	}))
+	defer srv.Close()
+	b.SetBytes(int64(len(seg)))
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 64<<10)
+		for pb.Next() {
+			resp, err := http.Get(srv.URL)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.CopyBuffer(io.Discard, struct{ io.Reader }{resp.Body}, buf)
+			resp.Body.Close()
+		}
+	})
 }
