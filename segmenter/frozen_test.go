@@ -172,22 +172,8 @@ func BenchmarkWindow(b *testing.B) {
 		win  *window
 	}{{"memfd", w}, {"bytes", mem}} {
 		b.Run(c.name, func(b *testing.B) {
-			srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			benchGet(b, len(files["hi/seg7.mp4"]), func(rw http.ResponseWriter, r *http.Request) {
 				c.win.serve(rw, r, "hi/seg7.mp4")
-			}))
-			defer srv.Close()
-			b.SetBytes(int64(len(files["hi/seg7.mp4"])))
-			b.RunParallel(func(pb *testing.PB) {
-				buf := make([]byte, 64<<10)
-				for pb.Next() {
-					resp, err := http.Get(srv.URL)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.CopyBuffer(io.Discard, struct{ io.Reader }{resp.Body}, buf)
-					resp.Body.Close()
-				}
 			})
 		})
 	}

@@ -187,11 +187,15 @@ func BenchmarkLive(b *testing.B) {
 	}
 	file := "hi/" + pl.Segments[len(pl.Segments)-1].URI
 	_, seg := fetch(s, file)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.Handle(w, r, file)
-	}))
+	benchGet(b, len(seg), func(w http.ResponseWriter, r *http.Request) { s.Handle(w, r, file) })
+}
+
+// benchGet has parallel keep-alive clients fetch what h serves, size bytes,
+// over loopback HTTP.
+func benchGet(b *testing.B, size int, h http.HandlerFunc) {
+	srv := httptest.NewServer(h)
 	defer srv.Close()
-	b.SetBytes(int64(len(seg)))
+	b.SetBytes(int64(size))
 	b.RunParallel(func(pb *testing.PB) {
 		buf := make([]byte, 64<<10)
 		for pb.Next() {
