@@ -111,13 +111,15 @@ func (w *window) serve(rw http.ResponseWriter, r *http.Request, name string) boo
 		http.ServeContent(rw, r, "", time.Time{}, content)
 		return true
 	}
-	// the common case in fewer system calls than ServeContent (no seeks):
-	// the header goes out first so that net/http sends all of the body with
-	// sendfile rather than reading its first 512 bytes to sniff them
+	// the common case in fewer system calls than ServeContent (no seeks);
+	// a memfd's header goes out first so that net/http sends all of the body
+	// with sendfile rather than reading its first 512 bytes to sniff them
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("Content-Length", strconv.Itoa(size))
 	rw.WriteHeader(http.StatusOK)
-	http.NewResponseController(rw).Flush()
+	if _, ok := content.(*os.File); ok {
+		http.NewResponseController(rw).Flush()
+	}
 	io.CopyN(rw, content, int64(size))
 	return true
 }
