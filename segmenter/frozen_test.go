@@ -166,7 +166,7 @@ func TestWindowClose(t *testing.T) {
 func BenchmarkWindow(b *testing.B) {
 	w, files := testWindow(b)
 	defer w.close()
-	mem := &window{files: map[string]*frozenFile{"hi/seg7.mp4": {data: files["hi/seg7.mp4"], fd: -1}}}
+	mem := &window{files: map[string]*frozenFile{"hi/seg7.mp4": {data: files["hi/seg7.mp4"], size: 300 << 10, fd: -1}}}
 	for _, c := range []struct {
 		name string
 		win  *window
