@@ -111,15 +111,17 @@ func (w *window) serve(rw http.ResponseWriter, r *http.Request, name string) boo
 		http.ServeContent(rw, r, "", time.Time{}, content)
 		return true
 	}
-	// the common case in fewer system calls than ServeContent (no seeks);
-	// a memfd's header goes out first so that net/http sends all of the body
-	// with sendfile rather than reading its first 512 bytes to sniff them
+	// the common case in fewer system calls than ServeContent (no seeks)
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("Content-Length", strconv.Itoa(size))
 	rw.WriteHeader(http.StatusOK)
-	if _, ok := content.(*os.File); ok {
-		http.NewResponseController(rw).Flush()
+	if _, ok := content.(*os.File); !ok {
+		io.Copy(rw, content) // a bytes.Reader writes itself in one Write
+		return true
 	}
+	// a memfd: the header goes out first so that net/http sends all of the
+	// body with one sendfile rather than reading 512 bytes to sniff them
+	http.NewResponseController(rw).Flush()
 	io.CopyN(rw, content, int64(size))
 	return true
 }
