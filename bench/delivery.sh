@@ -83,13 +83,13 @@ if [ $live = 1 ]; then
 	children=0 # the gateway's child is the transcoder
 	secs=${dur%s}
 	"$out/lgload" -url "http://127.0.0.1:$gport" -prefix deliv -publishers 1 -viewers 0 \
-		-duration "$((passes * (secs + 15) + 30))s" >"$out/publish.txt" 2>"$out/publish.progress" &
+		-duration "$((passes * (secs + 15) + 120))s" >"$out/publish.txt" 2>"$out/publish.progress" &
 	pub_pid=$!
 	base="http://127.0.0.1:$gport/live/deliv0"
 	for pass in $(seq "$passes"); do
-		for _ in $(seq 120); do # until the window holds 10 segments
+		for _ in $(seq 240); do # until the window holds 6 segments (a loaded machine transcodes slowly)
 			curl -sf "$base/720p/video1_stream.m3u8" >"$out/media.m3u8" 2>/dev/null &&
-				[ "$(grep -c '^[^#].*seg' "$out/media.m3u8")" -ge 10 ] && break
+				[ "$(grep -c '^[^#].*seg' "$out/media.m3u8")" -ge 6 ] && break
 			sleep 0.5
 		done
 		(grep -o '#EXT-X-MAP:URI="[^"]*"' "$out/media.m3u8" | sed 's/.*URI="//; s/"$//'; grep '^[^#].*seg' "$out/media.m3u8" | tail -5) |
