@@ -5,6 +5,7 @@
 #
 #   bench/delivery.sh            CONCURRENCY=100 clients, 15 s per pass
 #   bench/delivery.sh --smoke    20 clients, 3 s per pass
+#   bench/delivery.sh --live     livegate only, the live window while a publisher runs
 #
 # Method: a gateway on a free 127.0.0.1 port (keep_ended 10m,
 # hls_segment_count 20) gets one lgload publisher for about 30 s; when it ends,
@@ -16,14 +17,19 @@
 # keep-alive without a request limit). The same client, lgload -bench-get,
 # fetches the same file list, round-robin, with the same concurrency and
 # keep-alive, alternately: livegate, nginx, livegate, nginx (PASSES=2).
+# --live: the publisher keeps running; before each pass the init segment and
+# the 5 newest segments of the live 720p playlist (which stay in the 20-segment
+# window for 15 s) are fetched by the same client from livegate alone: nginx
+# has no live window of its own, and the transcoder shares the machine.
 # Environment: CONCURRENCY, DURATION (per pass), PASSES, OUT_DIR, GATEWAY
 # (a prebuilt gateway binary instead of building ./cmd/livegate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-smoke=0
+smoke=0 live=0
 [ "${1:-}" = --smoke ] && smoke=1
-[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,22p' "$0"; exit 0; }
+[ "${1:-}" = --live ] && live=1
+[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,27p' "$0"; exit 0; }
 for tool in go ffmpeg python3 curl nginx; do
 	command -v "$tool" >/dev/null || { echo "delivery.sh: $tool not found" >&2; exit 1; }
 done
@@ -38,11 +44,11 @@ if [ -n "${GATEWAY:-}" ]; then cp "$GATEWAY" "$out/livegate"; else go build -o "
 go build -o "$out/lgload" ./cmd/lgload
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-gw_pid= ng_pid=
+gw_pid= ng_pid= pub_pid=
 cleanup() {
-	for p in $gw_pid $ng_pid; do kill -INT "$p" 2>/dev/null || true; done
+	for p in $pub_pid $gw_pid $ng_pid; do kill -INT "$p" 2>/dev/null || true; done
 	sleep 0.5
-	for p in $gw_pid $ng_pid; do kill -KILL "$p" 2>/dev/null || true; done
+	for p in $pub_pid $gw_pid $ng_pid; do kill -KILL "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
@@ -52,6 +58,49 @@ echo '{"keep_ended": "10m", "hls_segment_count": 20}' >"$out/gateway.json"
 "$out/livegate" --listen "127.0.0.1:$gport" --config "$out/gateway.json" >"$out/gateway.log" 2>&1 &
 gw_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# cpu PID... prints the CPU seconds of the pids and (unless children=0)
+# their children.
+children=1
+cpu() {
+	local t=0 p
+	for p in "$@" $([ $children = 1 ] && pgrep -P "$(echo "$@" | tr ' ' ',')" || true); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
+run() { # run NAME PIDS
+	local name=$1 c0 c1
+	shift
+	c0=$(cpu "$@")
+	"$out/lgload" -bench-get "$out/$name.urls" -concurrency "$conc" -duration "$dur" -json "$out/$name.$pass.json" | sed "s/^/$name: /"
+	c1=$(cpu "$@")
+	echo "$name: server CPU $(python3 -c 'import sys; print(f"{(int(sys.argv[2]) - int(sys.argv[1])) / 100 / float(sys.argv[3][:-1]):.2f}")' "$c0" "$c1" "$dur") cores ($([ $children = 1 ] && echo incl. children || echo without the transcoder))"
+}
+
+if [ $live = 1 ]; then
+	children=0 # the gateway's child is the transcoder
+	secs=${dur%s}
+	"$out/lgload" -url "http://127.0.0.1:$gport" -prefix deliv -publishers 1 -viewers 0 \
+		-duration "$((passes * (secs + 15) + 120))s" >"$out/publish.txt" 2>"$out/publish.progress" &
+	pub_pid=$!
+	base="http://127.0.0.1:$gport/live/deliv0"
+	for pass in $(seq "$passes"); do
+		for _ in $(seq 240); do # until the window holds 6 segments (a loaded machine transcodes slowly)
+			curl -sf "$base/720p/video1_stream.m3u8" >"$out/media.m3u8" 2>/dev/null &&
+				[ "$(grep -c '^[^#].*seg' "$out/media.m3u8")" -ge 6 ] && break
+			sleep 0.5
+		done
+		(grep -o '#EXT-X-MAP:URI="[^"]*"' "$out/media.m3u8" | sed 's/.*URI="//; s/"$//'; grep '^[^#].*seg' "$out/media.m3u8" | tail -5) |
+			sed "s|^|$base/720p/|" >"$out/livegate.urls"
+		echo "live window: $(wc -l <"$out/livegate.urls") files, $(cat "$out/livegate.urls" | xargs curl -sf | wc -c) bytes"
+		run livegate "$gw_pid"
+	done
+	echo "publisher + transcoder (ffmpeg, a child of the gateway) shared the machine; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "reports in $out"
+	exit 0
+fi
 
 # One publisher, no viewers; when lgload returns the stream has ended.
 "$out/lgload" -url "http://127.0.0.1:$gport" -prefix deliv -publishers 1 -viewers 0 \
@@ -105,23 +154,6 @@ nginx -c "$out/nginx.conf" -p "$out" &
 ng_pid=$!
 for _ in $(seq 50); do curl -sf "$(head -1 "$out/nginx.urls")" -o /dev/null && break; sleep 0.1; done
 
-# cpu PID... prints the CPU seconds of the pids and their children.
-cpu() {
-	local t=0 p
-	for p in "$@" $(pgrep -P "$(echo "$@" | tr ' ' ',')" || true); do
-		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$t"
-}
-
-run() { # run NAME PIDS
-	local name=$1 c0 c1
-	shift
-	c0=$(cpu "$@")
-	"$out/lgload" -bench-get "$out/$name.urls" -concurrency "$conc" -duration "$dur" -json "$out/$name.$pass.json" | sed "s/^/$name: /"
-	c1=$(cpu "$@")
-	echo "$name: server CPU $(python3 -c 'import sys; print(f"{(int(sys.argv[2]) - int(sys.argv[1])) / 100 / float(sys.argv[3][:-1]):.2f}")' "$c0" "$c1" "$dur") cores (incl. children)"
-}
 for pass in $(seq "$passes"); do
 	run livegate "$gw_pid"
 	run nginx "$ng_pid"

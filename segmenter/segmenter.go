@@ -6,6 +6,7 @@ package segmenter
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,8 +89,8 @@ type Segmenter struct {
 	mu        sync.Mutex
 	muxers    []*muxer
 	ready     chan struct{}
-	frozen    map[string][]byte // the finished window, once ended
-	final     []Rendition       // the renditions of the finished window
+	frozen    *window     // the finished window, once ended
+	final     []Rendition // the renditions of the finished window
 	ended     bool
 	closed    bool
 	base      int64 // 90 kHz offset added to every timestamp of the current Consume
@@ -362,7 +364,7 @@ func get(m *gohlslib.Muxer, file string) ([]byte, error) {
 	if c.code != http.StatusOK || c.body == nil {
 		return nil, fmt.Errorf("muxer file %s: status %d", file, c.code)
 	}
-	return c.body, nil
+	return *c.body, nil
 }
 
 // Renditions describes the renditions once Ready; nil before.
@@ -455,32 +457,33 @@ func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) 
 		http.NotFound(w, r)
 		return
 	}
-	if !strings.HasSuffix(file, ".m3u8") {
-		pw := &passthrough{ResponseWriter: w}
-		mx.m.Handle(pw, r)
-		if !pw.wrote {
-			http.NotFound(w, r) // gohlslib answers unknown files with an empty 200
-		}
-		return
-	}
-	var c capture
+	c := capture{body: bodies.Get().(*[]byte)}
+	defer c.release()
 	mx.m.Handle(&c, r)
 	if c.code == 0 {
-		http.NotFound(w, r)
+		http.NotFound(w, r) // gohlslib answers unknown files with an empty 200
 		return
 	}
-	// a blocking reload held while the stream ended: gohlslib answers 500
-	// when its muxer closes; the finished playlist is the right answer
-	if c.code == http.StatusInternalServerError && s.serveFrozen(w, r, file) {
-		return
-	}
-	body := c.body
-	if len(discont) > 0 && c.code == http.StatusOK {
-		body = rewrite(body, discont)
+	body := *c.body
+	if strings.HasSuffix(file, ".m3u8") {
+		// a blocking reload held while the stream ended: gohlslib answers 500
+		// when its muxer closes; the finished playlist is the right answer
+		if c.code == http.StatusInternalServerError && s.serveFrozen(w, r, file) {
+			return
+		}
+		if len(discont) > 0 && c.code == http.StatusOK {
+			body = rewrite(body, discont)
+		}
 	}
 	for k, v := range c.header {
 		w.Header()[k] = v
 	}
+	if c.code == http.StatusOK && r.Header.Get("Range") != "" {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+		return
+	}
+	// gohlslib streams without a length, which net/http would send chunked
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(c.code)
 	w.Write(body)
 }
@@ -527,18 +530,7 @@ func (s *Segmenter) serveFrozen(w http.ResponseWriter, r *http.Request, file str
 	s.mu.Lock()
 	frozen := s.frozen
 	s.mu.Unlock()
-	if frozen == nil {
-		return false
-	}
-	body, ok := frozen[file]
-	if !ok {
-		http.NotFound(w, r)
-		return true
-	}
-	w.Header().Set("Content-Type", contentType(file))
-	w.Header().Set("Cache-Control", "max-age=60")
-	w.Write(body)
-	return true
+	return frozen.serve(w, r, file)
 }
 
 func contentType(file string) string {
@@ -587,7 +579,11 @@ func (s *Segmenter) End() {
 			s.final = append(s.final, s.describe(mx)) // the renditions that have a finished playlist
 		}
 	}
-	s.frozen = frozen
+	win, err := newWindow(frozen)
+	if err != nil {
+		s.logger().Warn("ended stream served from Go memory", "error", err)
+	}
+	s.frozen = win
 	s.muxers = nil
 	s.mu.Unlock()
 	for _, mx := range muxers {
@@ -725,6 +721,7 @@ func (s *Segmenter) Close() {
 	muxers := s.muxers
 	s.muxers = nil
 	s.mu.Unlock()
+	s.frozen.close()
 	for _, mx := range muxers {
 		mx.m.Close()
 	}
@@ -734,8 +731,11 @@ func (s *Segmenter) Close() {
 type capture struct {
 	header http.Header
 	code   int
-	body   []byte
+	body   *[]byte // from bodies when released; allocated by Write otherwise
 }
+
+// bodies recycles the buffers that Handle captures answers in.
+var bodies = sync.Pool{New: func() any { return new([]byte) }}
 
 func (c *capture) Header() http.Header {
 	if c.header == nil {
@@ -752,23 +752,29 @@ func (c *capture) WriteHeader(code int) {
 
 func (c *capture) Write(p []byte) (int, error) {
 	c.WriteHeader(http.StatusOK)
-	c.body = append(c.body, p...)
+	if c.body == nil {
+		c.body = new([]byte)
+	}
+	*c.body = append(*c.body, p...)
 	return len(p), nil
 }
 
-// passthrough forwards to a ResponseWriter and notes whether anything was
-// written.
-type passthrough struct {
-	http.ResponseWriter
-	wrote bool
+// ReadFrom is what io.Copy uses: it reads into the body with no buffer
+// in between.
+func (c *capture) ReadFrom(r io.Reader) (int64, error) {
+	c.WriteHeader(http.StatusOK)
+	if c.body == nil {
+		c.body = new([]byte)
+	}
+	b := bytes.NewBuffer(*c.body)
+	n, err := b.ReadFrom(r)
+	*c.body = b.Bytes()
+	return n, err
 }
 
-func (p *passthrough) WriteHeader(code int) {
-	p.wrote = true
-	p.ResponseWriter.WriteHeader(code)
-}
-
-func (p *passthrough) Write(b []byte) (int, error) {
-	p.wrote = true
-	return p.ResponseWriter.Write(b)
+// release returns the body's buffer to bodies; the body is gone after.
+func (c *capture) release() {
+	*c.body = (*c.body)[:0]
+	bodies.Put(c.body)
+	c.body = nil
 }

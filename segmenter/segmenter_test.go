@@ -3,6 +3,7 @@ package segmenter
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -220,4 +221,43 @@ func TestAlignEnds(t *testing.T) {
 			t.Errorf("file %s of a segment cut is kept", f)
 		}
 	}
+}
+
+// BenchmarkLive serves the newest segment of a live (not ended) window over
+// loopback HTTP, through gohlslib; the client runs in the same process.
+func BenchmarkLive(b *testing.B) {
+	s := &Segmenter{Names: []string{"hi", "lo"}}
+	defer s.Close()
+	if err := s.Consume(bytes.NewReader(makeTS(&testing.T{}, "4"))); err != nil {
+		b.Fatal(err)
+	}
+	<-s.Ready()
+	_, media := fetch(s, "hi/video1_stream.m3u8")
+	var pl playlist.Media
+	if err := pl.Unmarshal(media); err != nil {
+		b.Fatal(err)
+	}
+	file := "hi/" + pl.Segments[len(pl.Segments)-1].URI
+	_, seg := fetch(s, file)
+	benchGet(b, len(seg), func(w http.ResponseWriter, r *http.Request) { s.Handle(w, r, file) })
+}
+
+// benchGet has parallel keep-alive clients fetch what h serves, size bytes,
+// over loopback HTTP.
+func benchGet(b *testing.B, size int, h http.HandlerFunc) {
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	b.SetBytes(int64(size))
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 64<<10)
+		for pb.Next() {
+			resp, err := http.Get(srv.URL)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.CopyBuffer(io.Discard, struct{ io.Reader }{resp.Body}, buf)
+			resp.Body.Close()
+		}
+	})
 }

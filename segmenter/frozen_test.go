@@ -1,0 +1,230 @@
+package segmenter
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+)
+
+// testWindow holds a playlist and two media files of random bytes.
+func testWindow(t testing.TB) (*window, map[string][]byte) {
+	t.Helper()
+	rnd := rand.New(rand.NewSource(1))
+	files := map[string][]byte{"hi/index.m3u8": []byte("#EXTM3U\n#EXT-X-ENDLIST\n")}
+	for _, name := range []string{"hi/init.mp4", "hi/seg7.mp4"} {
+		b := make([]byte, 300<<10)
+		rnd.Read(b)
+		files[name] = b
+	}
+	w, err := newWindow(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, files
+}
+
+// memfds counts this process's open memfds of frozen windows.
+func memfds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "/memfd:livegate:") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestWindowServe(t *testing.T) {
+	w, files := testWindow(t)
+	defer w.close()
+	seg := files["hi/seg7.mp4"]
+	cases := []struct {
+		name, method, file, rangeHdr string
+		code                         int
+		body                         []byte
+		length, contentType          string
+	}{
+		{"segment", "GET", "hi/seg7.mp4", "", 200, seg, fmt.Sprint(len(seg)), "video/mp4"},
+		{"init", "GET", "hi/init.mp4", "", 200, files["hi/init.mp4"], fmt.Sprint(300 << 10), "video/mp4"},
+		{"playlist", "GET", "hi/index.m3u8", "", 200, files["hi/index.m3u8"], fmt.Sprint(len(files["hi/index.m3u8"])), "application/vnd.apple.mpegurl"},
+		{"range", "GET", "hi/seg7.mp4", "bytes=1000-1999", 206, seg[1000:2000], "1000", "video/mp4"},
+		{"open range", "GET", "hi/seg7.mp4", "bytes=300000-", 206, seg[300000:], fmt.Sprint(len(seg) - 300000), "video/mp4"},
+		{"range past the end", "GET", "hi/seg7.mp4", fmt.Sprintf("bytes=%d-", len(seg)), 416, nil, "", ""},
+		{"head", "HEAD", "hi/seg7.mp4", "", 200, nil, fmt.Sprint(len(seg)), "video/mp4"},
+		{"unknown", "GET", "hi/seg8.mp4", "", 404, nil, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := httptest.NewRequest(c.method, "/live/x/"+c.file, nil)
+			if c.rangeHdr != "" {
+				req.Header.Set("Range", c.rangeHdr)
+			}
+			rec := httptest.NewRecorder()
+			if !w.serve(rec, req, c.file) {
+				t.Fatal("open window did not answer")
+			}
+			if rec.Code != c.code {
+				t.Fatalf("status %d, want %d", rec.Code, c.code)
+			}
+			if c.body != nil && !bytes.Equal(rec.Body.Bytes(), c.body) {
+				t.Errorf("body: %d bytes, want %d", rec.Body.Len(), len(c.body))
+			}
+			if c.method == "HEAD" && rec.Body.Len() != 0 {
+				t.Errorf("HEAD body: %d bytes", rec.Body.Len())
+			}
+			if c.length != "" && rec.Header().Get("Content-Length") != c.length {
+				t.Errorf("Content-Length %q, want %q", rec.Header().Get("Content-Length"), c.length)
+			}
+			if c.contentType != "" && rec.Header().Get("Content-Type") != c.contentType {
+				t.Errorf("Content-Type %q, want %q", rec.Header().Get("Content-Type"), c.contentType)
+			}
+			if c.code == 200 && rec.Header().Get("Cache-Control") != "max-age=60" {
+				t.Errorf("Cache-Control %q", rec.Header().Get("Cache-Control"))
+			}
+		})
+	}
+}
+
+// TestWindowConcurrent fetches one file from many clients at once over a
+// real connection (where net/http uses sendfile): each has its own offset.
+func TestWindowConcurrent(t *testing.T) {
+	w, files := testWindow(t)
+	defer w.close()
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/"))
+	}))
+	defer srv.Close()
+	want := files["hi/seg7.mp4"]
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				resp, err := http.Get(srv.URL + "/hi/seg7.mp4")
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.ContentLength != int64(len(want)) || !bytes.Equal(body, want) {
+					errs <- fmt.Errorf("got %d bytes (Content-Length %d, err %v), want the %d of the file",
+						len(body), resp.ContentLength, err, len(want))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestWindowClose(t *testing.T) {
+	before := memfds(t)
+	w, _ := testWindow(t)
+	if got := memfds(t) - before; got != 2 {
+		t.Fatalf("%d memfds for 2 media files", got)
+	}
+	w.close()
+	w.close()
+	if got := memfds(t) - before; got != 0 {
+		t.Errorf("%d memfds left after close", got)
+	}
+	if w.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/hi/seg7.mp4", nil), "hi/seg7.mp4") {
+		t.Error("closed window answered")
+	}
+	var none *window
+	if none.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/hi/seg7.mp4", nil), "hi/seg7.mp4") {
+		t.Error("nil window answered")
+	}
+	none.close()
+}
+
+// BenchmarkWindow serves one 300 KB segment over loopback HTTP from a
+// memfd (sendfile) and from Go memory (write); the client runs in the same
+// process, so compare the two, not with other servers.
+func BenchmarkWindow(b *testing.B) {
+	w, files := testWindow(b)
+	defer w.close()
+	mem := &window{files: map[string]*frozenFile{"hi/seg7.mp4": {data: files["hi/seg7.mp4"], size: 300 << 10, fd: -1}}}
+	for _, c := range []struct {
+		name string
+		win  *window
+	}{{"memfd", w}, {"bytes", mem}} {
+		b.Run(c.name, func(b *testing.B) {
+			benchGet(b, len(files["hi/seg7.mp4"]), func(rw http.ResponseWriter, r *http.Request) {
+				c.win.serve(rw, r, "hi/seg7.mp4")
+			})
+		})
+	}
+}
+
+// TestLiveLength checks that the live window's files (through gohlslib) get
+// a Content-Length, Range and HEAD like the finished window's.
+func TestLiveLength(t *testing.T) {
+	s := &Segmenter{Names: []string{"hi", "lo"}}
+	defer s.Close()
+	if err := s.Consume(bytes.NewReader(makeTS(t, "4"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready after 4 s of media")
+	}
+	_, media := fetch(s, "hi/video1_stream.m3u8")
+	var pl playlist.Media
+	if err := pl.Unmarshal(media); err != nil {
+		t.Fatalf("media playlist: %v\n%s", err, media)
+	}
+	last := pl.Segments[len(pl.Segments)-1]
+	files := []string{"hi/video1_stream.m3u8", "hi/" + pl.Map.URI, "hi/" + last.URI}
+	if len(last.Parts) > 0 {
+		files = append(files, "hi/"+last.Parts[0].URI)
+	}
+	for _, file := range files {
+		t.Run(file, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			s.Handle(rec, httptest.NewRequest("GET", "/live/x/"+file, nil), file)
+			body := rec.Body.Bytes()
+			if rec.Code != 200 || len(body) == 0 || rec.Header().Get("Content-Length") != fmt.Sprint(len(body)) {
+				t.Fatalf("status %d, %d bytes, Content-Length %q", rec.Code, len(body), rec.Header().Get("Content-Length"))
+			}
+			if rec.Header().Get("Content-Type") == "" {
+				t.Error("no Content-Type")
+			}
+			req := httptest.NewRequest("GET", "/live/x/"+file, nil)
+			req.Header.Set("Range", "bytes=2-9")
+			rec = httptest.NewRecorder()
+			s.Handle(rec, req, file)
+			if rec.Code != http.StatusPartialContent || !bytes.Equal(rec.Body.Bytes(), body[2:10]) {
+				t.Errorf("range: status %d, %q", rec.Code, rec.Body.Bytes())
+			}
+			rec = httptest.NewRecorder()
+			s.Handle(rec, httptest.NewRequest("HEAD", "/live/x/"+file, nil), file)
+			if rec.Code != 200 || rec.Header().Get("Content-Length") != fmt.Sprint(len(body)) {
+				t.Errorf("head: status %d, Content-Length %q", rec.Code, rec.Header().Get("Content-Length"))
+			}
+		})
+	}
+}
