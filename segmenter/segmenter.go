@@ -82,7 +82,14 @@ type Segmenter struct {
 	PartDuration time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// OnSegment, when set, receives every finished segment of every media
+	// playlist once, in order per playlist, within about 250 ms of its end
+	// (and the last ones during End), from one goroutine at a time. It
+	// must not call the Segmenter back; a slow OnSegment delays only the
+	// later reports.
+	OnSegment func(Segment)
 
+	report    *reporter
 	mu        sync.Mutex
 	muxers    []*muxer
 	ready     chan struct{}
@@ -306,6 +313,7 @@ func (s *Segmenter) attach(videos []*mpegts.Track, audio *mpegts.Track) ([]*muxe
 		s.muxers = append(s.muxers, mx)
 	}
 	go s.waitReady(s.muxers)
+	s.startReporting()
 	return s.muxers, 0, nil
 }
 
@@ -562,6 +570,7 @@ func (s *Segmenter) End() {
 	s.ended = true
 	muxers, discont := s.muxers, s.discontAt
 	s.mu.Unlock()
+	s.stopReporting(true)
 
 	frozen := map[string][]byte{}
 	for _, mx := range muxers {
@@ -668,6 +677,9 @@ func (s *Segmenter) Close() {
 		return
 	}
 	s.closed = true
+	s.mu.Unlock()
+	s.stopReporting(false)
+	s.mu.Lock()
 	muxers := s.muxers
 	s.muxers = nil
 	s.mu.Unlock()

@@ -59,7 +59,18 @@ func TestVariants(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			reported := map[string]Segment{} // rendition/name -> segment
+			var order []uint64                // sequence numbers of c.media, as reported
 			s := &Segmenter{Names: []string{"hi", "lo"}, Variant: v}
+			s.OnSegment = func(seg Segment) {
+				if prev, dup := reported[seg.Rendition+"/"+seg.Name]; dup {
+					t.Errorf("segment %s reported twice (%d, %d)", seg.Name, prev.Sequence, seg.Sequence)
+				}
+				reported[seg.Rendition+"/"+seg.Name] = seg
+				if seg.Rendition+"/"+seg.Playlist == c.media {
+					order = append(order, seg.Sequence)
+				}
+			}
 			defer s.Close()
 			if err := s.Consume(bytes.NewReader(ts)); err != nil {
 				t.Fatal(err)
@@ -118,9 +129,28 @@ func TestVariants(t *testing.T) {
 				if !strings.HasSuffix(seg.URI, c.segExt) || len(seg.Parts) > 0 {
 					t.Errorf("segment %s (parts %d)", seg.URI, len(seg.Parts))
 				}
-				if code, data := fetch(s, "hi/"+seg.URI); code != http.StatusOK || len(data) == 0 {
+				code, data := fetch(s, "hi/"+seg.URI)
+				if code != http.StatusOK || len(data) == 0 {
 					t.Errorf("segment %s: %d, %d bytes", seg.URI, code, len(data))
 				}
+				// every finished segment was reported, with its bytes and init
+				got, ok := reported["hi/"+seg.URI]
+				if !ok || !bytes.Equal(got.Data, data) || got.Duration != seg.Duration {
+					t.Errorf("segment %s: reported %t, same bytes %t, duration %s want %s",
+						seg.URI, ok, bytes.Equal(got.Data, data), got.Duration, seg.Duration)
+				}
+				if (pl.Map != nil) != (got.InitName != "" && len(got.Init) > 0) {
+					t.Errorf("segment %s: init %q (%d bytes), playlist map %v", seg.URI, got.InitName, len(got.Init), pl.Map)
+				}
+			}
+			for i := 1; i < len(order); i++ {
+				if order[i] != order[i-1]+1 {
+					t.Errorf("reported sequence numbers %v, want consecutive", order)
+					break
+				}
+			}
+			if len(reported) < 2*len(pl.Segments) {
+				t.Errorf("%d segments reported for two renditions of %d", len(reported), len(pl.Segments))
 			}
 		})
 	}
