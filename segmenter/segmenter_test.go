@@ -60,7 +60,7 @@ func TestVariants(t *testing.T) {
 				t.Fatal(err)
 			}
 			reported := map[string]Segment{} // rendition/name -> segment
-			var order []uint64                // sequence numbers of c.media, as reported
+			var order []uint64               // sequence numbers of c.media, as reported
 			s := &Segmenter{Names: []string{"hi", "lo"}, Variant: v}
 			s.OnSegment = func(seg Segment) {
 				if prev, dup := reported[seg.Rendition+"/"+seg.Name]; dup {
