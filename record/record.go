@@ -381,7 +381,8 @@ func (w *Writer) WriteIndex(body []byte) {
 }
 
 // Finish turns the media playlists into VOD ones with #EXT-X-ENDLIST,
-// writes the final multivariant playlist and the metadata that marks the
+// writes the final multivariant playlist (nil keeps the one WriteIndex
+// wrote) and the metadata that marks the
 // recording finished, and returns it. It returns ErrEmpty (and removes the
 // directory) when no segment came, or the error that stopped the recording.
 func (w *Writer) Finish(index []byte, rends []Rendition, ended time.Time) (*Recording, error) {
@@ -415,6 +416,9 @@ func (w *Writer) Finish(index []byte, rends []Rendition, ended time.Time) (*Reco
 		name string
 		body []byte
 	}{{IndexFile, index}, {MetaFile, meta}} {
+		if f.body == nil {
+			continue // keep the multivariant playlist written while live
+		}
 		if err := writeAtomic(filepath.Join(w.dir, f.name), f.body); err != nil {
 			w.fail(err)
 			return nil, err

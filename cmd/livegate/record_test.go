@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/livegate/livegate/record"
+)
+
+// finishedRecording waits for the newest finished recording of stream
+// under data and returns its directory.
+func finishedRecording(t *testing.T, data, stream string) string {
+	t.Helper()
+	var dir string
+	waitFor(t, 20*time.Second, "a finished recording", func() bool {
+		metas, _ := filepath.Glob(filepath.Join(data, "recordings", stream, "*", record.MetaFile))
+		if len(metas) == 0 {
+			return false
+		}
+		dir = filepath.Dir(metas[len(metas)-1])
+		return true
+	})
+	return dir
+}
+
+// recordedPlaylists reads a recording's multivariant playlist and every
+// media playlist it names (URI -> playlist), checking that each is a
+// finished VOD.
+func recordedPlaylists(t *testing.T, dir string) (*playlist.Multivariant, map[string]*playlist.Media) {
+	t.Helper()
+	body, err := os.ReadFile(filepath.Join(dir, record.IndexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mv playlist.Multivariant
+	if err := mv.Unmarshal(body); err != nil {
+		t.Fatalf("recorded multivariant: %v\n%s", err, body)
+	}
+	uris := []string{}
+	for _, v := range mv.Variants {
+		uris = append(uris, v.URI)
+	}
+	for _, r := range mv.Renditions {
+		if r.URI != nil {
+			uris = append(uris, *r.URI)
+		}
+	}
+	media := map[string]*playlist.Media{}
+	for _, uri := range uris {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(uri)))
+		var pl playlist.Media
+		if err != nil || pl.Unmarshal(b) != nil {
+			t.Fatalf("recorded playlist %s: %v\n%s", uri, err, b)
+		}
+		if !pl.Endlist || pl.PlaylistType == nil || *pl.PlaylistType != playlist.MediaPlaylistTypeVOD || pl.TargetDuration != 1 {
+			t.Errorf("%s is not a finished one-second VOD:\n%s", uri, b)
+		}
+		media[uri] = &pl
+	}
+	return &mv, media
+}
+
+// TestRecording: a broadcast is recorded as it goes; after it ended and
+// keep_ended passed, /live/ serves the recording as VOD, also after a
+// restart of the gateway.
+func TestRecording(t *testing.T) {
+	needTools(t)
+	const seconds = 6
+	data := t.TempDir()
+	edit := func(c *config) { c.Data = data; c.KeepEnded = duration(2 * time.Second) }
+	srv := startGateway(t, edit)
+	pub := publish(t, srv, "rec", "854x480", seconds)
+	for m := range pub.status {
+		if m["state"] == "live" {
+			break
+		}
+	}
+	if metas, _ := filepath.Glob(filepath.Join(data, "recordings", "rec", "*", "*", "*.m3u8")); len(metas) == 0 {
+		waitFor(t, 10*time.Second, "media playlists while live", func() bool {
+			metas, _ := filepath.Glob(filepath.Join(data, "recordings", "rec", "*", "*", "*.m3u8"))
+			return len(metas) > 0
+		})
+	}
+	pub.finish(t)
+	dir := finishedRecording(t, data, "rec")
+	if _, err := time.Parse(record.DirTime, filepath.Base(dir)); err != nil {
+		t.Errorf("recording directory %s is not named by its UTC start: %v", dir, err)
+	}
+	mv, media := recordedPlaylists(t, dir)
+	if len(mv.Variants) != 2 || len(mv.Renditions) != 1 {
+		t.Fatalf("recorded %d variants and %d renditions, want 480p, 360p and the audio", len(mv.Variants), len(mv.Renditions))
+	}
+	var first *playlist.Media
+	for _, v := range mv.Variants {
+		pl := media[v.URI]
+		if first == nil {
+			first = pl
+		}
+		if len(pl.Segments) != len(first.Segments) {
+			t.Errorf("%s: %d segments, first rendition %d", v.URI, len(pl.Segments), len(first.Segments))
+		}
+		init, err := os.ReadFile(filepath.Join(dir, path.Dir(v.URI), pl.Map.URI))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0.0
+		for j, seg := range pl.Segments {
+			total += seg.Duration.Seconds()
+			if d := seg.Duration.Seconds(); d < 0.95 || d > 1.05 {
+				t.Errorf("%s segment %d: EXTINF %.3f", v.URI, j, d)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, path.Dir(v.URI), seg.URI))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSegment(t, fmt.Sprintf("recorded %s#%d", v.URI, j), append(append([]byte{}, init...), b...))
+		}
+		// the last second is cut where the encoder stopped: at most one
+		// segment short of what was published
+		t.Logf("%s: %d segments, %.3f s recorded of %d s published", v.URI, len(pl.Segments), total, seconds)
+		if total < seconds-1.5 || total > seconds+0.5 {
+			t.Errorf("%s: %.3f s recorded, published %d s", v.URI, total, seconds)
+		}
+	}
+	checkAudio(t, filepath.Join(dir, filepath.FromSlash(*mv.Renditions[0].URI)))
+
+	// once keep_ended is over, /live/ serves the recording
+	base := srv.URL + "/live/rec/"
+	var info struct {
+		Live       bool
+		Recording  bool
+		RecordedAt *time.Time `json:"recorded_at"`
+		Duration   float64
+		Renditions []struct{ Name string }
+	}
+	waitFor(t, 15*time.Second, "the API to describe the recording", func() bool {
+		code, b := get(t, srv.URL+"/api/streams/rec")
+		return code == http.StatusOK && json.Unmarshal(b, &info) == nil && info.Recording
+	})
+	if info.Live || info.RecordedAt == nil || info.RecordedAt.UTC().Format(record.DirTime) != filepath.Base(dir) ||
+		info.Duration < seconds-1.5 || len(info.Renditions) != 2 {
+		t.Errorf("api: %+v", info)
+	}
+	checkServed(t, base, dir)
+
+	// a new gateway on the same data serves it too
+	again := startGateway(t, edit)
+	checkServed(t, again.URL+"/live/rec/", dir)
+	if code, _ := get(t, again.URL+"/live/other/index.m3u8"); code != http.StatusNotFound {
+		t.Errorf("a stream without a recording: %d, want 404", code)
+	}
+}
+
+// checkServed checks that base serves the recording in dir: the same
+// multivariant playlist and every file it names, byte for byte.
+func checkServed(t *testing.T, base, dir string) {
+	t.Helper()
+	code, body := get(t, base+"index.m3u8")
+	want, _ := os.ReadFile(filepath.Join(dir, record.IndexFile))
+	if code != http.StatusOK || !bytes.Equal(body, want) {
+		t.Fatalf("index.m3u8: %d\n%s\nwant the recording's\n%s", code, body, want)
+	}
+	_, media := recordedPlaylists(t, dir)
+	files := 0
+	for uri, pl := range media {
+		names := []string{uri}
+		if pl.Map != nil {
+			names = append(names, path.Dir(uri)+"/"+pl.Map.URI)
+		}
+		for _, seg := range pl.Segments {
+			names = append(names, path.Dir(uri)+"/"+seg.URI)
+		}
+		for _, name := range names {
+			code, got := get(t, base+name)
+			want, _ := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+			if code != http.StatusOK || !bytes.Equal(got, want) {
+				t.Errorf("%s: %d, %d bytes, want 200 and the %d recorded", name, code, len(got), len(want))
+			}
+			files++
+		}
+	}
+	t.Logf("%s: %d files served from the recording", base, files)
+}
