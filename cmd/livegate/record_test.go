@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/chromedp/chromedp"
 	"github.com/livegate/livegate/record"
 )
 
@@ -191,4 +192,49 @@ func checkServed(t *testing.T, base, dir string) {
 		}
 	}
 	t.Logf("%s: %d files served from the recording", base, files)
+}
+
+// TestBrowserRecording: the viewer page plays the recording of a stream
+// that is not live as a seekable VOD from the start, and switches to live
+// when a new broadcast starts.
+func TestBrowserRecording(t *testing.T) {
+	needTools(t)
+	data := t.TempDir()
+	srv := startGateway(t, func(c *config) { c.Data = data; c.KeepEnded = duration(time.Second) })
+	browser := newBrowser(t)
+	pub := publish(t, srv, "vod", "640x360", 6)
+	pub.finish(t)
+	waitFor(t, 20*time.Second, "the recording to be served", func() bool {
+		_, b := get(t, srv.URL+"/api/streams/vod")
+		return bytes.Contains(b, []byte(`"recording":true`))
+	})
+
+	ctx, cancel := chromedp.NewContext(browser)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/watch/vod")); err != nil {
+		t.Fatal(err)
+	}
+	const video = `document.getElementById("video")`
+	evalUntil(t, ctx, 30*time.Second, "the recording to play", video+`.currentTime > 0.5 && window.__livegate.recording === true`)
+	evalUntil(t, ctx, 5*time.Second, "a seekable VOD of about 5 s",
+		`isFinite(`+video+`.duration) && `+video+`.duration > 3.5 && `+video+`.seekable.length > 0 && `+video+`.seekable.start(0) < 0.5`)
+	evalUntil(t, ctx, 5*time.Second, "the state to name the recording",
+		`document.getElementById("state").textContent.startsWith("Recording of vod")`)
+	// seek back to the start: it plays from there
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[float64](video+`.currentTime = 0.1`)); err != nil {
+		t.Fatal(err)
+	}
+	evalUntil(t, ctx, 15*time.Second, "playback after the seek", video+`.currentTime > 1 && !`+video+`.seeking`)
+	screenshot(t, ctx, "watch-recording")
+
+	// a new broadcast: the page switches to live
+	publish(t, srv, "vod", "640x360", 60)
+	evalUntil(t, ctx, 60*time.Second, "the page to switch to live",
+		`window.__livegate.recording === false && window.__livegate.hls.levels.some(l => l.details && l.details.live) && `+
+			`!document.getElementById("state").textContent.startsWith("Recording")`)
+	live, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](video+`.currentTime`))
+	evalUntil(t, ctx, 30*time.Second, "live playback", video+`.currentTime > `+formatFloat(live+1))
+	if errs, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__livegate.errors`)); err != nil || len(errs) > 0 {
+		t.Errorf("player errors: %v %v", errs, err)
+	}
 }
