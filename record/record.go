@@ -202,18 +202,11 @@ func (r *Recording) ServeFile(w http.ResponseWriter, req *http.Request, file, co
 	http.ServeFileFS(w, req, os.DirFS(r.dir), dir+"/"+name)
 }
 
-// Segment is one finished media segment to record; names are relative to
-// the rendition's directory.
-type Segment struct {
-	Rendition     string
-	Playlist      string
-	Sequence      uint64
-	Name          string
-	Data          []byte
-	InitName      string
-	Init          []byte
-	Duration      time.Duration
-	Discontinuity bool
+// File is one file of a recording: its name in its rendition's directory
+// and its bytes.
+type File struct {
+	Name string
+	Data []byte
 }
 
 // Writer writes one recording as its segments come. A disk error stops the
@@ -261,43 +254,44 @@ func (w *Writer) fail(err error) {
 	}
 }
 
-// Add writes a segment (and its init section, the first time) and appends
-// it to its media playlist.
-func (w *Writer) Add(seg Segment) {
+// Add writes a segment of a rendition's media playlist, and its init
+// section (empty Name for none) the first time, and appends the segment to
+// the playlist; discontinuity marks the first segment of a resumed run.
+func (w *Writer) Add(rendition, playlist string, seg, init File, d time.Duration, discontinuity bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil || w.done {
 		return
 	}
-	if err := w.add(seg); err != nil {
+	if err := w.add(rendition, playlist, seg, init, d, discontinuity); err != nil {
 		w.fail(err)
 	}
 }
 
-func (w *Writer) add(seg Segment) error {
-	for _, name := range []string{seg.Playlist, seg.Name} {
+func (w *Writer) add(rendition, playlist string, seg, init File, d time.Duration, discontinuity bool) error {
+	for _, name := range []string{playlist, seg.Name} {
 		if !validFile.MatchString(name) {
 			return fmt.Errorf("record segment: invalid file name %q", name)
 		}
 	}
-	if !validDir.MatchString(seg.Rendition) || (seg.InitName != "" && !validFile.MatchString(seg.InitName)) {
-		return fmt.Errorf("record segment: invalid rendition %q or init %q", seg.Rendition, seg.InitName)
+	if !validDir.MatchString(rendition) || (init.Name != "" && !validFile.MatchString(init.Name)) {
+		return fmt.Errorf("record segment: invalid rendition %q or init %q", rendition, init.Name)
 	}
-	dir := filepath.Join(w.dir, seg.Rendition)
-	key := seg.Rendition + "/" + seg.Playlist
+	dir := filepath.Join(w.dir, rendition)
+	key := rendition + "/" + playlist
 	pl := w.lists[key]
 	if pl == nil {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		pl = &mediaList{path: filepath.Join(dir, seg.Playlist), target: 1}
+		pl = &mediaList{path: filepath.Join(dir, playlist), target: 1}
 		w.lists[key] = pl
 		w.list = append(w.list, key)
 	}
-	if seg.InitName != "" {
-		init := filepath.Join(dir, seg.InitName)
-		if _, err := os.Stat(init); errors.Is(err, fs.ErrNotExist) {
-			if err := os.WriteFile(init, seg.Init, 0o644); err != nil {
+	if init.Name != "" {
+		path := filepath.Join(dir, init.Name)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if err := os.WriteFile(path, init.Data, 0o644); err != nil {
 				return err
 			}
 		}
@@ -309,9 +303,9 @@ func (w *Writer) add(seg Segment) error {
 	if n := len(pl.entries); n > 0 {
 		prev = pl.entries[n-1].init
 	}
-	e := entry{name: seg.Name, init: seg.InitName, duration: seg.Duration, discont: seg.Discontinuity && len(pl.entries) > 0}
+	e := entry{name: seg.Name, init: init.Name, duration: d, discont: discontinuity && len(pl.entries) > 0}
 	pl.entries = append(pl.entries, e)
-	if t := targetDuration(seg.Duration); t > pl.target || len(pl.entries) == 1 {
+	if t := targetDuration(d); t > pl.target || len(pl.entries) == 1 {
 		pl.target = max(pl.target, t)
 		return writeAtomic(pl.path, pl.render(false)) // a new header
 	}

@@ -16,10 +16,25 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-func seg(seq uint64, ms int, init string, discont bool) Segment {
-	return Segment{Rendition: "720p", Playlist: "video1_stream.m3u8", Sequence: seq,
-		Name: "p_video1_seg" + string(rune('a'+seq)) + ".mp4", Data: []byte{byte(seq)},
-		InitName: init, Init: []byte("init " + init), Duration: time.Duration(ms) * time.Millisecond, Discontinuity: discont}
+// segment is one call of Writer.Add in a test.
+type segment struct {
+	seq           uint64
+	seg, init     File
+	duration      time.Duration
+	discontinuity bool
+}
+
+func seg(seq uint64, ms int, init string, discont bool) segment {
+	s := segment{seq: seq, seg: File{"p_video1_seg" + string(rune('a'+seq)) + ".mp4", []byte{byte(seq)}},
+		duration: time.Duration(ms) * time.Millisecond, discontinuity: discont}
+	if init != "" {
+		s.init = File{init, []byte("init " + init)}
+	}
+	return s
+}
+
+func add(w *Writer, s segment) {
+	w.Add("720p", "video1_stream.m3u8", s.seg, s.init, s.duration, s.discontinuity)
 }
 
 func newStore(t *testing.T, keep int) *Store {
@@ -36,15 +51,15 @@ var start = time.Date(2026, 12, 1, 8, 45, 0, 0, time.UTC)
 func TestPlaylists(t *testing.T) {
 	cases := []struct {
 		name string
-		segs []Segment
+		segs []segment
 	}{
-		{"plain", []Segment{seg(7, 1000, "i.mp4", false), seg(8, 1000, "i.mp4", false), seg(9, 1033, "i.mp4", false)}},
+		{"plain", []segment{seg(7, 1000, "i.mp4", false), seg(8, 1000, "i.mp4", false), seg(9, 1033, "i.mp4", false)}},
 		// the first segment of a resumed run; one at the start is not marked
-		{"resumed", []Segment{seg(0, 1000, "i.mp4", true), seg(1, 1000, "i.mp4", false), seg(2, 1000, "i.mp4", true), seg(3, 1000, "i.mp4", false)}},
+		{"resumed", []segment{seg(0, 1000, "i.mp4", true), seg(1, 1000, "i.mp4", false), seg(2, 1000, "i.mp4", true), seg(3, 1000, "i.mp4", false)}},
 		// a late keyframe: the header is rewritten with a larger target
-		{"long segment", []Segment{seg(0, 1000, "i.mp4", false), seg(1, 2400, "i.mp4", false), seg(2, 1000, "i.mp4", false)}},
-		{"new init section", []Segment{seg(0, 1000, "a.mp4", false), seg(1, 1000, "b.mp4", true)}},
-		{"mpegts", []Segment{seg(0, 1000, "", false), seg(1, 1000, "", false)}},
+		{"long segment", []segment{seg(0, 1000, "i.mp4", false), seg(1, 2400, "i.mp4", false), seg(2, 1000, "i.mp4", false)}},
+		{"new init section", []segment{seg(0, 1000, "a.mp4", false), seg(1, 1000, "b.mp4", true)}},
+		{"mpegts", []segment{seg(0, 1000, "", false), seg(1, 1000, "", false)}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -54,7 +69,7 @@ func TestPlaylists(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, s := range c.segs {
-				w.Add(s)
+				add(w, s)
 			}
 			if err := w.Err(); err != nil {
 				t.Fatal(err)
@@ -88,13 +103,13 @@ func TestPlaylists(t *testing.T) {
 			}
 			var total float64
 			for i, s := range c.segs {
-				total += s.Duration.Seconds()
-				data, err := os.ReadFile(filepath.Join(w.Dir(), "720p", s.Name))
-				if err != nil || data[0] != byte(s.Sequence) || pl.Segments[i].URI != s.Name {
+				total += s.duration.Seconds()
+				data, err := os.ReadFile(filepath.Join(w.Dir(), "720p", s.seg.Name))
+				if err != nil || data[0] != byte(s.seq) || pl.Segments[i].URI != s.seg.Name {
 					t.Errorf("segment %d: %v %v %s", i, err, data, pl.Segments[i].URI)
 				}
-				if d := pl.Segments[i].Duration - s.Duration; d < -time.Microsecond || d > time.Microsecond {
-					t.Errorf("segment %d: EXTINF %s, want %s", i, pl.Segments[i].Duration, s.Duration)
+				if d := pl.Segments[i].Duration - s.duration; d < -time.Microsecond || d > time.Microsecond {
+					t.Errorf("segment %d: EXTINF %s, want %s", i, pl.Segments[i].Duration, s.duration)
 				}
 			}
 			if rec.Duration != total || rec.StartedAt != start {
@@ -117,7 +132,7 @@ func TestPrune(t *testing.T) {
 			t.Fatal(err)
 		}
 		dirs = append(dirs, filepath.Base(w.Dir()))
-		w.Add(seg(uint64(i), 1000, "i.mp4", false))
+		add(w, seg(uint64(i), 1000, "i.mp4", false))
 		if _, err := w.Finish(nil, nil, at); err != nil {
 			t.Fatal(err)
 		}
@@ -157,8 +172,8 @@ func TestEmptyAndFailed(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(w.Dir(), "720p"), nil, 0o644); err != nil { // the rendition directory cannot be made
 		t.Fatal(err)
 	}
-	w.Add(seg(0, 1000, "i.mp4", false))
-	w.Add(seg(1, 1000, "i.mp4", false))
+	add(w, seg(0, 1000, "i.mp4", false))
+	add(w, seg(1, 1000, "i.mp4", false))
 	if w.Err() == nil {
 		t.Fatal("no error")
 	}
@@ -179,14 +194,14 @@ func TestNames(t *testing.T) {
 	}
 	w, _ := st.Create("s", start)
 	bad := seg(0, 1000, "i.mp4", false)
-	bad.Name = "../../escape.mp4"
-	w.Add(bad)
+	bad.seg.Name = "../../escape.mp4"
+	add(w, bad)
 	if w.Err() == nil {
 		t.Error("a segment name with .. was written")
 	}
 
 	w, _ = st.Create("t", start)
-	w.Add(seg(0, 1000, "i.mp4", false))
+	add(w, seg(0, 1000, "i.mp4", false))
 	rec, err := w.Finish([]byte("#EXTM3U\n"), nil, start)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +212,7 @@ func TestNames(t *testing.T) {
 		code int
 	}{
 		{"720p/video1_stream.m3u8", 200},
-		{"720p/" + seg(0, 0, "", false).Name, 200},
+		{"720p/" + seg(0, 0, "", false).seg.Name, 200},
 		{"720p/i.mp4", 200},
 		{"720p/nosuch.mp4", 404},
 		{"../../secret", 404},

@@ -244,7 +244,8 @@ func (o *output) End() {
 // record is the segmenter's OnSegment: it writes the segment, and the
 // multivariant playlist once every rendition has one.
 func (o *output) record(seg segmenter.Segment) {
-	o.rec.Add(record.Segment(seg))
+	o.rec.Add(seg.Rendition, seg.Playlist, record.File{Name: seg.Name, Data: seg.Data},
+		record.File{Name: seg.InitName, Data: seg.Init}, seg.Duration, seg.Discontinuity)
 	if !o.indexed {
 		if body, err := o.Multivariant(); err == nil {
 			o.rec.WriteIndex(body)
