@@ -16,7 +16,7 @@ import (
 
 // makeTS has ffmpeg write what the transcoder writes: MPEG-TS with two
 // H.264 tracks (keyframe every second) and AAC, not in real time.
-func makeTS(t *testing.T, seconds string) []byte {
+func makeTS(t testing.TB, seconds string) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -197,5 +197,27 @@ func TestMarkDiscontinuities(t *testing.T) {
 				t.Errorf("discontinuity sequence %d, want %d", seq, c.sequence)
 			}
 		})
+	}
+}
+
+// BenchmarkReportRound is one round of the OnSegment reporter when no
+// segment finished since the last: what recording costs every 250 ms per
+// stream besides writing (two renditions and the audio here).
+func BenchmarkReportRound(b *testing.B) {
+	ts := makeTS(b, "6")
+	n := 0
+	s := &Segmenter{Names: []string{"hi", "lo"}, OnSegment: func(Segment) { n++ }}
+	defer s.Close()
+	if err := s.Consume(bytes.NewReader(ts)); err != nil {
+		b.Fatal(err)
+	}
+	<-s.Ready()
+	s.stopReporting(true)
+	if n == 0 {
+		b.Fatal("nothing reported")
+	}
+	b.ResetTimer()
+	for range b.N {
+		s.reportSegments()
 	}
 }
