@@ -209,6 +209,18 @@ type File struct {
 	Data []byte
 }
 
+// Segment is one media segment to record: the rendition directory and
+// media playlist it belongs to, its media sequence number, the segment and
+// its init section (empty Name for none), and its EXTINF. Discontinuity
+// marks the first segment of a resumed transcoder run.
+type Segment struct {
+	Rendition, Playlist string
+	Sequence            uint64
+	File, Init          File
+	Duration            time.Duration
+	Discontinuity       bool
+}
+
 // Writer writes one recording as its segments come. A disk error stops the
 // recording (logged once); the caller's stream goes on. Safe for
 // concurrent use.
@@ -232,6 +244,7 @@ type mediaList struct {
 }
 
 type entry struct {
+	seq        uint64
 	name, init string
 	duration   time.Duration
 	discont    bool
@@ -254,21 +267,21 @@ func (w *Writer) fail(err error) {
 	}
 }
 
-// Add writes a segment of a rendition's media playlist, and its init
-// section (empty Name for none) the first time, and appends the segment to
-// the playlist; discontinuity marks the first segment of a resumed run.
-func (w *Writer) Add(rendition, playlist string, seg, init File, d time.Duration, discontinuity bool) {
+// Add writes a segment, and its init section the first time, and appends
+// the segment to its media playlist.
+func (w *Writer) Add(seg Segment) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil || w.done {
 		return
 	}
-	if err := w.add(rendition, playlist, seg, init, d, discontinuity); err != nil {
+	if err := w.add(seg); err != nil {
 		w.fail(err)
 	}
 }
 
-func (w *Writer) add(rendition, playlist string, seg, init File, d time.Duration, discontinuity bool) error {
+func (w *Writer) add(s Segment) error {
+	rendition, playlist, seg, init := s.Rendition, s.Playlist, s.File, s.Init
 	for _, name := range []string{playlist, seg.Name} {
 		if !validFile.MatchString(name) {
 			return fmt.Errorf("record segment: invalid file name %q", name)
@@ -303,9 +316,10 @@ func (w *Writer) add(rendition, playlist string, seg, init File, d time.Duration
 	if n := len(pl.entries); n > 0 {
 		prev = pl.entries[n-1].init
 	}
-	e := entry{name: seg.Name, init: init.Name, duration: d, discont: discontinuity && len(pl.entries) > 0}
+	e := entry{seq: s.Sequence, name: seg.Name, init: init.Name, duration: s.Duration,
+		discont: s.Discontinuity && len(pl.entries) > 0}
 	pl.entries = append(pl.entries, e)
-	if t := targetDuration(d); t > pl.target || len(pl.entries) == 1 {
+	if t := targetDuration(s.Duration); t > pl.target || len(pl.entries) == 1 {
 		pl.target = max(pl.target, t)
 		return writeAtomic(pl.path, pl.render(false)) // a new header
 	}
@@ -395,6 +409,7 @@ func (w *Writer) Finish(index []byte, rends []Rendition, ended time.Time) (*Reco
 		}
 		return nil, ErrEmpty
 	}
+	w.alignEnds()
 	for _, key := range w.list {
 		if err := writeAtomic(w.lists[key].path, w.lists[key].render(true)); err != nil {
 			w.fail(err)
@@ -420,6 +435,30 @@ func (w *Writer) Finish(index []byte, rends []Rendition, ended time.Time) (*Reco
 	}
 	w.log.Info("recording finished", "dir", w.dir, "duration", w.meta.Duration)
 	return &Recording{Meta: w.meta, dir: w.dir}, nil
+}
+
+// alignEnds cuts the media playlists to the same last segment (a
+// transcoder stopped mid-work may have finished one rendition further than
+// another), so that a player switching renditions finds each segment in
+// every one, and deletes the segments cut.
+func (w *Writer) alignEnds() {
+	var end uint64
+	for i, key := range w.list {
+		es := w.lists[key].entries
+		if last := es[len(es)-1].seq + 1; i == 0 || last < end {
+			end = last
+		}
+	}
+	for _, key := range w.list {
+		pl := w.lists[key]
+		for len(pl.entries) > 1 && pl.entries[len(pl.entries)-1].seq >= end {
+			cut := pl.entries[len(pl.entries)-1]
+			pl.entries = pl.entries[:len(pl.entries)-1]
+			if err := os.Remove(filepath.Join(filepath.Dir(pl.path), cut.name)); err != nil {
+				w.log.Warn("delete cut segment", "error", err)
+			}
+		}
+	}
 }
 
 // writeAtomic writes a file readers never see half written.

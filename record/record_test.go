@@ -16,26 +16,17 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// segment is one call of Writer.Add in a test.
-type segment struct {
-	seq           uint64
-	seg, init     File
-	duration      time.Duration
-	discontinuity bool
-}
-
-func seg(seq uint64, ms int, init string, discont bool) segment {
-	s := segment{seq: seq, seg: File{"p_video1_seg" + string(rune('a'+seq)) + ".mp4", []byte{byte(seq)}},
-		duration: time.Duration(ms) * time.Millisecond, discontinuity: discont}
+func seg(seq uint64, ms int, init string, discont bool) Segment {
+	s := Segment{Rendition: "720p", Playlist: "video1_stream.m3u8", Sequence: seq,
+		File:     File{"p_video1_seg" + string(rune('a'+seq)) + ".mp4", []byte{byte(seq)}},
+		Duration: time.Duration(ms) * time.Millisecond, Discontinuity: discont}
 	if init != "" {
-		s.init = File{init, []byte("init " + init)}
+		s.Init = File{init, []byte("init " + init)}
 	}
 	return s
 }
 
-func add(w *Writer, s segment) {
-	w.Add("720p", "video1_stream.m3u8", s.seg, s.init, s.duration, s.discontinuity)
-}
+func add(w *Writer, s Segment) { w.Add(s) }
 
 func newStore(t *testing.T, keep int) *Store {
 	t.Helper()
@@ -51,15 +42,15 @@ var start = time.Date(2026, 12, 1, 8, 45, 0, 0, time.UTC)
 func TestPlaylists(t *testing.T) {
 	cases := []struct {
 		name string
-		segs []segment
+		segs []Segment
 	}{
-		{"plain", []segment{seg(7, 1000, "i.mp4", false), seg(8, 1000, "i.mp4", false), seg(9, 1033, "i.mp4", false)}},
+		{"plain", []Segment{seg(7, 1000, "i.mp4", false), seg(8, 1000, "i.mp4", false), seg(9, 1033, "i.mp4", false)}},
 		// the first segment of a resumed run; one at the start is not marked
-		{"resumed", []segment{seg(0, 1000, "i.mp4", true), seg(1, 1000, "i.mp4", false), seg(2, 1000, "i.mp4", true), seg(3, 1000, "i.mp4", false)}},
+		{"resumed", []Segment{seg(0, 1000, "i.mp4", true), seg(1, 1000, "i.mp4", false), seg(2, 1000, "i.mp4", true), seg(3, 1000, "i.mp4", false)}},
 		// a late keyframe: the header is rewritten with a larger target
-		{"long segment", []segment{seg(0, 1000, "i.mp4", false), seg(1, 2400, "i.mp4", false), seg(2, 1000, "i.mp4", false)}},
-		{"new init section", []segment{seg(0, 1000, "a.mp4", false), seg(1, 1000, "b.mp4", true)}},
-		{"mpegts", []segment{seg(0, 1000, "", false), seg(1, 1000, "", false)}},
+		{"long segment", []Segment{seg(0, 1000, "i.mp4", false), seg(1, 2400, "i.mp4", false), seg(2, 1000, "i.mp4", false)}},
+		{"new init section", []Segment{seg(0, 1000, "a.mp4", false), seg(1, 1000, "b.mp4", true)}},
+		{"mpegts", []Segment{seg(0, 1000, "", false), seg(1, 1000, "", false)}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -103,13 +94,13 @@ func TestPlaylists(t *testing.T) {
 			}
 			var total float64
 			for i, s := range c.segs {
-				total += s.duration.Seconds()
-				data, err := os.ReadFile(filepath.Join(w.Dir(), "720p", s.seg.Name))
-				if err != nil || data[0] != byte(s.seq) || pl.Segments[i].URI != s.seg.Name {
+				total += s.Duration.Seconds()
+				data, err := os.ReadFile(filepath.Join(w.Dir(), "720p", s.File.Name))
+				if err != nil || data[0] != byte(s.Sequence) || pl.Segments[i].URI != s.File.Name {
 					t.Errorf("segment %d: %v %v %s", i, err, data, pl.Segments[i].URI)
 				}
-				if d := pl.Segments[i].Duration - s.duration; d < -time.Microsecond || d > time.Microsecond {
-					t.Errorf("segment %d: EXTINF %s, want %s", i, pl.Segments[i].Duration, s.duration)
+				if d := pl.Segments[i].Duration - s.Duration; d < -time.Microsecond || d > time.Microsecond {
+					t.Errorf("segment %d: EXTINF %s, want %s", i, pl.Segments[i].Duration, s.Duration)
 				}
 			}
 			if rec.Duration != total || rec.StartedAt != start {
@@ -194,7 +185,7 @@ func TestNames(t *testing.T) {
 	}
 	w, _ := st.Create("s", start)
 	bad := seg(0, 1000, "i.mp4", false)
-	bad.seg.Name = "../../escape.mp4"
+	bad.File.Name = "../../escape.mp4"
 	add(w, bad)
 	if w.Err() == nil {
 		t.Error("a segment name with .. was written")
@@ -212,7 +203,7 @@ func TestNames(t *testing.T) {
 		code int
 	}{
 		{"720p/video1_stream.m3u8", 200},
-		{"720p/" + seg(0, 0, "", false).seg.Name, 200},
+		{"720p/" + seg(0, 0, "", false).File.Name, 200},
 		{"720p/i.mp4", 200},
 		{"720p/nosuch.mp4", 404},
 		{"../../secret", 404},
@@ -227,5 +218,33 @@ func TestNames(t *testing.T) {
 		if rr.Code != c.code {
 			t.Errorf("%s: %d, want %d", c.file, rr.Code, c.code)
 		}
+	}
+}
+
+// TestAlignEnds: a rendition that finished one segment further than the
+// others is cut to their end when the recording finishes.
+func TestAlignEnds(t *testing.T) {
+	st := newStore(t, 5)
+	w, _ := st.Create("s", start)
+	for i := range uint64(4) {
+		add(w, seg(i, 1000, "i.mp4", false))
+		if i < 3 {
+			low := seg(i, 1000, "i.mp4", false)
+			low.Rendition = "360p"
+			add(w, low)
+		}
+	}
+	if _, err := w.Finish(nil, nil, start); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"720p", "360p"} {
+		var pl playlist.Media
+		b, _ := os.ReadFile(filepath.Join(w.Dir(), dir, "video1_stream.m3u8"))
+		if err := pl.Unmarshal(b); err != nil || len(pl.Segments) != 3 {
+			t.Errorf("%s: %v, want 3 segments:\n%s", dir, err, b)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(w.Dir(), "720p", seg(3, 0, "", false).File.Name)); !os.IsNotExist(err) {
+		t.Errorf("the cut segment is still on disk: %v", err)
 	}
 }

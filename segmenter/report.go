@@ -1,7 +1,10 @@
 package segmenter
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,10 +68,9 @@ func (s *Segmenter) startReporting() {
 	}()
 }
 
-// stopReporting stops the reporter before the muxers close; with flush it
-// reports what finished since the last round first. End and Close call
-// it; only the first call does anything.
-func (s *Segmenter) stopReporting(flush bool) {
+// stopReporting stops the reporter before the muxers close. End and
+// Close call it; only the first call does anything.
+func (s *Segmenter) stopReporting() {
 	s.mu.Lock()
 	rep := s.report
 	s.mu.Unlock()
@@ -78,41 +80,73 @@ func (s *Segmenter) stopReporting(flush bool) {
 	rep.once.Do(func() {
 		close(rep.stop)
 		<-rep.done
-		if flush {
-			s.reportSegments()
-		}
 	})
 }
 
-// reportSegments hands every finished segment not reported yet to
-// OnSegment, in order per playlist. Runs on the reporter's goroutine, or
-// after it stopped.
+// reportSegments hands every finished segment of the muxers not reported
+// yet to OnSegment, in order per playlist. Runs on the reporter's
+// goroutine.
 func (s *Segmenter) reportSegments() {
 	s.mu.Lock()
-	type source struct {
-		mx   *muxer
-		info *playlist.Multivariant
-	}
-	var sources []source
+	var muxers []*muxer
 	for _, mx := range s.muxers {
 		if mx.info != nil {
-			sources = append(sources, source{mx, mx.info})
+			muxers = append(muxers, mx)
 		}
+	}
+	infos := make([]*playlist.Multivariant, len(muxers))
+	for i, mx := range muxers {
+		infos[i] = mx.info
 	}
 	discont := s.discontAt
 	rep := s.report
 	s.mu.Unlock()
-	for _, src := range sources {
-		for _, uri := range mediaPlaylists(src.info) {
-			if err := s.reportPlaylist(rep, src.mx, uri, discont); err != nil {
-				s.logger().Warn("report segments", "rendition", src.mx.dir, "playlist", uri, "error", err)
+	for i, mx := range muxers {
+		fetch := func(name string) ([]byte, error) { return get(mx.m, name) }
+		s.reportRendition(rep, mx.dir, infos[i], fetch, discont)
+	}
+}
+
+// reportFrozen hands what the muxers finished since the last round, and
+// the segments the end completed, to OnSegment, from the finished playlists
+// Handle serves once End froze them. End runs it last.
+func (s *Segmenter) reportFrozen() {
+	s.mu.Lock()
+	rep, final := s.report, s.final
+	s.mu.Unlock()
+	if rep == nil {
+		return
+	}
+	for _, r := range final {
+		fetch := func(name string) ([]byte, error) {
+			var c capture
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "/"+r.Dir+"/"+name, nil)
+			s.Handle(&c, req, r.Dir+"/"+name)
+			if c.code != http.StatusOK {
+				return nil, fmt.Errorf("finished file %s/%s: status %d", r.Dir, name, c.code)
 			}
+			return c.body, nil
+		}
+		s.reportRendition(rep, r.Dir, r.Playlist, fetch, nil)
+	}
+}
+
+// reportRendition reports the new segments of every media playlist of a
+// rendition, read with fetch.
+func (s *Segmenter) reportRendition(rep *reporter, dir string, info *playlist.Multivariant,
+	fetch func(string) ([]byte, error), discont []uint64) {
+	if info == nil {
+		return
+	}
+	for _, uri := range mediaPlaylists(info) {
+		if err := s.reportPlaylist(rep, dir, uri, fetch, discont); err != nil {
+			s.logger().Warn("report segments", "rendition", dir, "playlist", uri, "error", err)
 		}
 	}
 }
 
-func (s *Segmenter) reportPlaylist(rep *reporter, mx *muxer, uri string, discont []uint64) error {
-	body, err := get(mx.m, uri)
+func (s *Segmenter) reportPlaylist(rep *reporter, dir, uri string, fetch func(string) ([]byte, error), discont []uint64) error {
+	body, err := fetch(uri)
 	if err != nil {
 		return err
 	}
@@ -120,7 +154,7 @@ func (s *Segmenter) reportPlaylist(rep *reporter, mx *muxer, uri string, discont
 	if err := pl.Unmarshal(body); err != nil {
 		return fmt.Errorf("parse media playlist: %w", err)
 	}
-	key := mx.dir + "/" + uri
+	key := dir + "/" + uri
 	for i, seg := range pl.Segments {
 		msn := uint64(pl.MediaSequence + i)
 		if seg.Gap || msn < rep.next[key] {
@@ -128,19 +162,16 @@ func (s *Segmenter) reportPlaylist(rep *reporter, mx *muxer, uri string, discont
 		}
 		if next := rep.next[key]; next > 0 && msn > next {
 			s.logger().Warn("segments left the window before they were reported",
-				"rendition", mx.dir, "playlist", uri, "missed", msn-next)
+				"rendition", dir, "playlist", uri, "missed", msn-next)
 		}
-		out := Segment{Rendition: mx.dir, Playlist: uri, Sequence: msn, Name: stripQuery(seg.URI),
-			Duration: seg.Duration}
-		for _, d := range discont {
-			out.Discontinuity = out.Discontinuity || d == msn
-		}
-		if out.Data, err = get(mx.m, out.Name); err != nil {
+		out := Segment{Rendition: dir, Playlist: uri, Sequence: msn, Name: stripQuery(seg.URI),
+			Duration: seg.Duration, Discontinuity: seg.Discontinuity || slices.Contains(discont, msn)}
+		if out.Data, err = fetch(out.Name); err != nil {
 			return err
 		}
 		if pl.Map != nil {
 			out.InitName = stripQuery(pl.Map.URI)
-			if out.Init, err = get(mx.m, out.InitName); err != nil {
+			if out.Init, err = fetch(out.InitName); err != nil {
 				return err
 			}
 		}

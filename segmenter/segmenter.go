@@ -84,9 +84,9 @@ type Segmenter struct {
 	Logger *slog.Logger
 	// OnSegment, when set, receives every finished segment of every media
 	// playlist once, in order per playlist, within about 250 ms of its end
-	// (and the last ones during End), from one goroutine at a time. It
-	// must not call the Segmenter back; a slow OnSegment delays only the
-	// later reports.
+	// (the last ones, from the finished playlists, during End), from one
+	// goroutine at a time, without the Segmenter's lock held. A slow
+	// OnSegment delays only the later reports.
 	OnSegment func(Segment)
 
 	report    *reporter
@@ -570,7 +570,8 @@ func (s *Segmenter) End() {
 	s.ended = true
 	muxers, discont := s.muxers, s.discontAt
 	s.mu.Unlock()
-	s.stopReporting(true)
+	s.stopReporting()
+	defer s.reportFrozen() // what finished since the last round, and what the end completes
 
 	frozen := map[string][]byte{}
 	for _, mx := range muxers {
@@ -678,7 +679,7 @@ func (s *Segmenter) Close() {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	s.stopReporting(false)
+	s.stopReporting()
 	s.mu.Lock()
 	muxers := s.muxers
 	s.muxers = nil

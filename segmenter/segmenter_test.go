@@ -212,7 +212,8 @@ func BenchmarkReportRound(b *testing.B) {
 		b.Fatal(err)
 	}
 	<-s.Ready()
-	s.stopReporting(true)
+	s.stopReporting()
+	s.reportSegments()
 	if n == 0 {
 		b.Fatal("nothing reported")
 	}

@@ -244,8 +244,9 @@ func (o *output) End() {
 // record is the segmenter's OnSegment: it writes the segment, and the
 // multivariant playlist once every rendition has one.
 func (o *output) record(seg segmenter.Segment) {
-	o.rec.Add(seg.Rendition, seg.Playlist, record.File{Name: seg.Name, Data: seg.Data},
-		record.File{Name: seg.InitName, Data: seg.Init}, seg.Duration, seg.Discontinuity)
+	o.rec.Add(record.Segment{Rendition: seg.Rendition, Playlist: seg.Playlist, Sequence: seg.Sequence,
+		File: record.File{Name: seg.Name, Data: seg.Data}, Init: record.File{Name: seg.InitName, Data: seg.Init},
+		Duration: seg.Duration, Discontinuity: seg.Discontinuity})
 	if !o.indexed {
 		if body, err := o.Multivariant(); err == nil {
 			o.rec.WriteIndex(body)
