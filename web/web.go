@@ -42,9 +42,10 @@ type Chat interface {
 	Users(room string) int
 }
 
-// Catalog finds the streams that are live or have just ended.
+// Catalog finds the streams that are live or have just ended, or else
+// their recordings.
 type Catalog interface {
-	// Stream returns the named stream, or nil.
+	// Stream returns the named stream (maybe a recording), or nil.
 	Stream(name string) Stream
 	// Names lists the streams it holds.
 	Names() []string
