@@ -85,7 +85,14 @@ type Segmenter struct {
 	PartDuration time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// OnSegment, when set, receives every finished segment of every media
+	// playlist once, in order per playlist, within about 250 ms of its end
+	// (the last ones, from the finished playlists, during End), from one
+	// goroutine at a time, without the Segmenter's lock held. A slow
+	// OnSegment delays only the later reports.
+	OnSegment func(Segment)
 
+	report    *reporter
 	mu        sync.Mutex
 	muxers    []*muxer
 	ready     chan struct{}
@@ -309,6 +316,7 @@ func (s *Segmenter) attach(videos []*mpegts.Track, audio *mpegts.Track) ([]*muxe
 		s.muxers = append(s.muxers, mx)
 	}
 	go s.waitReady(s.muxers)
+	s.startReporting()
 	return s.muxers, 0, nil
 }
 
@@ -555,6 +563,8 @@ func (s *Segmenter) End() {
 	s.ended = true
 	muxers, discont := s.muxers, s.discontAt
 	s.mu.Unlock()
+	s.stopReporting()
+	defer s.reportFrozen() // what finished since the last round, and what the end completes
 
 	frozen := map[string][]byte{}
 	finals := map[string]*playlist.Media{}
@@ -718,6 +728,9 @@ func (s *Segmenter) Close() {
 		return
 	}
 	s.closed = true
+	s.mu.Unlock()
+	s.stopReporting()
+	s.mu.Lock()
 	muxers := s.muxers
 	s.muxers = nil
 	s.mu.Unlock()

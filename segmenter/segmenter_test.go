@@ -17,7 +17,7 @@ import (
 
 // makeTS has ffmpeg write what the transcoder writes: MPEG-TS with two
 // H.264 tracks (keyframe every second) and AAC, not in real time.
-func makeTS(t *testing.T, seconds string) []byte {
+func makeTS(t testing.TB, seconds string) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		if os.Getenv("CI") != "" {

@@ -42,9 +42,10 @@ type Chat interface {
 	Users(room string) int
 }
 
-// Catalog finds the streams that are live or have just ended.
+// Catalog finds the streams that are live or have just ended, or else
+// their recordings.
 type Catalog interface {
-	// Stream returns the named stream, or nil.
+	// Stream returns the named stream (maybe a recording), or nil.
 	Stream(name string) Stream
 	// Names lists the streams it holds.
 	Names() []string
@@ -72,6 +73,13 @@ type StreamInfo struct {
 	Viewers    int             `json:"viewers"`
 	ChatUsers  int             `json:"chat_users"`
 	Renditions []RenditionInfo `json:"renditions"`
+	// Recording is true when the stream is not live and /live/ serves its
+	// newest finished recording, as VOD.
+	Recording bool `json:"recording"`
+	// RecordedAt is when that recording started (its broadcast's start).
+	RecordedAt *time.Time `json:"recorded_at,omitempty"`
+	// Duration is that recording's length in seconds.
+	Duration float64 `json:"duration,omitempty"`
 }
 
 // RenditionInfo describes one rendition for the API.

@@ -32,6 +32,8 @@ type config struct {
 	PublishKeys []string `json:"publish_keys"`
 	NATSURL     string   `json:"nats_url"`
 	FFmpeg      string   `json:"ffmpeg"`
+	Record      bool     `json:"record"`
+	RecordKeep  int      `json:"record_keep"`
 
 	Ladder     []rung `json:"ladder"`
 	AudioKbps  int    `json:"audio_kbps"`
@@ -196,6 +198,7 @@ func (c *config) validate() error {
 	}{
 		{"hls_segment_count", c.HLSSegmentCount >= minSegments, fmt.Sprintf("at least %d for this variant", minSegments)},
 		{"keep_ended", c.KeepEnded >= duration(time.Second), "at least 1s"},
+		{"record_keep", c.RecordKeep >= 1, "at least 1"},
 		{"start_wait", c.StartWait >= 0, "not negative"},
 		{"ingest_max_frame_bytes", c.IngestMaxFrameBytes >= 1024 && c.IngestMaxFrameBytes <= 64<<20, "between 1024 and 64 MiB"},
 		{"ingest_idle_timeout", c.IngestIdleTimeout >= duration(time.Second), "at least 1s"},

@@ -22,8 +22,12 @@ func TestLoad(t *testing.T) {
 		wantErr string // substring; "" for success
 	}{
 		{"embedded defaults", nil, nil, func(c *config) bool {
-			return c.Listen == "127.0.0.1:8080" && len(c.Ladder) == 3 && c.HLSVariant == "lowlatency" && len(c.PublishKeys) == 0
+			return c.Listen == "127.0.0.1:8080" && len(c.Ladder) == 3 && c.HLSVariant == "lowlatency" && len(c.PublishKeys) == 0 &&
+				c.Data == "" && c.Record && c.RecordKeep == 5
 		}, ""},
+		{"recording off", []string{"--data", "/tmp/x", "--config", "FILE:{\"record\":false}"}, nil,
+			func(c *config) bool { return c.Data == "/tmp/x" && !c.Record }, ""},
+		{"record_keep", []string{"--config", "FILE:{\"record_keep\":0}"}, nil, nil, "record_keep"},
 		{"env", nil, map[string]string{"LIVEGATE_LISTEN": "127.0.0.1:9000", "LIVEGATE_PUBLISH_KEY": "k1"},
 			func(c *config) bool { return c.Listen == "127.0.0.1:9000" && c.PublishKeys[0] == "k1" }, ""},
 		{"flag over env", []string{"--listen", "127.0.0.1:9001"}, map[string]string{"LIVEGATE_LISTEN": "127.0.0.1:9000"},

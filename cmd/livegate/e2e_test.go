@@ -442,7 +442,8 @@ func TestBadInput(t *testing.T) {
 // discontinuity and end with #EXT-X-ENDLIST.
 func TestResume(t *testing.T) {
 	needTools(t)
-	srv := startGateway(t, nil)
+	data := t.TempDir()
+	srv := startGateway(t, func(c *config) { c.Data = data })
 	first := publish(t, srv, "r", "640x360", 30)
 	var session string
 	for m := range first.status {
@@ -480,6 +481,30 @@ func TestResume(t *testing.T) {
 	if discont != 1 || pl.Segments[0].Discontinuity || len(pl.Segments) < 3 {
 		b, _ := pl.Marshal()
 		t.Errorf("want one discontinuity between the runs' segments:\n%s", b)
+	}
+
+	// both runs are one recording, with the same discontinuity
+	dirs, _ := filepath.Glob(filepath.Join(data, "recordings", "r", "*"))
+	_, media := recordedPlaylists(t, finishedRecording(t, data, "r"))
+	rec := media["360p/video1_stream.m3u8"]
+	if len(dirs) != 1 || rec == nil {
+		t.Fatalf("want one recording with 360p/video1_stream.m3u8, got %v %v", dirs, media)
+	}
+	var at []string
+	for _, seg := range rec.Segments {
+		if seg.Discontinuity {
+			at = append(at, seg.URI)
+		}
+	}
+	want := ""
+	for _, seg := range pl.Segments {
+		if seg.Discontinuity {
+			want = seg.URI
+		}
+	}
+	if len(at) != 1 || at[0] != want || len(rec.Segments) < len(pl.Segments) {
+		t.Errorf("recording: discontinuity at %v, live playlist at %s; %d segments recorded, %d in the window",
+			at, want, len(rec.Segments), len(pl.Segments))
 	}
 }
 

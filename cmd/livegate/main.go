@@ -14,11 +14,13 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/livegate/livegate/chat"
 	"github.com/livegate/livegate/ingest"
+	"github.com/livegate/livegate/record"
 	"github.com/livegate/livegate/segmenter"
 	"github.com/livegate/livegate/web"
 )
@@ -65,6 +67,13 @@ func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
 	g.hub = &hub{
 		ladder: cfg.transcodeLadder(), ffmpeg: cfg.FFmpeg, variant: variant,
 		segments: cfg.HLSSegmentCount, keepEnded: time.Duration(cfg.KeepEnded), log: log,
+	}
+	if cfg.Data != "" && cfg.Record {
+		g.hub.rec = &record.Store{Dir: filepath.Join(cfg.Data, "recordings"), Keep: cfg.RecordKeep,
+			Logger: log.With("component", "record")}
+		if err := g.hub.rec.Start(); err != nil {
+			return nil, fmt.Errorf("data: %w", err)
+		}
 	}
 	g.rooms = &chat.Server{
 		MaxTextRunes:  cfg.ChatMaxTextRunes,

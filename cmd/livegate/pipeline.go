@@ -14,6 +14,7 @@ import (
 
 	"github.com/livegate/livegate/ingest"
 	"github.com/livegate/livegate/manifest"
+	"github.com/livegate/livegate/record"
 	"github.com/livegate/livegate/segmenter"
 	"github.com/livegate/livegate/transcode"
 	"github.com/livegate/livegate/web"
@@ -21,17 +22,20 @@ import (
 
 // hub wires transcode and segmenter into the media pipeline of each stream.
 // It is the ingest.Backend and the web.Catalog: it holds the streams that
-// are live or ended less than keepEnded ago.
+// are live or ended less than keepEnded ago, and finds the recordings of
+// the others.
 type hub struct {
 	ladder    transcode.Ladder
 	ffmpeg    string
 	variant   segmenter.Variant
 	segments  int
 	keepEnded time.Duration
+	rec       *record.Store // nil: recording off
 	log       *slog.Logger
 
 	mu      sync.Mutex
 	streams map[string]*output
+	vods    map[string]*record.Recording // newest finished recording by stream, once looked up
 }
 
 // output is one stream's HLS output across publisher reconnects.
@@ -41,6 +45,8 @@ type output struct {
 	log     *slog.Logger
 	seg     *segmenter.Segmenter
 	started time.Time
+	rec     *record.Writer // nil: not recorded
+	indexed bool           // rec has its multivariant playlist
 
 	thumbMu sync.Mutex // one thumbnail made at a time
 	thumb   []byte
@@ -61,12 +67,21 @@ type sample struct {
 func (h *hub) Open(name string) (ingest.Output, error) {
 	o := &output{hub: h, name: name, started: time.Now(), log: h.log.With("stream", name)}
 	o.seg = &segmenter.Segmenter{Variant: h.variant, SegmentCount: h.segments, Logger: o.log}
+	if h.rec != nil {
+		w, err := h.rec.Create(name, o.started) // prunes, maybe the cached recording
+		if err != nil {
+			o.log.Error("recording not started (the live stream goes on)", "error", err)
+		} else {
+			o.rec, o.seg.OnSegment = w, o.record
+		}
+	}
 	h.mu.Lock()
 	old := h.streams[name]
 	if h.streams == nil {
 		h.streams = map[string]*output{}
 	}
 	h.streams[name] = o
+	delete(h.vods, name)
 	h.mu.Unlock()
 	if old != nil {
 		old.seg.Close() // an ended stream of the same name gives way
@@ -74,14 +89,36 @@ func (h *hub) Open(name string) (ingest.Output, error) {
 	return o, nil
 }
 
-// Stream implements web.Catalog.
+// Stream implements web.Catalog: the live or just ended stream, else its
+// newest finished recording.
 func (h *hub) Stream(name string) web.Stream {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if o := h.streams[name]; o != nil {
+	o, v := h.streams[name], h.vods[name]
+	h.mu.Unlock()
+	if o != nil {
 		return o
 	}
-	return nil
+	if h.rec == nil {
+		return nil
+	}
+	if v == nil {
+		r, err := h.rec.Latest(name) // a recording of an earlier run of the gateway
+		if err != nil {
+			return nil
+		}
+		v = r
+		h.setVOD(name, r)
+	}
+	return vod{v}
+}
+
+func (h *hub) setVOD(name string, r *record.Recording) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.vods == nil {
+		h.vods = map[string]*record.Recording{}
+	}
+	h.vods[name] = r
 }
 
 // Names implements web.Catalog.
@@ -181,13 +218,18 @@ func (o *output) Speed() float64 {
 }
 
 // End implements ingest.Output: the playlists are finished, kept for
-// keepEnded, then dropped.
+// keepEnded, then dropped; the recording is finished and served from then
+// on.
 func (o *output) End() {
 	o.seg.End()
 	o.mu.Lock()
 	o.ended = time.Now()
+	ended := o.ended
 	o.mu.Unlock()
 	o.log.Info("stream ended")
+	if o.rec != nil {
+		o.finishRecording(ended)
+	}
 	time.AfterFunc(o.hub.keepEnded, func() {
 		h := o.hub
 		h.mu.Lock()
@@ -197,6 +239,42 @@ func (o *output) End() {
 		h.mu.Unlock()
 		o.seg.Close()
 	})
+}
+
+// record is the segmenter's OnSegment: it writes the segment, and the
+// multivariant playlist once every rendition has one.
+func (o *output) record(seg segmenter.Segment) {
+	o.rec.Add(record.Segment{Rendition: seg.Rendition, Playlist: seg.Playlist, Sequence: seg.Sequence,
+		File: record.File{Name: seg.Name, Data: seg.Data}, Init: record.File{Name: seg.InitName, Data: seg.Init},
+		Duration: seg.Duration, Discontinuity: seg.Discontinuity})
+	if !o.indexed {
+		if body, err := o.Multivariant(); err == nil {
+			o.rec.WriteIndex(body)
+			o.indexed = true
+		}
+	}
+}
+
+// finishRecording closes the recording after the last segment and makes it
+// the stream's newest.
+func (o *output) finishRecording(ended time.Time) {
+	index, err := o.Multivariant()
+	if err != nil {
+		o.log.Warn("recording keeps its first multivariant playlist", "error", err)
+		index = nil
+	}
+	var rends []record.Rendition
+	for _, r := range o.Info().Renditions {
+		rends = append(rends, record.Rendition(r))
+	}
+	rec, err := o.rec.Finish(index, rends, ended)
+	if err != nil {
+		if errors.Is(err, record.ErrEmpty) {
+			o.log.Debug("nothing recorded")
+		}
+		return // a disk error was logged when it stopped the recording
+	}
+	o.hub.setVOD(o.name, rec)
 }
 
 // Info implements web.Stream.
@@ -269,6 +347,37 @@ func (o *output) Thumbnail() ([]byte, error) {
 func (o *output) ServeFile(w http.ResponseWriter, r *http.Request, file string) {
 	o.seg.Handle(w, r, file)
 }
+
+// vod is a finished recording served as the stream.
+type vod struct{ rec *record.Recording }
+
+var always = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Info implements web.Stream.
+func (v vod) Info() web.StreamInfo {
+	started, ended := v.rec.StartedAt, v.rec.EndedAt
+	info := web.StreamInfo{Name: v.rec.Stream, StartedAt: started, EndedAt: &ended,
+		Recording: true, RecordedAt: &started, Duration: v.rec.Duration}
+	for _, r := range v.rec.Renditions {
+		info.Renditions = append(info.Renditions, web.RenditionInfo(r))
+	}
+	return info
+}
+
+// Ready implements web.Stream: a recording is ready.
+func (v vod) Ready() <-chan struct{} { return always }
+
+// Multivariant implements web.Stream.
+func (v vod) Multivariant() ([]byte, error) { return v.rec.Multivariant() }
+
+// ServeFile implements web.Stream.
+func (v vod) ServeFile(w http.ResponseWriter, r *http.Request, file string) {
+	v.rec.ServeFile(w, r, file, segmenter.ContentType(file))
+}
+
+// Thumbnail implements web.Stream; the pages show thumbnails of live
+// streams only.
+func (v vod) Thumbnail() ([]byte, error) { return nil, errors.New("no thumbnail for recordings") }
 
 // transcodeRun is one ffmpeg fed by one publisher connection.
 type transcodeRun struct {

@@ -1,5 +1,7 @@
 // Viewer page: hls.js in low-latency mode (native HLS where MSE is
 // missing), quality menu, latency, offline/ended states with retry, chat.
+// When the stream is not live but has a recording, it plays the recording
+// as VOD from the start, and switches to live when a new broadcast starts.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -9,10 +11,15 @@
   const dbg = { errors: [], hls: null, video };
   window.__livegate = dbg;
   let hls = null, retry = null;
+  let recording = null; // the API's description of the recording playing, or null when live
 
   $("title").textContent = name;
   document.title = name + " · livegate";
   function say(text) { $("state").textContent = text; }
+  function recordingText() {
+    const at = new Date(recording.recorded_at);
+    return "Recording of " + name + (isNaN(at) ? "" : " from " + at.toLocaleString());
+  }
 
   function scheduleRetry(text) {
     say(text);
@@ -30,19 +37,23 @@
 
   async function load() {
     const res = await fetch("/api/streams/" + encodeURIComponent(name)).catch(() => null);
-    if (!res || !res.ok) { scheduleRetry("Offline. Waiting for the stream to start…"); return; }
+    if (!res || !res.ok) { recording = null; scheduleRetry("Offline. Waiting for the stream to start…"); return; }
     const info = await res.json();
     $("viewers").textContent = info.viewers + " watching";
-    if (!info.live && info.ended_at) say("The stream has ended.");
+    recording = !info.live && info.recording ? info : null;
+    dbg.recording = !!recording;
+    if (recording) say(recordingText());
+    else if (!info.live && info.ended_at) say("The stream has ended.");
     else say("Starting…");
     if (window.Hls && Hls.isSupported()) {
       if (hls) hls.destroy();
-      hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30, manifestLoadingMaxRetry: 4 });
+      hls = new Hls(recording ? { startPosition: 0, manifestLoadingMaxRetry: 4 }
+        : { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30, manifestLoadingMaxRetry: 4 });
       dbg.hls = hls;
       hls.on(Hls.Events.MANIFEST_PARSED, () => { fillLevels(); video.play().catch(() => {}); });
       hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
         const l = hls.levels[d.level];
-        $("state").textContent = (hls.autoLevelEnabled ? "Auto · " : "") + "playing " + l.height + "p";
+        say((recording ? recordingText() + " · " : "") + (hls.autoLevelEnabled ? "Auto · " : "") + "playing " + l.height + "p");
       });
       hls.on(Hls.Events.ERROR, (_, d) => {
         if (!d.fatal) return;
@@ -62,14 +73,16 @@
 
   quality.addEventListener("change", () => { if (hls) hls.currentLevel = Number(quality.value); });
   golive.addEventListener("click", () => { if (hls && hls.liveSyncPosition) video.currentTime = hls.liveSyncPosition; });
-  video.addEventListener("ended", () => say("The stream has ended."));
+  video.addEventListener("ended", () => say(recording ? "End of the recording." : "The stream has ended."));
   setInterval(() => {
+    if (recording) { golive.hidden = true; $("latency").textContent = ""; return; }
     if (!hls || hls.latency === undefined || !isFinite(hls.latency)) return;
     $("latency").textContent = "Latency " + hls.latency.toFixed(1) + " s";
     golive.hidden = !(hls.targetLatency && hls.latency > hls.targetLatency + 2);
   }, 1000);
 
-  // viewer count, and a new broadcast after the last one ended
+  // viewer count, and a new broadcast after the last one ended or while a
+  // recording plays
   let ended = false;
   video.addEventListener("ended", () => { ended = true; });
   setInterval(async () => {
@@ -78,7 +91,7 @@
     const info = await res.json().catch(() => null);
     if (!info) return;
     $("viewers").textContent = (info.viewers || 0) + " watching";
-    if (ended && info.live) { ended = false; load(); }
+    if ((ended || recording) && info.live) { ended = false; load(); }
   }, 5000);
 
   if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: name });
