@@ -122,10 +122,10 @@ func (s *Segmenter) reportFrozen() {
 			var c capture
 			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "/"+r.Dir+"/"+name, nil)
 			s.Handle(&c, req, r.Dir+"/"+name)
-			if c.code != http.StatusOK {
+			if c.code != http.StatusOK || c.body == nil {
 				return nil, fmt.Errorf("finished file %s/%s: status %d", r.Dir, name, c.code)
 			}
-			return c.body, nil
+			return *c.body, nil
 		}
 		s.reportRendition(rep, r.Dir, r.Playlist, fetch, nil)
 	}
