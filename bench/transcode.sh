@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# bench/transcode.sh: transcoding cost of a live 720p stream, livegate (the
+# gateway + its ffmpeg) vs the bare ffmpeg command it runs, same input, same
+# real-time rate; and the most concurrent real-time streams of each.
+#
+#   bench/transcode.sh             full run: 30 s input, 20 s windows, N = 1..6
+#   bench/transcode.sh --smoke     4 s input, 4 s windows, N = 1 (< 60 s)
+#   bench/transcode.sh --json F    also write the report to F
+#
+# Input (made once, OUT_DIR/input.webm, or INPUT=FILE): ffmpeg lavfi
+# testsrc2 1280x720 30 fps + 440 Hz sine, VP8 (libvpx realtime, cpu-used 8,
+# 2500k, keyframe every 2 s) + Opus 128k in WebM, as Chrome's MediaRecorder
+# sends by default.
+# For N = 1, 2, 3 ... both sides run in turn, N streams at once:
+# - livegate: a fresh gateway (go build ./cmd/livegate, embedded defaults,
+#   free 127.0.0.1 port); lgload -replay INPUT -publishers N -viewers 0
+#   -gateway-pid publishes the file looped in real time over /ingest/{stream}
+#   (ffmpeg -re -c copy, 100 ms chunks) and reports, over its window
+#   (from playable + 2 s, DURATION long), the CPU of the gateway and of its
+#   ffmpeg children (utime+stime from /proc) and each stream's median
+#   status speed (media segmented per wall second over ~3 s windows).
+# - bare: per stream, the same feeder (ffmpeg -re -stream_loop -1 -i INPUT
+#   -c copy -f webm pipe:1) into a pipe read by ffmpeg with the gateway's
+#   very argument list (livegate --print-ffmpeg-args 1280x720) plus
+#   `-progress pipe:3` (reporting only); its MPEG-TS output goes to a pipe
+#   that cat reads and discards. Window: from its first progress report +
+#   SETTLE, DURATION long; CPU = the transcoder's utime+stime (not the
+#   feeder's); speed = output media time / wall time over the window.
+# A side keeps real time at N when every stream's speed >= SPEED_MIN; each
+# side stops at its first failing N (MAX_STREAMS bounds it). Cost = CPU
+# seconds per media second at N = 1; ratio = livegate / bare.
+# Every pass also records the machine (/proc/stat: busy cores, steal, and
+# "others" = busy minus this script's own process tree) and is marked
+# disturbed when others > 0.1 core or steal > 5 %.
+# Environment: DURATION (20s full, 4s smoke), SETTLE (3s), INPUT_SECONDS
+# (30, smoke 4), MAX_STREAMS (6, smoke 1), SPEED_MIN (0.97), INPUT, OUT_DIR,
+# REPORT (OUT_DIR/transcode.json), GATEWAY (a prebuilt gateway binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=0
+report=${REPORT:-}
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--smoke) smoke=1 ;;
+	--json)
+		report=${2:?--json needs a file}
+		shift
+		;;
+	-h | --help)
+		sed -n '2,37p' "$0"
+		exit 0
+		;;
+	*)
+		echo "transcode.sh: unknown argument $1 (see --help)" >&2
+		exit 2
+		;;
+	esac
+	shift
+done
+for tool in go ffmpeg python3 curl; do
+	command -v "$tool" >/dev/null || { echo "transcode.sh: $tool not found" >&2; exit 1; }
+done
+
+dur=${DURATION:-20s}
+insec=${INPUT_SECONDS:-30}
+maxn=${MAX_STREAMS:-6}
+if [ $smoke = 1 ]; then dur=${DURATION:-4s}; insec=${INPUT_SECONDS:-4}; maxn=${MAX_STREAMS:-1}; fi
+settle=${SETTLE:-3}
+speedmin=${SPEED_MIN:-0.97}
+case "$dur" in *s) ;; *) echo "transcode.sh: DURATION $dur: want seconds like 20s" >&2; exit 2 ;; esac
+durs=${dur%s}
+for v in "$durs" "$settle" "$insec" "$maxn"; do
+	[[ $v =~ ^[1-9][0-9]{0,3}$ ]] || { echo "transcode.sh: DURATION, SETTLE, INPUT_SECONDS, MAX_STREAMS: want 1 to 9999, got $v" >&2; exit 2; }
+done
+[ "$maxn" -le 20 ] || { echo "transcode.sh: MAX_STREAMS $maxn: at most 20" >&2; exit 2; }
+
+out=${OUT_DIR:-$(mktemp -d -t lgtranscode-XXXXXX)}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+report=${report:-$out/transcode.json}
+if [ -n "${GATEWAY:-}" ]; then cp "$GATEWAY" "$out/livegate"; else go build -o "$out/livegate" ./cmd/livegate; fi
+go build -o "$out/lgload" ./cmd/lgload
+
+input=${INPUT:-$out/input.webm}
+if [ ! -s "$input" ]; then
+	ffmpeg -hide_banner -nostats -loglevel error -y \
+		-f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+		-t "$insec" -c:v libvpx -deadline realtime -cpu-used 8 -b:v 2500k -g 60 \
+		-c:a libopus -b:a 128k -f webm "$input"
+fi
+mapfile -t targs < <("$out/livegate" --print-ffmpeg-args 1280x720)
+printf '%s\n' "${targs[@]}" >"$out/ffmpeg-args.txt"
+
+machine="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -h | awk '/^Mem:/ {print $2}') RAM, $(ffmpeg -version | head -1 | cut -d' ' -f1-3)"
+echo "machine: $machine, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Every process started here is in one of these; cleanup ends what is left.
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+	sleep 0.5
+	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop PID...: SIGINT, then SIGKILL what is left after 10 s; waits for all.
+stop() {
+	local p
+	for p in "$@"; do kill -INT "$p" 2>/dev/null || true; done
+	for _ in $(seq 100); do
+		local alive=0
+		for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ $alive = 0 ] && break
+		sleep 0.1
+	done
+	for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+	for p in "$@"; do wait "$p" 2>/dev/null || true; done
+}
+
+# usage prints the wall clock, the /proc/stat cpu line and this shell's
+# reaped children's CPU ticks (cutime + cstime: every process this script
+# started and waited for, their own children included).
+usage() {
+	echo "$EPOCHREALTIME $(head -1 /proc/stat | cut -d' ' -f2-) $(awk '{print $16 + $17}' /proc/$$/stat)"
+}
+
+# ticks PID... prints the sum of utime + stime of the pids.
+ticks() {
+	local t=0 p
+	for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+	echo "$t"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# livegate_pass N DIR: N publishers through a fresh gateway.
+livegate_pass() {
+	local n=$1 d=$2 port gw
+	port=$(free_port)
+	"$out/livegate" --listen "127.0.0.1:$port" >"$d/gateway.log" 2>&1 &
+	gw=$!
+	pids+=("$gw")
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+	local rc=0
+	timeout --kill-after=5 $((durs + 90)) "$out/lgload" -url "http://127.0.0.1:$port" -prefix tc \
+		-publishers "$n" -viewers 0 -replay "$input" -duration "$dur" -start-wait 30s \
+		-gateway-pid "$gw" -json "$d/lgload.json" >"$d/lgload.txt" 2>"$d/lgload.progress" || rc=$?
+	stop "$gw"
+	[ $rc = 0 ] || echo "transcode.sh: lgload exited $rc (see $d/lgload.progress)" >&2
+}
+
+# bare_pass N DIR: N feeder | transcoder | cat pipelines.
+bare_pass() {
+	local n=$1 d=$2 i feeders=() tpids=() rest=()
+	for ((i = 0; i < n; i++)); do
+		mkfifo "$d/in$i" "$d/out$i" "$d/progress$i"
+		# the transcoder's progress reports, timestamped: "wall out_time_us"
+		while IFS= read -r l; do
+			if [[ $l == out_time_us=* ]]; then echo "$EPOCHREALTIME ${l#out_time_us=}"; fi
+		done <"$d/progress$i" >"$d/progress$i.txt" &
+		rest+=($!)
+		cat "$d/out$i" >/dev/null &
+		rest+=($!)
+		ffmpeg "${targs[@]}" -progress pipe:3 <"$d/in$i" >"$d/out$i" 3>"$d/progress$i" 2>"$d/transcoder$i.log" &
+		tpids+=($!)
+		ffmpeg -nostdin -hide_banner -nostats -loglevel error -re -stream_loop -1 -i "$input" \
+			-t $((durs + settle + 60)) -c copy -cluster_time_limit 100 -flush_packets 1 -f webm pipe:1 \
+			>"$d/in$i" 2>"$d/feeder$i.log" &
+		feeders+=($!)
+	done
+	pids+=("${feeders[@]}" "${tpids[@]}" "${rest[@]}")
+	local started=0
+	for _ in $(seq 300); do
+		started=1
+		for ((i = 0; i < n; i++)); do [ -s "$d/progress$i.txt" ] || started=0; done
+		[ $started = 1 ] && break
+		sleep 0.1
+	done
+	if [ $started = 1 ]; then
+		sleep "$settle"
+		echo "$EPOCHREALTIME $(ticks "${tpids[@]}")" >"$d/window"
+		sleep "$durs"
+		echo "$EPOCHREALTIME $(ticks "${tpids[@]}")" >>"$d/window"
+	else
+		echo "transcode.sh: bare transcoders did not start within 30 s (see $d/transcoder*.log)" >&2
+	fi
+	# The transcoders end at the end of their input.
+	stop "${feeders[@]}"
+	stop "${tpids[@]}" "${rest[@]}"
+}
+
+# pass SIDE N: one pass, its machine usage, and its summary in DIR/pass.json;
+# returns 0 when every stream kept real time.
+pass() {
+	local side=$1 n=$2 d="$out/$1.$2"
+	mkdir -p "$d"
+	echo "== $side, $n stream(s) (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+	usage >"$d/usage"
+	"${side}_pass" "$n" "$d"
+	pids=() # all ended and waited for: never signal a reused pid
+	usage >>"$d/usage"
+	python3 - "$side" "$n" "$d" "$speedmin" <<'PY'
+import json, os, sys
+side, n, d, speedmin = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+HZ = 100
+u0, u1 = ([float(x) for x in l.split()] for l in open(f"{d}/usage"))
+wall = u1[0] - u0[0]
+cpu = [b - a for a, b in zip(u0[1:11], u1[1:11])]  # user nice system idle iowait irq softirq steal guest guest_nice
+total = sum(cpu[:8])
+busy = (cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6]) / HZ / wall
+own = (u1[11] - u0[11]) / HZ / wall
+m = {"wall_s": round(wall, 2), "busy_cores": round(busy, 3), "steal_pct": round(100 * cpu[7] / max(total, 1), 1),
+     "own_cores": round(own, 3), "others_cores": round(max(busy - own, 0), 3)}
+m["disturbed"] = m["others_cores"] > 0.1 or m["steal_pct"] > 5
+r = {"streams": n, "machine": m, "speeds": [], "ok": False}
+if side == "livegate" and os.path.exists(f"{d}/lgload.json"):
+    lg = json.load(open(f"{d}/lgload.json"))
+    g = lg.get("gateway") or {}
+    r["window_s"] = lg["window_s"]
+    r["speeds"] = [s["publisher_speed_median"] for s in lg["streams"]]
+    r["speeds_min"] = [s["publisher_speed_min"] for s in lg["streams"]]
+    r["gateway_cores"] = g.get("gateway_cpu", 0)
+    r["ffmpeg_cores"] = g.get("transcoders_cpu", 0)
+    r["ffmpeg_processes"] = g.get("transcoders", 0)
+    r["feeders_cores"] = lg.get("sources_cpu", 0)
+    media = sum(r["speeds"])  # media seconds per wall second, all streams
+elif side == "bare" and os.path.exists(f"{d}/window"):
+    (w0, t0), (w1, t1) = ([float(x) for x in l.split()] for l in open(f"{d}/window"))
+    r["window_s"] = round(w1 - w0, 3)
+    for i in range(n):
+        pts = [[float(x) for x in l.split()] for l in open(f"{d}/progress{i}.txt") if len(l.split()) == 2]
+        pts = [p for p in pts if w0 <= p[0] <= w1]
+        sp = (pts[-1][1] - pts[0][1]) / 1e6 / (pts[-1][0] - pts[0][0]) if len(pts) >= 2 and pts[-1][0] > pts[0][0] else 0
+        r["speeds"].append(round(sp, 3))
+    r["ffmpeg_cores"] = round((t1 - t0) / HZ / (w1 - w0), 3)
+    r["gateway_cores"] = 0
+    media = sum(r["speeds"])
+else:
+    media = 0
+if media > 0:
+    r["total_cores"] = round(r["gateway_cores"] + r["ffmpeg_cores"], 3)
+    r["cpu_s_per_media_s"] = round(r["total_cores"] / media, 4)
+    r["gateway_cpu_s_per_media_s"] = round(r["gateway_cores"] / media, 4)
+    r["ffmpeg_cpu_s_per_media_s"] = round(r["ffmpeg_cores"] / media, 4)
+r["ok"] = len(r["speeds"]) == n and min(r["speeds"]) >= speedmin
+json.dump(r, open(f"{d}/pass.json", "w"), indent=1)
+print(f"{side}: {n} stream(s), speeds {r['speeds']}, {r.get('total_cores', 0):.3f} cores "
+      f"({r.get('cpu_s_per_media_s', 0):.3f} CPU s per media s), real time {'yes' if r['ok'] else 'NO'}; "
+      f"machine busy {m['busy_cores']:.2f} cores, own {m['own_cores']:.2f}, others {m['others_cores']:.2f}, steal {m['steal_pct']} %"
+      + (" DISTURBED" if m["disturbed"] else ""))
+sys.exit(0 if r["ok"] else 1)
+PY
+}
+
+# Both sides in turn for N = 1, 2, ...; a side stops at its first failure.
+lg_on=1 bare_on=1
+for n in $(seq 1 "$maxn"); do
+	[ $lg_on = 1 ] && { pass livegate "$n" || lg_on=0; }
+	[ $bare_on = 1 ] && { pass bare "$n" || bare_on=0; }
+	[ $lg_on = 0 ] && [ $bare_on = 0 ] && break
+done
+
+python3 - "$out" "$maxn" "$speedmin" "$machine" "$input" "$dur" "$settle" "$report" <<'PY'
+import glob, json, os, sys
+out, maxn, speedmin, machine, inp, dur, settle, report = sys.argv[1:9]
+maxn = int(maxn)
+sides = {}
+for side in ("livegate", "bare"):
+    passes = [json.load(open(f)) for f in glob.glob(f"{out}/{side}.*/pass.json")]
+    passes.sort(key=lambda p: p["streams"])
+    ok = [p["streams"] for p in passes if p["ok"]]
+    first = passes[0] if passes else {}
+    most = 0
+    for p in passes:
+        if not p["ok"]:
+            break
+        most = p["streams"]
+    sides[side] = {
+        "cpu_s_per_media_s": first.get("cpu_s_per_media_s"),
+        "gateway_cpu_s_per_media_s": first.get("gateway_cpu_s_per_media_s"),
+        "ffmpeg_cpu_s_per_media_s": first.get("ffmpeg_cpu_s_per_media_s"),
+        "max_realtime_streams": most,
+        "max_realtime_streams_bounded": most == maxn,
+        "passes": passes,
+    }
+def ratio(a, b):
+    return round(a / b, 4) if a and b else None
+lg, bare = sides["livegate"], sides["bare"]
+disturbed = any(p["machine"]["disturbed"] for s in sides.values() for p in s["passes"])
+rep = {
+    "machine": machine,
+    "config": {"input": inp, "input_size": "1280x720", "window": dur, "settle_s": int(settle), "speed_min": float(speedmin),
+               "max_streams": maxn, "ffmpeg_args": open(f"{out}/ffmpeg-args.txt").read().split("\n")[:-1]},
+    "livegate": lg,
+    "bare": bare,
+    "ratio_cpu": ratio(lg["cpu_s_per_media_s"], bare["cpu_s_per_media_s"]),
+    "ratio_streams": ratio(lg["max_realtime_streams"], bare["max_realtime_streams"]),
+    "disturbed": disturbed,
+}
+json.dump(rep, open(report, "w"), indent=1)
+f = lambda v, fmt="{:.3f}": "-" if v is None else fmt.format(v)
+print()
+print(f"{'':34s} {'livegate':>10s} {'bare ffmpeg':>12s} {'livegate/bare':>14s}")
+print(f"{'CPU s per media s (N=1)':34s} {f(lg['cpu_s_per_media_s']):>10s} {f(bare['cpu_s_per_media_s']):>12s} {f(rep['ratio_cpu']):>14s}")
+print(f"{'  of which the gateway process':34s} {f(lg['gateway_cpu_s_per_media_s']):>10s} {'':>12s}")
+print(f"{'  of which ffmpeg':34s} {f(lg['ffmpeg_cpu_s_per_media_s']):>10s} {f(bare['ffmpeg_cpu_s_per_media_s']):>12s} "
+      f"{f(ratio(lg['ffmpeg_cpu_s_per_media_s'], bare['ffmpeg_cpu_s_per_media_s'])):>14s}")
+most = lambda s: f"{s['max_realtime_streams']}" + ("+" if s["max_realtime_streams_bounded"] else "")
+print(f"{'most real-time streams (speed>=' + speedmin + ')':34s} {most(lg):>10s} {most(bare):>12s} {f(rep['ratio_streams'], '{:.2f}'):>14s}")
+print("machine: " + ("DISTURBED (other processes > 0.1 core or steal > 5 % in some pass)" if disturbed else "quiet"))
+PY
+echo "report: $report"
