@@ -26,15 +26,21 @@
 #   that cat reads and discards. Window: from its first progress report +
 #   SETTLE, DURATION long; CPU = the transcoder's utime+stime (not the
 #   feeder's); speed = output media time / wall time over the window.
-# A side keeps real time at N when every stream's speed >= SPEED_MIN; each
-# side stops at its first failing N (MAX_STREAMS bounds it). Cost = CPU
-# seconds per media second at N = 1; ratio = livegate / bare.
+# The lists are compared: the gateway's ffmpeg's /proc/PID/cmdline must
+# equal the bare one (same_ffmpeg_args in the report).
+# Order: livegate N=1, bare N=1, COST_PASSES times (alternating, so a change
+# of machine load hits both), then N = 2, 3 ... one pass per side each.
+# A side keeps real time at N when every stream's speed >= SPEED_MIN (in
+# every pass at N); each side stops at its first failing N (MAX_STREAMS
+# bounds it). Cost = CPU seconds per media second (cores / sum of speeds)
+# at N = 1, mean over the passes; ratio = livegate / bare.
 # Every pass also records the machine (/proc/stat: busy cores, steal, and
 # "others" = busy minus this script's own process tree) and is marked
 # disturbed when others > 0.1 core or steal > 5 %.
 # Environment: DURATION (20s full, 4s smoke), SETTLE (3s), INPUT_SECONDS
-# (30, smoke 4), MAX_STREAMS (6, smoke 1), SPEED_MIN (0.97), INPUT, OUT_DIR,
-# REPORT (OUT_DIR/transcode.json), GATEWAY (a prebuilt gateway binary).
+# (30, smoke 4), MAX_STREAMS (6, smoke 1), COST_PASSES (2, smoke 1),
+# SPEED_MIN (0.97), INPUT, OUT_DIR, REPORT (OUT_DIR/transcode.json),
+# GATEWAY (a prebuilt gateway binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +54,7 @@ while [ $# -gt 0 ]; do
 		shift
 		;;
 	-h | --help)
-		sed -n '2,37p' "$0"
+		sed -n '2,43p' "$0"
 		exit 0
 		;;
 	*)
@@ -65,15 +71,16 @@ done
 dur=${DURATION:-20s}
 insec=${INPUT_SECONDS:-30}
 maxn=${MAX_STREAMS:-6}
-if [ $smoke = 1 ]; then dur=${DURATION:-4s}; insec=${INPUT_SECONDS:-4}; maxn=${MAX_STREAMS:-1}; fi
+reps=${COST_PASSES:-2}
+if [ $smoke = 1 ]; then dur=${DURATION:-4s}; insec=${INPUT_SECONDS:-4}; maxn=${MAX_STREAMS:-1}; reps=${COST_PASSES:-1}; fi
 settle=${SETTLE:-3}
 speedmin=${SPEED_MIN:-0.97}
 case "$dur" in *s) ;; *) echo "transcode.sh: DURATION $dur: want seconds like 20s" >&2; exit 2 ;; esac
 durs=${dur%s}
-for v in "$durs" "$settle" "$insec" "$maxn"; do
-	[[ $v =~ ^[1-9][0-9]{0,3}$ ]] || { echo "transcode.sh: DURATION, SETTLE, INPUT_SECONDS, MAX_STREAMS: want 1 to 9999, got $v" >&2; exit 2; }
+for v in "$durs" "$settle" "$insec" "$maxn" "$reps"; do
+	[[ $v =~ ^[1-9][0-9]{0,3}$ ]] || { echo "transcode.sh: DURATION, SETTLE, INPUT_SECONDS, MAX_STREAMS, COST_PASSES: want 1 to 9999, got $v" >&2; exit 2; }
 done
-[ "$maxn" -le 20 ] || { echo "transcode.sh: MAX_STREAMS $maxn: at most 20" >&2; exit 2; }
+[ "$maxn" -le 20 ] && [ "$reps" -le 5 ] || { echo "transcode.sh: MAX_STREAMS at most 20, COST_PASSES at most 5" >&2; exit 2; }
 
 out=${OUT_DIR:-$(mktemp -d -t lgtranscode-XXXXXX)}
 mkdir -p "$out"
@@ -143,10 +150,20 @@ livegate_pass() {
 	gw=$!
 	pids+=("$gw")
 	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-	local rc=0
+	local rc=0 lg kid
 	timeout --kill-after=5 $((durs + 90)) "$out/lgload" -url "http://127.0.0.1:$port" -prefix tc \
 		-publishers "$n" -viewers 0 -replay "$input" -duration "$dur" -start-wait 30s \
-		-gateway-pid "$gw" -json "$d/lgload.json" >"$d/lgload.txt" 2>"$d/lgload.progress" || rc=$?
+		-gateway-pid "$gw" -json "$d/lgload.json" >"$d/lgload.txt" 2>"$d/lgload.progress" &
+	lg=$!
+	pids+=("$lg")
+	# The gateway's first ffmpeg child's argument list, to compare with the
+	# bare pass's.
+	for _ in $(seq 300); do
+		kid=$(pgrep -P "$gw" -x ffmpeg | head -1 || true)
+		if [ -n "$kid" ] && tr '\0' '\n' <"/proc/$kid/cmdline" >"$d/ffmpeg-cmdline.txt" 2>/dev/null; then break; fi
+		sleep 0.1
+	done
+	wait "$lg" || rc=$?
 	stop "$gw"
 	[ $rc = 0 ] || echo "transcode.sh: lgload exited $rc (see $d/lgload.progress)" >&2
 }
@@ -191,19 +208,19 @@ bare_pass() {
 	stop "${tpids[@]}" "${rest[@]}"
 }
 
-# pass SIDE N: one pass, its machine usage, and its summary in DIR/pass.json;
-# returns 0 when every stream kept real time.
+# pass SIDE N REP: one pass, its machine usage, and its summary in
+# OUT_DIR/SIDE.N.REP/pass.json; returns 0 when every stream kept real time.
 pass() {
-	local side=$1 n=$2 d="$out/$1.$2"
+	local side=$1 n=$2 d="$out/$1.$2.$3"
 	mkdir -p "$d"
-	echo "== $side, $n stream(s) (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+	echo "== $side, $n stream(s), pass $3 (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 	usage >"$d/usage"
 	"${side}_pass" "$n" "$d"
 	pids=() # all ended and waited for: never signal a reused pid
 	usage >>"$d/usage"
-	python3 - "$side" "$n" "$d" "$speedmin" <<'PY'
+	python3 - "$side" "$n" "$d" "$speedmin" "$3" <<'PY'
 import json, os, sys
-side, n, d, speedmin = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+side, n, d, speedmin, rep = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 HZ = 100
 u0, u1 = ([float(x) for x in l.split()] for l in open(f"{d}/usage"))
 wall = u1[0] - u0[0]
@@ -214,13 +231,16 @@ own = (u1[11] - u0[11]) / HZ / wall
 m = {"wall_s": round(wall, 2), "busy_cores": round(busy, 3), "steal_pct": round(100 * cpu[7] / max(total, 1), 1),
      "own_cores": round(own, 3), "others_cores": round(max(busy - own, 0), 3)}
 m["disturbed"] = m["others_cores"] > 0.1 or m["steal_pct"] > 5
-r = {"streams": n, "machine": m, "speeds": [], "ok": False}
+r = {"streams": n, "pass": rep, "machine": m, "speeds": [], "ok": False}
 if side == "livegate" and os.path.exists(f"{d}/lgload.json"):
     lg = json.load(open(f"{d}/lgload.json"))
     g = lg.get("gateway") or {}
     r["window_s"] = lg["window_s"]
-    r["speeds"] = [s["publisher_speed_median"] for s in lg["streams"]]
-    r["speeds_min"] = [s["publisher_speed_min"] for s in lg["streams"]]
+    r["speeds"] = [round(s["publisher_speed_median"], 3) for s in lg["streams"]]
+    r["speeds_min"] = [round(s["publisher_speed_min"], 3) for s in lg["streams"]]
+    if os.path.exists(f"{d}/ffmpeg-cmdline.txt"):
+        got = open(f"{d}/ffmpeg-cmdline.txt").read().split("\n")[1:-1]
+        r["same_ffmpeg_args"] = got == open(f"{os.path.dirname(d)}/ffmpeg-args.txt").read().split("\n")[:-1]
     r["gateway_cores"] = g.get("gateway_cpu", 0)
     r["ffmpeg_cores"] = g.get("transcoders_cpu", 0)
     r["ffmpeg_processes"] = g.get("transcoders", 0)
@@ -254,12 +274,17 @@ sys.exit(0 if r["ok"] else 1)
 PY
 }
 
-# Both sides in turn for N = 1, 2, ...; a side stops at its first failure.
+# Both sides in turn: COST_PASSES times N = 1 (the cost), then N = 2, 3 ...;
+# a side stops at its first failing N.
 lg_on=1 bare_on=1
-for n in $(seq 1 "$maxn"); do
-	[ $lg_on = 1 ] && { pass livegate "$n" || lg_on=0; }
-	[ $bare_on = 1 ] && { pass bare "$n" || bare_on=0; }
+for r in $(seq 1 "$reps"); do
+	pass livegate 1 "$r" || lg_on=0
+	pass bare 1 "$r" || bare_on=0
+done
+for n in $(seq 2 "$maxn"); do
 	[ $lg_on = 0 ] && [ $bare_on = 0 ] && break
+	[ $lg_on = 1 ] && { pass livegate "$n" 1 || lg_on=0; }
+	[ $bare_on = 1 ] && { pass bare "$n" 1 || bare_on=0; }
 done
 
 python3 - "$out" "$maxn" "$speedmin" "$machine" "$input" "$dur" "$settle" "$report" <<'PY'
@@ -267,20 +292,24 @@ import glob, json, os, sys
 out, maxn, speedmin, machine, inp, dur, settle, report = sys.argv[1:9]
 maxn = int(maxn)
 sides = {}
+def mean(vs):
+    vs = [v for v in vs if v is not None]
+    return round(sum(vs) / len(vs), 4) if vs else None
 for side in ("livegate", "bare"):
     passes = [json.load(open(f)) for f in glob.glob(f"{out}/{side}.*/pass.json")]
-    passes.sort(key=lambda p: p["streams"])
-    ok = [p["streams"] for p in passes if p["ok"]]
-    first = passes[0] if passes else {}
+    passes.sort(key=lambda p: (p["streams"], p["pass"]))
+    cost = [p for p in passes if p["streams"] == 1]
     most = 0
-    for p in passes:
-        if not p["ok"]:
+    for n in sorted({p["streams"] for p in passes}):
+        if not all(p["ok"] for p in passes if p["streams"] == n):
             break
-        most = p["streams"]
+        most = n
     sides[side] = {
-        "cpu_s_per_media_s": first.get("cpu_s_per_media_s"),
-        "gateway_cpu_s_per_media_s": first.get("gateway_cpu_s_per_media_s"),
-        "ffmpeg_cpu_s_per_media_s": first.get("ffmpeg_cpu_s_per_media_s"),
+        # means over the N = 1 passes
+        "cpu_s_per_media_s": mean(p.get("cpu_s_per_media_s") for p in cost),
+        "gateway_cpu_s_per_media_s": mean(p.get("gateway_cpu_s_per_media_s") for p in cost),
+        "ffmpeg_cpu_s_per_media_s": mean(p.get("ffmpeg_cpu_s_per_media_s") for p in cost),
+        "cost_passes": [p.get("cpu_s_per_media_s") for p in cost],
         "max_realtime_streams": most,
         "max_realtime_streams_bounded": most == maxn,
         "passes": passes,
@@ -303,7 +332,7 @@ json.dump(rep, open(report, "w"), indent=1)
 f = lambda v, fmt="{:.3f}": "-" if v is None else fmt.format(v)
 print()
 print(f"{'':34s} {'livegate':>10s} {'bare ffmpeg':>12s} {'livegate/bare':>14s}")
-print(f"{'CPU s per media s (N=1)':34s} {f(lg['cpu_s_per_media_s']):>10s} {f(bare['cpu_s_per_media_s']):>12s} {f(rep['ratio_cpu']):>14s}")
+print(f"{'CPU s per media s (N=1, mean)':34s} {f(lg['cpu_s_per_media_s']):>10s} {f(bare['cpu_s_per_media_s']):>12s} {f(rep['ratio_cpu']):>14s}")
 print(f"{'  of which the gateway process':34s} {f(lg['gateway_cpu_s_per_media_s']):>10s} {'':>12s}")
 print(f"{'  of which ffmpeg':34s} {f(lg['ffmpeg_cpu_s_per_media_s']):>10s} {f(bare['ffmpeg_cpu_s_per_media_s']):>12s} "
       f"{f(ratio(lg['ffmpeg_cpu_s_per_media_s'], bare['ffmpeg_cpu_s_per_media_s'])):>14s}")
