@@ -5,7 +5,6 @@
 #
 #   bench/transcode.sh             full run: 30 s input, 20 s windows, N = 1..6
 #   bench/transcode.sh --smoke     4 s input, 4 s windows, N = 1 (< 60 s)
-#   bench/transcode.sh --json F    also write the report to F
 #
 # Input (made once, OUT_DIR/input.webm, or INPUT=FILE): ffmpeg lavfi
 # testsrc2 1280x720 30 fps + 440 Hz sine, VP8 (libvpx realtime, cpu-used 8,
@@ -45,25 +44,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 smoke=0
-report=${REPORT:-}
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--smoke) smoke=1 ;;
-	--json)
-		report=${2:?--json needs a file}
-		shift
-		;;
-	-h | --help)
-		sed -n '2,43p' "$0"
-		exit 0
-		;;
-	*)
-		echo "transcode.sh: unknown argument $1 (see --help)" >&2
-		exit 2
-		;;
-	esac
-	shift
-done
+case "${1:-}" in
+"") ;;
+--smoke) smoke=1 ;;
+-h | --help) sed -n '2,42p' "$0"; exit 0 ;;
+*) echo "transcode.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
+[ $# -le 1 ] || { echo "transcode.sh: one argument at most (see --help)" >&2; exit 2; }
 for tool in go ffmpeg python3 curl; do
 	command -v "$tool" >/dev/null || { echo "transcode.sh: $tool not found" >&2; exit 1; }
 done
@@ -85,7 +72,7 @@ done
 out=${OUT_DIR:-$(mktemp -d -t lgtranscode-XXXXXX)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-report=${report:-$out/transcode.json}
+report=${REPORT:-$out/transcode.json}
 if [ -n "${GATEWAY:-}" ]; then cp "$GATEWAY" "$out/livegate"; else go build -o "$out/livegate" ./cmd/livegate; fi
 go build -o "$out/lgload" ./cmd/lgload
 

@@ -35,8 +35,8 @@ func TestTranscodeSmoke(t *testing.T) {
 	// The script bounds every phase; this is a last resort on a loaded machine.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "./transcode.sh", "--smoke", "--json", report)
-	cmd.Env = append(os.Environ(), "OUT_DIR="+filepath.Join(dir, "out"))
+	cmd := exec.CommandContext(ctx, "./transcode.sh", "--smoke")
+	cmd.Env = append(os.Environ(), "OUT_DIR="+filepath.Join(dir, "out"), "REPORT="+report)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
