@@ -81,7 +81,8 @@ if [ ! -s "$input" ]; then
 	ffmpeg -hide_banner -nostats -loglevel error -y \
 		-f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
 		-t "$insec" -c:v libvpx -deadline realtime -cpu-used 8 -b:v 2500k -g 60 \
-		-c:a libopus -b:a 128k -f webm "$input"
+		-c:a libopus -b:a 128k -f webm "$input.part"
+	mv "$input.part" "$input"
 fi
 mapfile -t targs < <("$out/livegate" --print-ffmpeg-args 1280x720)
 printf '%s\n' "${targs[@]}" >"$out/ffmpeg-args.txt"
@@ -89,12 +90,24 @@ printf '%s\n' "${targs[@]}" >"$out/ffmpeg-args.txt"
 machine="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -h | awk '/^Mem:/ {print $2}') RAM, $(ffmpeg -version | head -1 | cut -d' ' -f1-3)"
 echo "machine: $machine, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# Every process started here is in one of these; cleanup ends what is left.
+# signal SIG PID...: sends SIG to those pids that are still children of
+# this shell (never to a pid the system has reused for another process);
+# returns 0 if it signalled any.
+signal() {
+	local sig=$1 p any=1
+	shift
+	for p in "$@"; do
+		[ "$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null)" = $$ ] || continue
+		kill "-$sig" "$p" 2>/dev/null && any=0
+	done
+	return $any
+}
+
+# Every process started here is in pids; cleanup ends what is left.
 pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-	sleep 0.5
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	signal INT "${pids[@]}" && sleep 0.5
+	signal KILL "${pids[@]}" || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -102,14 +115,12 @@ trap 'exit 130' INT TERM
 # stop PID...: SIGINT, then SIGKILL what is left after 10 s; waits for all.
 stop() {
 	local p
-	for p in "$@"; do kill -INT "$p" 2>/dev/null || true; done
+	signal INT "$@" || true
 	for _ in $(seq 100); do
-		local alive=0
-		for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-		[ $alive = 0 ] && break
+		signal 0 "$@" || break
 		sleep 0.1
 	done
-	for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+	signal KILL "$@" || true
 	for p in "$@"; do wait "$p" 2>/dev/null || true; done
 }
 
@@ -173,8 +184,8 @@ bare_pass() {
 			-t $((durs + settle + 60)) -c copy -cluster_time_limit 100 -flush_packets 1 -f webm pipe:1 \
 			>"$d/in$i" 2>"$d/feeder$i.log" &
 		feeders+=($!)
+		pids+=("${rest[@]: -2}" "${tpids[-1]}" "${feeders[-1]}")
 	done
-	pids+=("${feeders[@]}" "${tpids[@]}" "${rest[@]}")
 	local started=0
 	for _ in $(seq 300); do
 		started=1
