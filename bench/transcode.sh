@@ -13,11 +13,12 @@
 # For N = 1, 2, 3 ... both sides run in turn, N streams at once:
 # - livegate: a fresh gateway (go build ./cmd/livegate, embedded defaults,
 #   free 127.0.0.1 port); lgload -replay INPUT -publishers N -viewers 0
-#   -gateway-pid publishes the file looped in real time over /ingest/{stream}
-#   (ffmpeg -re -c copy, 100 ms chunks) and reports, over its window
-#   (from playable + 2 s, DURATION long), the CPU of the gateway and of its
-#   ffmpeg children (utime+stime from /proc) and each stream's median
-#   status speed (media segmented per wall second over ~3 s windows).
+#   publishes the file looped in real time over /ingest/{stream} (ffmpeg
+#   -re -c copy, 100 ms chunks). Window: from every stream's 720p playlist
+#   listing media + SETTLE, DURATION long; CPU = utime+stime (/proc) of the
+#   gateway and of its ffmpeg children; speed = media listed in the 720p
+#   playlist (segments + parts) during the window / wall time (lgload's
+#   status speeds are kept as a cross-check).
 # - bare: per stream, the same feeder (ffmpeg -re -stream_loop -1 -i INPUT
 #   -c copy -f webm pipe:1) into a pipe read by ffmpeg with the gateway's
 #   very argument list (livegate --print-ffmpeg-args 1280x720) plus
@@ -142,28 +143,58 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # livegate_pass N DIR: N publishers through a fresh gateway.
 livegate_pass() {
-	local n=$1 d=$2 port gw
+	local n=$1 d=$2 port gw base i m
 	port=$(free_port)
+	base=http://127.0.0.1:$port
 	"$out/livegate" --listen "127.0.0.1:$port" >"$d/gateway.log" 2>&1 &
 	gw=$!
 	pids+=("$gw")
-	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-	local rc=0 lg kid
-	timeout --kill-after=5 $((durs + 90)) "$out/lgload" -url "http://127.0.0.1:$port" -prefix tc \
-		-publishers "$n" -viewers 0 -replay "$input" -duration "$dur" -start-wait 30s \
+	for _ in $(seq 100); do curl -sf "$base/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+	local rc=0 lg kid media=()
+	timeout --kill-after=5 $((durs + settle + 90)) "$out/lgload" -url "$base" -prefix tc \
+		-publishers "$n" -viewers 0 -replay "$input" -duration "$((durs + settle + 5))s" -start-wait 30s \
 		-gateway-pid "$gw" -json "$d/lgload.json" >"$d/lgload.txt" 2>"$d/lgload.progress" &
 	lg=$!
 	pids+=("$lg")
+	# Every stream's first (720p) media playlist, once it lists media.
+	for _ in $(seq 150); do
+		media=()
+		for ((i = 0; i < n; i++)); do
+			m=$(curl -sf -m 15 "$base/live/tc$i/index.m3u8" | grep -m1 '^[^#]' || true)
+			[ -n "$m" ] && media+=("$base/live/tc$i/$m")
+		done
+		[ ${#media[@]} = "$n" ] && break
+		sleep 0.2
+	done
 	# The gateway's first ffmpeg child's argument list, to compare with the
 	# bare pass's.
-	for _ in $(seq 300); do
-		kid=$(pgrep -P "$gw" -x ffmpeg | head -1 || true)
-		if [ -n "$kid" ] && tr '\0' '\n' <"/proc/$kid/cmdline" >"$d/ffmpeg-cmdline.txt" 2>/dev/null; then break; fi
-		sleep 0.1
-	done
+	kid=$(pgrep -P "$gw" -x ffmpeg | head -1 || true)
+	[ -n "$kid" ] && tr '\0' '\n' <"/proc/$kid/cmdline" >"$d/ffmpeg-cmdline.txt" 2>/dev/null
+	if [ ${#media[@]} = "$n" ]; then
+		sleep "$settle"
+		window_sample "$d" 0 "$gw" "${media[@]}"
+		sleep "$durs"
+		window_sample "$d" 1 "$gw" "${media[@]}"
+	else
+		echo "transcode.sh: livegate streams not playable within 30 s (see $d/lgload.progress)" >&2
+	fi
 	wait "$lg" || rc=$?
 	stop "$gw"
 	[ $rc = 0 ] || echo "transcode.sh: lgload exited $rc (see $d/lgload.progress)" >&2
+}
+
+# window_sample DIR K GW URL...: appends "wall gateway-ticks ffmpeg-ticks
+# ffmpeg-count" to DIR/window and saves each media playlist as
+# DIR/playlistI.K.m3u8.
+window_sample() {
+	local d=$1 k=$2 gw=$3 kids i=0 u
+	shift 3
+	mapfile -t kids < <(pgrep -P "$gw" -x ffmpeg || true)
+	echo "$EPOCHREALTIME $(ticks "$gw") $(ticks "${kids[@]}") ${#kids[@]}" >>"$d/window"
+	for u in "$@"; do
+		curl -sf -m 5 "$u" >"$d/playlist$i.$k.m3u8" || true
+		i=$((i + 1))
+	done
 }
 
 # bare_pass N DIR: N feeder | transcoder | cat pipelines.
@@ -217,7 +248,7 @@ pass() {
 	pids=() # all ended and waited for: never signal a reused pid
 	usage >>"$d/usage"
 	python3 - "$side" "$n" "$d" "$speedmin" "$3" <<'PY'
-import json, os, sys
+import json, os, re, sys
 side, n, d, speedmin, rep = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 HZ = 100
 u0, u1 = ([float(x) for x in l.split()] for l in open(f"{d}/usage"))
@@ -230,20 +261,43 @@ m = {"wall_s": round(wall, 2), "busy_cores": round(busy, 3), "steal_pct": round(
      "own_cores": round(own, 3), "others_cores": round(max(busy - own, 0), 3)}
 m["disturbed"] = m["others_cores"] > 0.1 or m["steal_pct"] > 5
 r = {"streams": n, "pass": rep, "machine": m, "speeds": [], "ok": False}
-if side == "livegate" and os.path.exists(f"{d}/lgload.json"):
-    lg = json.load(open(f"{d}/lgload.json"))
-    g = lg.get("gateway") or {}
-    r["window_s"] = lg["window_s"]
-    r["speeds"] = [round(s["publisher_speed_median"], 3) for s in lg["streams"]]
-    r["speeds_min"] = [round(s["publisher_speed_min"], 3) for s in lg["streams"]]
+def listing(path):
+    """A media playlist's segment durations by MSN, its last complete
+    segment's MSN and the duration of the parts listed after it."""
+    msn, segs, parts = 0, [], 0.0
+    for line in open(path).read().splitlines():
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            msn = int(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-PART:"):
+            parts += float(re.search(r"DURATION=([0-9.]+)", line).group(1))
+        elif line.startswith("#EXTINF:"):
+            segs.append(float(line[8:].split(",")[0]))
+            parts = 0.0  # those parts were this segment's
+    return {msn + k: v for k, v in enumerate(segs)}, msn + len(segs) - 1, parts
+if side == "livegate" and os.path.exists(f"{d}/window") and len(open(f"{d}/window").readlines()) == 2:
+    (w0, g0, f0, k0), (w1, g1, f1, k1) = ([float(x) for x in l.split()] for l in open(f"{d}/window"))
+    r["window_s"] = round(w1 - w0, 3)
+    r["ffmpeg_processes"] = int(k0)
+    for i in range(n):
+        try:
+            _, l0, p0 = listing(f"{d}/playlist{i}.0.m3u8")
+            s1, l1, p1 = listing(f"{d}/playlist{i}.1.m3u8")
+            # segments that slid out of the window are one second long
+            media = sum(s1.get(m, 1.0) for m in range(l0 + 1, l1 + 1)) + p1 - p0
+        except (OSError, ValueError, AttributeError):
+            media = 0
+        r["speeds"].append(round(media / (w1 - w0), 3))
+    r["gateway_cores"] = round((g1 - g0) / HZ / (w1 - w0), 3)
+    r["ffmpeg_cores"] = round((f1 - f0) / HZ / (w1 - w0), 3)
+    media = sum(r["speeds"])
+    if os.path.exists(f"{d}/lgload.json"):
+        lg = json.load(open(f"{d}/lgload.json"))
+        r["status_speeds_median"] = [round(s["publisher_speed_median"], 3) for s in lg["streams"]]
+        r["status_speeds_min"] = [round(s["publisher_speed_min"], 3) for s in lg["streams"]]
+        r["feeders_cores"] = lg.get("sources_cpu", 0)
     if os.path.exists(f"{d}/ffmpeg-cmdline.txt"):
         got = open(f"{d}/ffmpeg-cmdline.txt").read().split("\n")[1:-1]
         r["same_ffmpeg_args"] = got == open(f"{os.path.dirname(d)}/ffmpeg-args.txt").read().split("\n")[:-1]
-    r["gateway_cores"] = g.get("gateway_cpu", 0)
-    r["ffmpeg_cores"] = g.get("transcoders_cpu", 0)
-    r["ffmpeg_processes"] = g.get("transcoders", 0)
-    r["feeders_cores"] = lg.get("sources_cpu", 0)
-    media = sum(r["speeds"])  # media seconds per wall second, all streams
 elif side == "bare" and os.path.exists(f"{d}/window"):
     (w0, t0), (w1, t1) = ([float(x) for x in l.split()] for l in open(f"{d}/window"))
     r["window_s"] = round(w1 - w0, 3)
