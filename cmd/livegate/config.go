@@ -10,9 +10,11 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/livegate/livegate/ingest"
 	"github.com/livegate/livegate/segmenter"
 	"github.com/livegate/livegate/transcode"
 )
@@ -109,6 +111,7 @@ func load(args []string, getenv func(string) string) (*config, error) {
 	key := fs.String("publish-key", "", "require this key of every publisher (env LIVEGATE_PUBLISH_KEY)")
 	nats := fs.String("nats-url", "", "join other gateways through this NATS server (env LIVEGATE_NATS_URL)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as JSON and exit")
+	printArgs := fs.String("print-ffmpeg-args", "", "print the ffmpeg arguments the gateway runs for a WebM source of size `WxH`, one a line, and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -146,7 +149,33 @@ func load(args []string, getenv func(string) string) (*config, error) {
 		fmt.Println(string(b))
 		return nil, errPrinted
 	}
+	if *printArgs != "" {
+		args, err := c.ffmpegArgs(*printArgs)
+		if err != nil {
+			return nil, fmt.Errorf("print-ffmpeg-args: %w", err)
+		}
+		fmt.Println(strings.Join(args, "\n"))
+		return nil, errPrinted
+	}
 	return c, nil
+}
+
+// sizeRE matches a picture size WxH.
+var sizeRE = regexp.MustCompile(`^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$`)
+
+// ffmpegArgs returns the arguments (without the program name) the gateway
+// gives ffmpeg for a WebM/Matroska source of size "WxH": the same ladder plan
+// and argument list as a live stream's, for benchmarks that run the
+// transcoder alone (bench/transcode.sh).
+func (c *config) ffmpegArgs(size string) ([]string, error) {
+	m := sizeRE.FindStringSubmatch(size)
+	if m == nil {
+		return nil, fmt.Errorf("%q: want WxH, e.g. 1280x720", size)
+	}
+	w, _ := strconv.Atoi(m[1])
+	h, _ := strconv.Atoi(m[2])
+	l := c.transcodeLadder()
+	return transcode.Args(l, format(ingest.ContainerWebM), l.Plan(w, h)), nil
 }
 
 // errPrinted ends the program after --print-config.

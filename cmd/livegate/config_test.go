@@ -69,3 +69,47 @@ func TestLoad(t *testing.T) {
 		})
 	}
 }
+
+func TestFFmpegArgs(t *testing.T) {
+	cfg, err := load(nil, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		size    string
+		want    []string // substrings of the joined list, in order
+		wantErr bool
+	}{
+		{"1280x720", []string{"-f matroska", "-i pipe:0", "scale=1280:720", "scale=854:480", "scale=640:360", "-preset superfast", "pipe:1"}, false},
+		{"720x1280", []string{"scale=720:1280", "scale=360:640"}, false},
+		{"640x480", []string{"scale=640:480", "scale=480:360"}, false},
+		{"1280", nil, true},
+		{"0x720", nil, true},
+		{"1280x720x1", nil, true},
+		{"-1x5", nil, true},
+		{"", nil, true},
+	}
+	for _, c := range cases {
+		t.Run(c.size, func(t *testing.T) {
+			args, err := cfg.ffmpegArgs(c.size)
+			if c.wantErr {
+				if err == nil {
+					t.Fatalf("ffmpegArgs(%q) = %q, want an error", c.size, args)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			joined := strings.Join(args, " ")
+			rest := joined
+			for _, w := range c.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("args %q: missing %q (in order)", joined, w)
+				}
+				rest = rest[i+len(w):]
+			}
+		})
+	}
+}
