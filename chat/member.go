@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 type member struct {
 	srv      *Server
 	conn     *websocket.Conn
+	br       *bufio.Reader // conn's read buffer; nil: unknown
 	roomName string
 	room     *room
 	user     User // set by join, changed by rename (under the room's lock)
@@ -134,7 +136,7 @@ func (m *member) write() {
 			}
 		}
 		nc.SetWriteDeadline(time.Now().Add(m.srv.WriteTimeout))
-		_, err := bufs.WriteTo(nc)
+		err := writev(nc, bufs)
 		if err != nil || closing {
 			m.mu.Lock()
 			m.closed = true
@@ -161,26 +163,50 @@ type inbound struct {
 }
 
 // serve reads the member's frames until the connection ends, then waits for
-// its writer.
+// its writer and tells the Server it is gone.
+//
+// An idle member's goroutine is most of its cost, so its stack is kept at
+// the runtime's smallest (2 KiB): the runtime grows a stack as deep calls
+// need and halves it at a collection only while less than a quarter is in
+// use (plus 800 bytes of guard), so a member that ever decoded JSON, or
+// that waits deep inside gorilla/websocket's frame reader, idles on 4 or 8
+// KiB. So the member waits for input in waitReadable, a few small frames
+// deep, and reads and handles what arrived on a short-lived goroutine of
+// its own (readBuffered), which it waits for: one goroutine reads at a
+// time, frames are handled in order.
 func (m *member) serve() {
-	s := m.srv
-	defer func() {
-		if m.room != nil {
-			m.room.leave(m)
+	defer m.finish()
+	m.setup()
+	nc := m.conn.UnderlyingConn()
+	for {
+		if m.br != nil && m.br.Buffered() == 0 {
+			waitReadable(nc)
 		}
-		m.mu.Lock()
-		flush := m.closing && !m.closed
-		m.mu.Unlock()
-		if flush {
-			m.writer.Wait() // a close frame is queued: it goes out (within WriteTimeout)
+		ok := make(chan bool, 1)
+		go func() { ok <- m.readBuffered() }()
+		if !<-ok {
+			return
 		}
-		m.mu.Lock()
-		m.closed = true // no writer starts after this
-		m.mu.Unlock()
-		m.conn.Close() // ends a writer blocked on a dead peer
-		m.writer.Wait()
-	}()
-	m.conn.SetReadLimit(s.MaxFrameBytes)
+	}
+}
+
+// readBuffered reads and handles client frames, at least one, until the
+// read buffer is empty; false: the connection failed.
+func (m *member) readBuffered() bool {
+	for {
+		typ, r, err := m.conn.NextReader()
+		if err != nil || !m.receive(typ, r) {
+			return false // gorilla sends 1009 itself for a frame over the read limit
+		}
+		if m.br == nil || m.br.Buffered() == 0 {
+			return true
+		}
+	}
+}
+
+// setup sets the read limit, deadline and control-frame handlers.
+func (m *member) setup() {
+	m.conn.SetReadLimit(m.srv.MaxFrameBytes)
 	m.extendDeadline()
 	m.conn.SetPongHandler(func(string) error { m.extendDeadline(); return nil })
 	m.conn.SetPingHandler(func(data string) error {
@@ -191,29 +217,53 @@ func (m *member) serve() {
 		m.closeWith(websocket.CloseNormalClosure, "")
 		return nil
 	})
-	for {
-		typ, r, err := m.conn.NextReader()
-		if err != nil {
-			return // gorilla sends 1009 itself for a frame over the read limit
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			return
-		}
-		if !m.extendDeadline() {
-			continue // closing: frames are read (and dropped) until the client's close
-		}
-		if typ != websocket.TextMessage {
-			m.violation("bad_request", "frames are JSON text")
-			continue
-		}
-		var in inbound
-		if err := json.Unmarshal(data, &in); err != nil {
-			m.violation("bad_request", "bad JSON: "+err.Error())
-			continue
-		}
-		m.handle(in) // a connection to end is sent a close: the loop reads until the answer
+}
+
+// receive reads and handles one client frame; false: the connection failed.
+func (m *member) receive(typ int, r io.Reader) bool {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return false
 	}
+	if !m.extendDeadline() {
+		return true // closing: frames are read (and dropped) until the client's close
+	}
+	if typ != websocket.TextMessage {
+		m.violation("bad_request", "frames are JSON text")
+		return true
+	}
+	var in inbound
+	if err := json.Unmarshal(data, &in); err != nil {
+		m.violation("bad_request", "bad JSON: "+err.Error())
+		return true
+	}
+	m.handle(in) // a connection to end is sent a close: the loop reads until the answer
+	return true
+}
+
+// finish ends a served connection: the member leaves its room, a queued
+// close frame goes out (within WriteTimeout), the writer ends, and the
+// Server forgets the connection.
+func (m *member) finish() {
+	s := m.srv
+	if m.room != nil {
+		m.room.leave(m)
+	}
+	m.mu.Lock()
+	flush := m.closing && !m.closed
+	m.mu.Unlock()
+	if flush {
+		m.writer.Wait()
+	}
+	m.mu.Lock()
+	m.closed = true // no writer starts after this
+	m.mu.Unlock()
+	m.conn.Close() // ends a writer blocked on a dead peer
+	m.writer.Wait()
+	s.mu.Lock()
+	delete(s.conns, m)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // extendDeadline gives the client two ping intervals more to send something,
