@@ -31,7 +31,7 @@ type member struct {
 	violations int
 
 	mu      sync.Mutex
-	pending []outFrame
+	pending net.Buffers    // frames to write; when closing, a close frame last
 	writing bool           // a writer goroutine runs
 	closing bool           // a close frame is queued: nothing more is
 	closed  bool           // the connection is done for: nothing is written
@@ -87,7 +87,7 @@ func (m *member) send(f outFrame) {
 		m.conn.Close() // a slow reader never holds the room back
 		return
 	}
-	m.pending = append(m.pending, f)
+	m.pending = append(m.pending, f.data)
 	m.closing = f.close
 	if !m.writing {
 		m.writing = true
@@ -119,7 +119,7 @@ func (m *member) write() {
 	nc := m.conn.UnderlyingConn()
 	for {
 		m.mu.Lock()
-		batch := m.pending
+		batch, closing := m.pending, m.closing // nothing is queued after a close frame
 		m.pending = nil
 		if len(batch) == 0 || m.closed {
 			m.writing = false
@@ -127,16 +127,8 @@ func (m *member) write() {
 			return
 		}
 		m.mu.Unlock()
-		bufs := make(net.Buffers, 0, len(batch))
-		closing := false
-		for _, f := range batch {
-			bufs = append(bufs, f.data)
-			if closing = f.close; closing {
-				break
-			}
-		}
 		nc.SetWriteDeadline(time.Now().Add(m.srv.WriteTimeout))
-		err := writev(nc, bufs)
+		err := writev(nc, batch)
 		if err != nil || closing {
 			m.mu.Lock()
 			m.closed = true
