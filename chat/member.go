@@ -163,37 +163,72 @@ type inbound struct {
 // use (plus 800 bytes of guard), so a member that ever decoded JSON, or
 // that waits deep inside gorilla/websocket's frame reader, idles on 4 or 8
 // KiB. So the member waits for input in waitReadable, a few small frames
-// deep, and reads and handles what arrived on a short-lived goroutine of
-// its own (readBuffered), which it waits for: one goroutine reads at a
-// time, frames are handled in order.
+// deep, answers the keepalive (pings and pongs) itself (control), and
+// reads and handles each message on a short-lived goroutine (readOne),
+// which it waits for: one goroutine reads at a time, frames are handled in
+// order. gorilla's reader, which returns only at a data frame, is entered
+// only when one (or a frame it must judge) is next.
 func (m *member) serve() {
 	defer m.finish()
 	m.setup()
 	nc := m.conn.UnderlyingConn()
 	for {
-		if m.br != nil && m.br.Buffered() == 0 {
-			waitReadable(nc)
+		if m.br != nil {
+			if m.br.Buffered() == 0 {
+				waitReadable(nc)
+			}
+			if m.control() {
+				continue
+			}
 		}
 		ok := make(chan bool, 1)
-		go func() { ok <- m.readBuffered() }()
+		go func() { ok <- m.readOne() }()
 		if !<-ok {
 			return
 		}
 	}
 }
 
-// readBuffered reads and handles client frames, at least one, until the
-// read buffer is empty; false: the connection failed.
-func (m *member) readBuffered() bool {
-	for {
-		typ, r, err := m.conn.NextReader()
-		if err != nil || !m.receive(typ, r) {
-			return false // gorilla sends 1009 itself for a frame over the read limit
-		}
-		if m.br == nil || m.br.Buffered() == 0 {
-			return true
-		}
+// readOne reads and handles one client message; false: the connection
+// failed.
+func (m *member) readOne() bool {
+	typ, r, err := m.conn.NextReader()
+	if err != nil {
+		return false // gorilla sends 1009 itself for a frame over the read limit
 	}
+	return m.receive(typ, r)
+}
+
+// control handles a ping or pong frame at the front of the read buffer
+// (final, masked, at most 125 bytes: anything else is left to gorilla) as
+// the handlers set up for gorilla do, and reports whether it did. It may
+// wait for the rest of such a frame.
+func (m *member) control() bool {
+	h, err := m.br.Peek(2)
+	if err != nil || h[0] != 0x80|opPing && h[0] != 0x80|opPong || h[1]&0x80 == 0 || h[1]&0x7f > 125 {
+		return false
+	}
+	op, n := h[0]&0xf, int(h[1]&0x7f)
+	f, err := m.br.Peek(6 + n)
+	if err != nil {
+		return false
+	}
+	payload := make([]byte, n)
+	for i := range payload {
+		payload[i] = f[6+i] ^ f[2+i%4]
+	}
+	m.br.Discard(6 + n)
+	if op == opPing {
+		m.pong(payload)
+	} else {
+		m.extendDeadline()
+	}
+	return true
+}
+
+// pong answers a ping.
+func (m *member) pong(data []byte) {
+	m.send(outFrame{data: wsFrame(opPong, data)})
 }
 
 // setup sets the read limit, deadline and control-frame handlers.
@@ -201,10 +236,7 @@ func (m *member) setup() {
 	m.conn.SetReadLimit(m.srv.MaxFrameBytes)
 	m.extendDeadline()
 	m.conn.SetPongHandler(func(string) error { m.extendDeadline(); return nil })
-	m.conn.SetPingHandler(func(data string) error {
-		m.send(outFrame{data: wsFrame(opPong, []byte(data))})
-		return nil
-	})
+	m.conn.SetPingHandler(func(data string) error { m.pong([]byte(data)); return nil })
 	m.conn.SetCloseHandler(func(code int, _ string) error {
 		m.closeWith(websocket.CloseNormalClosure, "")
 		return nil
