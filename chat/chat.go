@@ -6,12 +6,14 @@
 package chat
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -126,7 +128,9 @@ func (s *Server) Start() error {
 		}
 	}
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:  1024,
+		// ReadBufferSize 0: gorilla reads through the reader our hijack
+		// hands it (readBufferSize). Frames go out with writev, never
+		// through gorilla's write buffer: a pool, so none is kept.
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     s.originOK,
@@ -231,11 +235,12 @@ func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) 
 		w.Write([]byte(`{"error":"origin","message":"origin not allowed"}` + "\n"))
 		return
 	}
-	conn, err := s.upgrader.Upgrade(w, r, nil)
+	h := &hijacker{ResponseWriter: w}
+	conn, err := s.upgrader.Upgrade(h, r, nil)
 	if err != nil {
 		return // the upgrader answered
 	}
-	m := &member{srv: s, conn: conn, roomName: room, tokens: float64(s.Burst), last: time.Now()}
+	m := &member{srv: s, conn: conn, br: h.br, roomName: room, tokens: float64(s.Burst), last: time.Now()}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -247,14 +252,39 @@ func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) 
 	s.conns[m] = struct{}{}
 	s.wg.Add(1) // under s.mu and before closed is set: never after Close's Wait began
 	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		m.serve()
-		s.mu.Lock()
-		delete(s.conns, m)
-		s.mu.Unlock()
-	}()
+	go m.serve() // serve calls s.wg.Done
 }
+
+// readBufferSize is each connection's read buffer. Client frames are small
+// (a join, a message of at most MaxTextRunes) and rare (rate-limited); a
+// bigger one is read with a few more system calls. gorilla/websocket takes
+// a hijacked reader of more than 256 bytes as its own.
+const readBufferSize = 512
+
+// hijacker hands gorilla/websocket a read buffer of readBufferSize that the
+// member can see (br), instead of net/http's 4 KiB one: the member waits
+// for input outside gorilla's reader when br holds nothing (member.serve).
+type hijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+// Hijack hijacks the connection and replaces its reader.
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("chat: response does not implement http.Hijacker")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		return c, brw, err // gorilla refuses a client that sent data early
+	}
+	h.br = bufio.NewReaderSize(c, readBufferSize)
+	return c, bufio.NewReadWriter(h.br, brw.Writer), nil
+}
+
+// Unwrap gives http.ResponseController the original writer.
+func (h *hijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // keepalive pings every connection, joined or not, each PingInterval.
 func (s *Server) keepalive() {

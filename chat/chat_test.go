@@ -320,6 +320,20 @@ func TestKeepalive(t *testing.T) {
 	if pings == 0 {
 		t.Fatal("no ping reached the client")
 	}
+	// the client's own ping is answered with its payload, before what follows
+	pong := make(chan string, 1)
+	c.conn.SetPongHandler(func(data string) error { pong <- data; return nil })
+	if err := c.conn.WriteControl(websocket.PingMessage, []byte("hello"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	c.send(map[string]string{"type": "message", "text": "still here"})
 	c.expect("message")
+	select {
+	case got := <-pong:
+		if got != "hello" {
+			t.Fatalf("pong %q, want hello", got)
+		}
+	default:
+		t.Fatal("no pong before the message")
+	}
 }

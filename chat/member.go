@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 type member struct {
 	srv      *Server
 	conn     *websocket.Conn
+	br       *bufio.Reader // conn's read buffer; nil: unknown
 	roomName string
 	room     *room
 	user     User // set by join, changed by rename (under the room's lock)
@@ -29,7 +31,7 @@ type member struct {
 	violations int
 
 	mu      sync.Mutex
-	pending []outFrame
+	pending net.Buffers    // frames to write; when closing, a close frame last
 	writing bool           // a writer goroutine runs
 	closing bool           // a close frame is queued: nothing more is
 	closed  bool           // the connection is done for: nothing is written
@@ -85,7 +87,7 @@ func (m *member) send(f outFrame) {
 		m.conn.Close() // a slow reader never holds the room back
 		return
 	}
-	m.pending = append(m.pending, f)
+	m.pending = append(m.pending, f.data)
 	m.closing = f.close
 	if !m.writing {
 		m.writing = true
@@ -117,7 +119,7 @@ func (m *member) write() {
 	nc := m.conn.UnderlyingConn()
 	for {
 		m.mu.Lock()
-		batch := m.pending
+		batch, closing := m.pending, m.closing // nothing is queued after a close frame
 		m.pending = nil
 		if len(batch) == 0 || m.closed {
 			m.writing = false
@@ -125,16 +127,8 @@ func (m *member) write() {
 			return
 		}
 		m.mu.Unlock()
-		bufs := make(net.Buffers, 0, len(batch))
-		closing := false
-		for _, f := range batch {
-			bufs = append(bufs, f.data)
-			if closing = f.close; closing {
-				break
-			}
-		}
 		nc.SetWriteDeadline(time.Now().Add(m.srv.WriteTimeout))
-		_, err := bufs.WriteTo(nc)
+		err := writev(nc, batch)
 		if err != nil || closing {
 			m.mu.Lock()
 			m.closed = true
@@ -161,59 +155,139 @@ type inbound struct {
 }
 
 // serve reads the member's frames until the connection ends, then waits for
-// its writer.
+// its writer and tells the Server it is gone.
+//
+// An idle member's goroutine is most of its cost, so its stack is kept at
+// the runtime's smallest (2 KiB): the runtime grows a stack as deep calls
+// need and halves it at a collection only while less than a quarter is in
+// use (plus 800 bytes of guard), so a member that ever decoded JSON, or
+// that waits deep inside gorilla/websocket's frame reader, idles on 4 or 8
+// KiB. So the member waits for input in waitReadable, a few small frames
+// deep, answers the keepalive (pings and pongs) itself (control), and
+// reads and handles each message on a short-lived goroutine (readOne),
+// which it waits for: one goroutine reads at a time, frames are handled in
+// order. gorilla's reader, which returns only at a data frame, is entered
+// only when one (or a frame it must judge) is next.
 func (m *member) serve() {
-	s := m.srv
-	defer func() {
-		if m.room != nil {
-			m.room.leave(m)
+	defer m.finish()
+	m.setup()
+	nc := m.conn.UnderlyingConn()
+	for {
+		if m.br != nil {
+			if m.br.Buffered() == 0 {
+				waitReadable(nc)
+			}
+			if m.control() {
+				continue
+			}
 		}
-		m.mu.Lock()
-		flush := m.closing && !m.closed
-		m.mu.Unlock()
-		if flush {
-			m.writer.Wait() // a close frame is queued: it goes out (within WriteTimeout)
+		ok := make(chan bool, 1)
+		go func() { ok <- m.readOne() }()
+		if !<-ok {
+			return
 		}
-		m.mu.Lock()
-		m.closed = true // no writer starts after this
-		m.mu.Unlock()
-		m.conn.Close() // ends a writer blocked on a dead peer
-		m.writer.Wait()
-	}()
-	m.conn.SetReadLimit(s.MaxFrameBytes)
+	}
+}
+
+// readOne reads and handles one client message; false: the connection
+// failed.
+func (m *member) readOne() bool {
+	typ, r, err := m.conn.NextReader()
+	if err != nil {
+		return false // gorilla sends 1009 itself for a frame over the read limit
+	}
+	return m.receive(typ, r)
+}
+
+// control handles a ping or pong frame at the front of the read buffer
+// (final, masked, at most 125 bytes: anything else is left to gorilla) as
+// the handlers set up for gorilla do, and reports whether it did. It may
+// wait for the rest of such a frame.
+func (m *member) control() bool {
+	h, err := m.br.Peek(2)
+	if err != nil || h[0] != 0x80|opPing && h[0] != 0x80|opPong || h[1]&0x80 == 0 || h[1]&0x7f > 125 {
+		return false
+	}
+	op, n := h[0]&0xf, int(h[1]&0x7f)
+	f, err := m.br.Peek(6 + n)
+	if err != nil {
+		return false
+	}
+	payload := make([]byte, n)
+	for i := range payload {
+		payload[i] = f[6+i] ^ f[2+i%4]
+	}
+	m.br.Discard(6 + n)
+	if op == opPing {
+		m.pong(payload)
+	} else {
+		m.extendDeadline()
+	}
+	return true
+}
+
+// pong answers a ping.
+func (m *member) pong(data []byte) {
+	m.send(outFrame{data: wsFrame(opPong, data)})
+}
+
+// setup sets the read limit, deadline and control-frame handlers.
+func (m *member) setup() {
+	m.conn.SetReadLimit(m.srv.MaxFrameBytes)
 	m.extendDeadline()
 	m.conn.SetPongHandler(func(string) error { m.extendDeadline(); return nil })
-	m.conn.SetPingHandler(func(data string) error {
-		m.send(outFrame{data: wsFrame(opPong, []byte(data))})
-		return nil
-	})
+	m.conn.SetPingHandler(func(data string) error { m.pong([]byte(data)); return nil })
 	m.conn.SetCloseHandler(func(code int, _ string) error {
 		m.closeWith(websocket.CloseNormalClosure, "")
 		return nil
 	})
-	for {
-		typ, r, err := m.conn.NextReader()
-		if err != nil {
-			return // gorilla sends 1009 itself for a frame over the read limit
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			return
-		}
-		if !m.extendDeadline() {
-			continue // closing: frames are read (and dropped) until the client's close
-		}
-		if typ != websocket.TextMessage {
-			m.violation("bad_request", "frames are JSON text")
-			continue
-		}
-		var in inbound
-		if err := json.Unmarshal(data, &in); err != nil {
-			m.violation("bad_request", "bad JSON: "+err.Error())
-			continue
-		}
-		m.handle(in) // a connection to end is sent a close: the loop reads until the answer
+}
+
+// receive reads and handles one client frame; false: the connection failed.
+func (m *member) receive(typ int, r io.Reader) bool {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return false
 	}
+	if !m.extendDeadline() {
+		return true // closing: frames are read (and dropped) until the client's close
+	}
+	if typ != websocket.TextMessage {
+		m.violation("bad_request", "frames are JSON text")
+		return true
+	}
+	var in inbound
+	if err := json.Unmarshal(data, &in); err != nil {
+		m.violation("bad_request", "bad JSON: "+err.Error())
+		return true
+	}
+	m.handle(in) // a connection to end is sent a close: the loop reads until the answer
+	return true
+}
+
+// finish ends a served connection: the member leaves its room, a queued
+// close frame goes out (within WriteTimeout), the writer ends, and the
+// Server forgets the connection.
+func (m *member) finish() {
+	s := m.srv
+	if m.room != nil {
+		m.room.leave(m)
+	}
+	m.mu.Lock()
+	flush := m.closing && !m.closed
+	m.mu.Unlock()
+	if flush {
+		m.writer.Wait()
+	}
+	m.mu.Lock()
+	m.closed = true // no writer starts after this
+	m.mu.Unlock()
+	m.conn.Close() // ends a writer blocked on a dead peer
+	m.writer.Wait()
+	s.mu.Lock()
+	delete(s.conns, m)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // extendDeadline gives the client two ping intervals more to send something,

@@ -15,10 +15,14 @@ func parseRamp(s string) (float64, error) {
 	return v, nil
 }
 
-// parseRates reads the -rate list: one or more messages-per-second totals,
-// comma separated, each run as a step.
+// parseRates reads the -rate list: messages-per-second totals, comma
+// separated, each run as a step; an empty list runs no step (joins and the
+// idle memory only).
 func parseRates(s string) ([]float64, error) {
 	var rates []float64
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
 	for _, f := range strings.Split(s, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || v < 0 || v > 1e6 {

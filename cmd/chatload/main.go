@@ -9,7 +9,8 @@
 // measured on this machine's clock. -rate takes a list (for example
 // "50,100,200"): each rate runs for -duration on the same connections, and
 // the run stops after the first rate whose p99 exceeds -max-p99 or whose
-// deliveries fall short.
+// deliveries fall short. An empty -rate only joins the clients and measures
+// the server's idle memory.
 //
 // Only loopback servers are accepted (-url host 127.0.0.0/8, ::1 or
 // localhost), and every phase is bounded in time: the tool stops by itself.
@@ -65,7 +66,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.url, "url", "ws://127.0.0.1:8080/chat/bench", "chat room URL (loopback hosts only)")
 	fs.IntVar(&c.clients, "clients", 1000, "clients to connect, all in the room")
 	fs.IntVar(&c.senders, "senders", 100, "how many of the clients send messages")
-	rate := fs.String("rate", "100", "total messages per second across senders; a comma-separated list runs steps")
+	rate := fs.String("rate", "100", "total messages per second across senders; a comma-separated list runs steps; empty: join and measure idle memory only")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "sending time of each rate step")
 	fs.DurationVar(&c.drain, "drain", 5*time.Second, "how long to wait for late deliveries after each step")
 	ramp := fs.String("ramp", "500/s", "connect rate, connections per second")
