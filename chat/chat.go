@@ -60,6 +60,13 @@ type Server struct {
 	// dropped); default 30 s. WriteTimeout bounds each write; default 10 s.
 	PingInterval time.Duration
 	WriteTimeout time.Duration
+	// FlushInterval is the least time between two writes of a room's
+	// traffic to a member: events closer together are written together
+	// (the first after a quiet interval at once), so a busy room costs one
+	// system call per member per interval, not per event. It is the most
+	// an event waits for that; default 100 ms, negative: every event is
+	// written at once.
+	FlushInterval time.Duration
 	// CheckOrigin decides whether a browser request (one with an Origin
 	// header) may join; nil refuses every browser request. The gateway sets
 	// web.OriginChecker.
@@ -110,6 +117,9 @@ func (s *Server) Start() error {
 	}
 	if s.WriteTimeout == 0 {
 		s.WriteTimeout = 10 * time.Second
+	}
+	if s.FlushInterval == 0 {
+		s.FlushInterval = 100 * time.Millisecond
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
@@ -164,6 +174,11 @@ func (s *Server) Close() {
 	s.closed = true
 	close(s.stop)
 	members := s.connections()
+	for _, r := range s.rooms {
+		r.mu.Lock()
+		r.flush() // what waits goes out before the close frames
+		r.mu.Unlock()
+	}
 	s.mu.Unlock()
 	for _, m := range members {
 		m.closeWith(websocket.CloseGoingAway, "server shutting down")

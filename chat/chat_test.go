@@ -90,7 +90,12 @@ func join(t *testing.T, hs *httptest.Server, room, name string) (*client, map[st
 }
 
 func TestRoom(t *testing.T) {
-	hs := startServer(t, &Server{HistorySize: 3})
+	t.Run("batched", func(t *testing.T) { testRoom(t, 0) })
+	t.Run("every event at once", func(t *testing.T) { testRoom(t, -1) })
+}
+
+func testRoom(t *testing.T, flush time.Duration) {
+	hs := startServer(t, &Server{HistorySize: 3, FlushInterval: flush})
 	alice, w := join(t, hs, "show", "alice")
 	if w["count"] != 1.0 || w["you"].(map[string]any)["name"] != "alice" {
 		t.Fatalf("welcome: %v", w)
@@ -150,6 +155,77 @@ func TestRoom(t *testing.T) {
 	}
 	if got := (&Server{}).Users("show"); got != 0 {
 		t.Fatalf("an unstarted server has users: %d", got)
+	}
+}
+
+// TestBatching holds the room's flush for an hour: the first event goes at
+// once, later ones wait; a member's own error overtakes none of the events
+// waiting for it; a newcomer gets waiting messages in its history, not
+// twice; Close sends what waits before its close frame.
+func TestBatching(t *testing.T) {
+	s := &Server{FlushInterval: time.Hour}
+	hs := startServer(t, s)
+	alice, _ := join(t, hs, "r", "alice") // the room's first flush: at once
+	bob, w := join(t, hs, "r", "bob")     // waits: alice hears nothing yet
+	if w["count"] != 2.0 {
+		t.Fatalf("welcome: %v", w)
+	}
+	type got struct {
+		at   time.Time
+		msgs []map[string]any
+	}
+	heard := make(chan got, 1)
+	go func() { // alice, until the close
+		var g got
+		for {
+			alice.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, b, err := alice.conn.ReadMessage()
+			if err != nil {
+				g.msgs = append(g.msgs, map[string]any{"close": websocket.IsCloseError(err, websocket.CloseGoingAway)})
+				heard <- g
+				return
+			}
+			var m map[string]any
+			json.Unmarshal(b, &m)
+			if g.at.IsZero() {
+				g.at = time.Now()
+			}
+			g.msgs = append(g.msgs, m)
+		}
+	}()
+	bob.send(map[string]string{"type": "message", "text": "m1"})
+	carol, w := join(t, hs, "r", "carol")
+	if h := w["history"].([]any); len(h) != 1 || h[0].(map[string]any)["text"] != "m1" {
+		t.Fatalf("carol's history: %v", h)
+	}
+	bob.send(map[string]string{"type": "dance"})
+	var order []string
+	for _, want := range []string{"message", "join", "error"} {
+		m := bob.next()
+		order = append(order, fmt.Sprint(m["type"]))
+		if m["type"] != want {
+			t.Fatalf("bob got %v, want message m1, join carol, error", order)
+		}
+	}
+	errAt := time.Now()
+	time.Sleep(200 * time.Millisecond)
+	s.Close()
+	g := <-heard
+	var types []string
+	for _, m := range g.msgs {
+		if m["type"] != nil {
+			types = append(types, fmt.Sprint(m["type"], " ", m["text"]))
+		}
+	}
+	if fmt.Sprint(types) != "[join <nil> message m1 join <nil>]" || g.msgs[len(g.msgs)-1]["close"] != true {
+		t.Fatalf("alice got %v, then %v; want join bob, m1, join carol, then 1001", types, g.msgs[len(g.msgs)-1])
+	}
+	if !g.at.After(errAt) {
+		t.Fatalf("alice heard the room before bob's error, so it was not held")
+	}
+	carol.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, b, err := carol.conn.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("carol got %s %v, want only the close", b, err)
 	}
 }
 
@@ -234,7 +310,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("a slow reader is dropped, the room goes on", func(t *testing.T) {
-		hs := startServer(t, &Server{SendQueue: 256, RatePerSecond: 1e6, Burst: 1e6})
+		hs := startServer(t, &Server{SendQueue: 256, RatePerSecond: 1e6, Burst: 1e6, FlushInterval: time.Millisecond})
 		// the slow one never reads again, with a small socket buffer
 		d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)

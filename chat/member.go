@@ -30,8 +30,13 @@ type member struct {
 	last       time.Time
 	violations int
 
+	// where this member's part of its room's unflushed batch begins (bytes,
+	// frames): it joined after the events before it. Under the room's lock.
+	from, fromN int
+
 	mu      sync.Mutex
 	pending net.Buffers    // frames to write; when closing, a close frame last
+	queued  int            // frames in pending
 	writing bool           // a writer goroutine runs
 	closing bool           // a close frame is queued: nothing more is
 	closed  bool           // the connection is done for: nothing is written
@@ -41,10 +46,12 @@ type member struct {
 // closeGrace is how long a connection may take to answer our close frame.
 const closeGrace = time.Second
 
-// outFrame is an encoded WebSocket frame, the last one when close is set.
+// outFrame is encoded WebSocket frames (frames of them, 0 meaning 1), the
+// last one a close frame when close is set.
 type outFrame struct {
-	data  []byte
-	close bool
+	data   []byte
+	frames int
+	close  bool
 }
 
 // wsFrame encodes one final, unmasked (server) frame. The writer sends the
@@ -52,17 +59,21 @@ type outFrame struct {
 // system call per member, not one per event; and a broadcast frame is
 // encoded once for every member.
 func wsFrame(op byte, payload []byte) []byte {
+	return appendFrame(make([]byte, 0, 10+len(payload)), op, payload)
+}
+
+// appendFrame appends the frame wsFrame encodes to b.
+func appendFrame(b []byte, op byte, payload []byte) []byte {
 	n := len(payload)
-	var h []byte
 	switch {
 	case n < 126:
-		h = []byte{0x80 | op, byte(n)}
+		b = append(b, 0x80|op, byte(n))
 	case n < 1<<16:
-		h = []byte{0x80 | op, 126, byte(n >> 8), byte(n)}
+		b = append(b, 0x80|op, 126, byte(n>>8), byte(n))
 	default:
-		h = []byte{0x80 | op, 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+		b = append(b, 0x80|op, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 	}
-	return append(h, payload...)
+	return append(b, payload...)
 }
 
 // Frame opcodes.
@@ -73,14 +84,14 @@ const (
 	opPong  = 0xA
 )
 
-// send queues a frame; a member whose queue is full is dropped.
+// send queues frames; a member whose queue is full is dropped.
 func (m *member) send(f outFrame) {
 	m.mu.Lock()
 	if m.closed || m.closing {
 		m.mu.Unlock()
 		return
 	}
-	if len(m.pending) >= m.srv.SendQueue && !f.close {
+	if m.queued >= m.srv.SendQueue && !f.close {
 		m.closed = true
 		m.pending = nil
 		m.mu.Unlock()
@@ -88,6 +99,7 @@ func (m *member) send(f outFrame) {
 		return
 	}
 	m.pending = append(m.pending, f.data)
+	m.queued += max(f.frames, 1)
 	m.closing = f.close
 	if !m.writing {
 		m.writing = true
@@ -101,13 +113,13 @@ func (m *member) sendBytes(b []byte) {
 	m.send(outFrame{data: wsFrame(opText, b)})
 }
 
-func (m *member) sendError(code, msg string) {
-	m.sendBytes(frame(errorEvent{Type: "error", Code: code, Message: msg}))
-}
-
 // closeWith queues a close frame after what is pending.
 func (m *member) closeWith(code int, reason string) {
-	m.send(outFrame{data: wsFrame(opClose, websocket.FormatCloseMessage(code, reason)), close: true})
+	m.send(closeFrame(code, reason))
+}
+
+func closeFrame(code int, reason string) outFrame {
+	return outFrame{data: wsFrame(opClose, websocket.FormatCloseMessage(code, reason)), close: true}
 }
 
 // write drains the queue, then ends. It is the only writer of the
@@ -120,7 +132,7 @@ func (m *member) write() {
 	for {
 		m.mu.Lock()
 		batch, closing := m.pending, m.closing // nothing is queued after a close frame
-		m.pending = nil
+		m.pending, m.queued = nil, 0
 		if len(batch) == 0 || m.closed {
 			m.writing = false
 			m.mu.Unlock()
@@ -398,9 +410,24 @@ func (m *member) allow() bool {
 
 // violation answers an error; too many in a row close the connection (1008).
 func (m *member) violation(code, msg string) {
-	m.sendError(code, msg)
+	m.sendOwn(outFrame{data: wsFrame(opText, frame(errorEvent{Type: "error", Code: code, Message: msg}))})
 	m.violations++
 	if m.violations > m.srv.MaxViolations {
-		m.closeWith(websocket.ClosePolicyViolation, "too many errors")
+		m.sendOwn(closeFrame(websocket.ClosePolicyViolation, "too many errors"))
 	}
+}
+
+// sendOwn queues a frame for this member alone after the room's events
+// that wait for it (see room.broadcast), which it would otherwise overtake.
+// Only the member's reading goroutine calls it.
+func (m *member) sendOwn(f outFrame) {
+	r := m.room
+	if r == nil {
+		m.send(f)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cut(m)
+	m.send(f)
 }

@@ -22,6 +22,14 @@ type room struct {
 	history []recent             // recent message events, oldest first
 	freed   bool                 // no longer the Server's room of that name
 
+	// Events wait here, encoded as frames one after the other, for the next
+	// flush: at most one write of room traffic per member every
+	// Server.FlushInterval (see broadcast).
+	out     []byte
+	outN    int         // frames in out
+	flushed time.Time   // the last flush
+	timer   *time.Timer // the next flush, while out waits
+
 	fetch sync.Once // asks the other gateways for the history, once
 }
 
@@ -54,15 +62,70 @@ func (r *room) localMembers() []*member {
 
 // broadcast sends one encoded event to every local member but skip, as the
 // same prepared bytes. Called with r.mu held.
+//
+// Unless Server.FlushInterval is negative, events are batched: an event
+// that comes after a quiet FlushInterval is written at once; those that
+// follow closer wait until FlushInterval has passed since that write, and
+// then go out together, one write per member for the lot (the same bytes
+// for every member, each from where it joined). A busy room so costs at most
+// one system call per member per FlushInterval, however many events it has.
 func (r *room) broadcast(b []byte, skip *member) {
 	if len(r.local) == 0 {
 		return
 	}
-	f := outFrame{data: wsFrame(opText, b)}
-	for _, m := range r.local {
-		if m != skip {
-			m.send(f)
+	if r.srv.FlushInterval < 0 {
+		f := outFrame{data: wsFrame(opText, b)}
+		for _, m := range r.local {
+			if m != skip {
+				m.send(f)
+			}
 		}
+		return
+	}
+	r.out = appendFrame(r.out, opText, b)
+	r.outN++
+	if skip != nil {
+		skip.from, skip.fromN = len(r.out), r.outN
+	}
+	if r.timer != nil {
+		return // a flush is due
+	}
+	if wait := time.Until(r.flushed.Add(r.srv.FlushInterval)); wait > 0 {
+		r.timer = time.AfterFunc(wait, func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.flush()
+		})
+		return
+	}
+	r.flush()
+}
+
+// cut sends m its part of the waiting events now, so that a frame for it
+// alone can follow them. Called with r.mu held.
+func (r *room) cut(m *member) {
+	if r.outN > m.fromN {
+		m.send(outFrame{data: r.out[m.from:], frames: r.outN - m.fromN})
+	}
+	m.from, m.fromN = len(r.out), r.outN
+}
+
+// flush sends the waiting events to the local members. Called with r.mu held.
+func (r *room) flush() {
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	if r.outN == 0 {
+		return
+	}
+	out, n := r.out, r.outN
+	r.out, r.outN, r.flushed = nil, 0, time.Now()
+	for _, m := range r.local {
+		if n > m.fromN {
+			m.send(outFrame{data: out[m.from:], frames: n - m.fromN})
+		}
+		m.from, m.fromN = 0, 0
 	}
 }
 

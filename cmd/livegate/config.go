@@ -66,6 +66,7 @@ type config struct {
 	ChatMaxViolations int      `json:"chat_max_violations"`
 	ChatPingInterval  duration `json:"chat_ping_interval"`
 	ChatWriteTimeout  duration `json:"chat_write_timeout"`
+	ChatFlushInterval duration `json:"chat_flush_interval"`
 
 	ViewerWindow      duration `json:"viewer_window"`
 	MaxViewersTracked int      `json:"max_viewers_tracked"`
@@ -245,6 +246,7 @@ func (c *config) validate() error {
 		{"chat_welcome_users", c.ChatWelcomeUsers > 0, "positive"},
 		{"chat_ping_interval", c.ChatPingInterval >= duration(time.Second), "at least 1s"},
 		{"chat_write_timeout", c.ChatWriteTimeout >= duration(100*time.Millisecond), "at least 100ms"},
+		{"chat_flush_interval", c.ChatFlushInterval >= 0 && c.ChatFlushInterval <= duration(time.Second), "0s to 1s"},
 		{"viewer_window", c.ViewerWindow >= duration(time.Second), "at least 1s"},
 		{"max_viewers_tracked", c.MaxViewersTracked > 0, "positive"},
 	}

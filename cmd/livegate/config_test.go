@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoad(t *testing.T) {
@@ -23,7 +24,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{"embedded defaults", nil, nil, func(c *config) bool {
 			return c.Listen == "127.0.0.1:8080" && len(c.Ladder) == 3 && c.HLSVariant == "lowlatency" && len(c.PublishKeys) == 0 &&
-				c.Data == "" && c.Record && c.RecordKeep == 5
+				c.Data == "" && c.Record && c.RecordKeep == 5 && flushInterval(c.ChatFlushInterval) == 100*time.Millisecond
 		}, ""},
 		{"recording off", []string{"--data", "/tmp/x", "--config", "FILE:{\"record\":false}"}, nil,
 			func(c *config) bool { return c.Data == "/tmp/x" && !c.Record }, ""},
@@ -44,6 +45,9 @@ func TestLoad(t *testing.T) {
 		{"upscaling ladder order", []string{"--config", "FILE:{\"ladder\":[{\"name\":\"a\",\"height\":360,\"video_kbps\":600,\"maxrate_kbps\":700,\"bufsize_kbits\":1200},{\"name\":\"b\",\"height\":720,\"video_kbps\":2500,\"maxrate_kbps\":2600,\"bufsize_kbits\":5000}]}"}, nil, nil, "ladder"},
 		{"nats url scheme", []string{"--nats-url", "http://x"}, nil, nil, "nats_url"},
 		{"key with space", []string{"--publish-key", "a b"}, nil, nil, "publish_keys[0]"},
+		{"chat flush off", []string{"--config", "FILE:{\"chat_flush_interval\":\"0s\"}"}, nil,
+			func(c *config) bool { return flushInterval(c.ChatFlushInterval) < 0 }, ""},
+		{"chat flush too long", []string{"--config", "FILE:{\"chat_flush_interval\":\"2s\"}"}, nil, nil, "chat_flush_interval"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

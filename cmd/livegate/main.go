@@ -85,6 +85,7 @@ func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
 		MaxViolations: cfg.ChatMaxViolations,
 		PingInterval:  time.Duration(cfg.ChatPingInterval),
 		WriteTimeout:  time.Duration(cfg.ChatWriteTimeout),
+		FlushInterval: flushInterval(cfg.ChatFlushInterval),
 		CheckOrigin:   web.OriginChecker(cfg.AllowedOrigins),
 		Logger:        log.With("component", "chat"),
 	}
@@ -163,4 +164,13 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	defer cancel()
 	srv.Shutdown(sctx)
 	return nil
+}
+
+// flushInterval maps chat_flush_interval to chat.Server.FlushInterval,
+// whose "every event at once" is negative (0 there is its default).
+func flushInterval(d duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
