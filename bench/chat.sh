@@ -21,6 +21,7 @@
 # message out to 10,000 clients one by one, which alone takes a few hundred
 # ms here), SERVERS ("livegate node"), LIVEGATE_BIN (a gateway binary to
 # measure instead of building ./cmd/livegate, e.g. one built from main),
+# LIVEGATE_CONFIG (a config file for it, e.g. {"chat_flush_interval":"0s"}),
 # OUT_DIR (a new temporary directory), REPORT (OUT_DIR/chat.json).
 # Traffic goes to 127.0.0.1 only; every phase is bounded in time.
 set -euo pipefail
@@ -149,7 +150,7 @@ for server in $SERVERS; do
 	port=$(free_port)
 	case "$server" in
 	livegate)
-		"$bin/livegate" --listen "127.0.0.1:$port" --data "$OUT_DIR/livegate-data" >"$OUT_DIR/livegate.log" 2>&1 &
+		"$bin/livegate" ${LIVEGATE_CONFIG:+--config "$LIVEGATE_CONFIG"} --listen "127.0.0.1:$port" --data "$OUT_DIR/livegate-data" >"$OUT_DIR/livegate.log" 2>&1 &
 		;;
 	node)
 		node bench/chat-node/server.js "$port" >"$OUT_DIR/node.log" 2>&1 &
