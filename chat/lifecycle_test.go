@@ -114,8 +114,10 @@ func TestCloseSaysGoingAwayAndWaits(t *testing.T) {
 }
 
 func TestUnjoinedConnectionIsKeptAlive(t *testing.T) {
-	// a page connects, then its user takes a while to pick a name
-	hs := startServer(t, &Server{PingInterval: 100 * time.Millisecond})
+	// a page connects, then its user takes a while to pick a name (400 ms
+	// pings: a silent connection is dropped after 800 ms, which a loaded
+	// machine running -race can take to answer a 100 ms one)
+	hs := startServer(t, &Server{PingInterval: 400 * time.Millisecond})
 	c := dial(t, hs, "r")
 	pings := make(chan struct{}, 100)
 	c.conn.SetPingHandler(func(data string) error {
