@@ -114,9 +114,9 @@ func TestCloseSaysGoingAwayAndWaits(t *testing.T) {
 }
 
 func TestUnjoinedConnectionIsKeptAlive(t *testing.T) {
-	// a page connects, then its user takes a while to pick a name (400 ms
-	// pings: a silent connection is dropped after 800 ms, which a loaded
-	// machine running -race can take to answer a 100 ms one)
+	// a page connects, then its user takes a while to pick a name. Pings
+	// every 400 ms: a connection silent for 800 ms is dropped, and with 100 ms
+	// a loaded machine running -race sometimes took longer than 200 ms to pong.
 	hs := startServer(t, &Server{PingInterval: 400 * time.Millisecond})
 	c := dial(t, hs, "r")
 	pings := make(chan struct{}, 100)
