@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,43 +102,97 @@ func TestWindowServe(t *testing.T) {
 	}
 }
 
-// TestWindowConcurrent fetches one file from many clients at once over a
-// real connection (where net/http uses sendfile): each has its own offset.
+// listenerServer serves h like the gateway does: on a Listener, with its
+// ConnContext.
+func listenerServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener = Listener{Listener: srv.Listener}
+	srv.Config.ConnContext = ConnContext
+	srv.Start()
+	return srv
+}
+
+// TestWindowConcurrent fetches files from many clients at once over real
+// connections, plain (net/http's own copy) and through a Listener (sendfile
+// from the shared memfd at each request's offset, the header held back):
+// every answer is the whole file, whole ranges included, and the
+// connections stay reusable.
 func TestWindowConcurrent(t *testing.T) {
 	w, files := testWindow(t)
 	defer w.close()
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	h := func(rw http.ResponseWriter, r *http.Request) {
 		w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/"))
-	}))
-	defer srv.Close()
-	want := files["hi/seg7.mp4"]
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 10 {
-				resp, err := http.Get(srv.URL + "/hi/seg7.mp4")
-				if err != nil {
-					errs <- err
-					return
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil || resp.ContentLength != int64(len(want)) || !bytes.Equal(body, want) {
-					errs <- fmt.Errorf("got %d bytes (Content-Length %d, err %v), want the %d of the file",
-						len(body), resp.ContentLength, err, len(want))
-					return
+	}
+	for _, c := range []struct {
+		name string
+		srv  *httptest.Server
+	}{{"plain", httptest.NewServer(http.HandlerFunc(h))}, {"listener", listenerServer(t, h)}} {
+		t.Run(c.name, func(t *testing.T) {
+			defer c.srv.Close()
+			var conns atomic.Int64
+			c.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
 				}
 			}
-		}()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20}}
+			defer client.CloseIdleConnections()
+			var wg sync.WaitGroup
+			errs := make(chan error, 20)
+			for i := range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := range 10 {
+						file, rng := "hi/seg7.mp4", ""
+						if (i+j)%3 == 1 {
+							file = "hi/init.mp4"
+						}
+						if (i+j)%4 == 2 {
+							rng = fmt.Sprintf("bytes=%d-%d", 1000*j, 1000*j+70000)
+						}
+						if err := getWhole(client, c.srv.URL+"/"+file, rng, files[file]); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			if n := conns.Load(); n > 20 {
+				t.Errorf("%d connections for 20 clients: answers closed them", n)
+			}
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
+}
+
+// getWhole fetches url (a range of it when rng is set) and compares the
+// answer with the file.
+func getWhole(client *http.Client, url, rng string, file []byte) error {
+	req, _ := http.NewRequest("GET", url, nil)
+	want := file
+	if rng != "" {
+		req.Header.Set("Range", rng)
+		var from, to int
+		fmt.Sscanf(rng, "bytes=%d-%d", &from, &to)
+		want = file[from : to+1]
 	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.ContentLength != int64(len(want)) || !bytes.Equal(body, want) {
+		return fmt.Errorf("%s %s: got %d bytes (status %d, Content-Length %d, err %v), want %d",
+			url, rng, len(body), resp.StatusCode, resp.ContentLength, err, len(want))
+	}
+	return nil
 }
 
 func TestWindowClose(t *testing.T) {
@@ -166,7 +222,7 @@ func TestWindowClose(t *testing.T) {
 func BenchmarkWindow(b *testing.B) {
 	w, files := testWindow(b)
 	defer w.close()
-	mem := &window{files: map[string]*frozenFile{"hi/seg7.mp4": {data: files["hi/seg7.mp4"], size: 300 << 10, fd: -1}}}
+	mem := &window{files: map[string]*frozenFile{"hi/seg7.mp4": inMemory("hi/seg7.mp4", files["hi/seg7.mp4"])}}
 	for _, c := range []struct {
 		name string
 		win  *window
