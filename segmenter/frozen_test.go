@@ -70,45 +70,91 @@ func TestWindowServe(t *testing.T) {
 		{"head", "HEAD", "hi/seg7.mp4", "", 200, nil, fmt.Sprint(len(seg)), "video/mp4"},
 		{"unknown", "GET", "hi/seg8.mp4", "", 404, nil, "", ""},
 	}
+	// the same answers in a recorder and over a Listener's connection
+	srv := listenerServer(t, func(rw http.ResponseWriter, r *http.Request) {
+		if !w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/live/x/")) {
+			t.Error("open window did not answer")
+		}
+	})
+	defer srv.Close()
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			req := httptest.NewRequest(c.method, "/live/x/"+c.file, nil)
-			if c.rangeHdr != "" {
-				req.Header.Set("Range", c.rangeHdr)
-			}
-			rec := httptest.NewRecorder()
-			if !w.serve(rec, req, c.file) {
-				t.Fatal("open window did not answer")
-			}
-			if rec.Code != c.code {
-				t.Fatalf("status %d, want %d", rec.Code, c.code)
-			}
-			if c.body != nil && !bytes.Equal(rec.Body.Bytes(), c.body) {
-				t.Errorf("body: %d bytes, want %d", rec.Body.Len(), len(c.body))
-			}
-			if c.method == "HEAD" && rec.Body.Len() != 0 {
-				t.Errorf("HEAD body: %d bytes", rec.Body.Len())
-			}
-			if c.length != "" && rec.Header().Get("Content-Length") != c.length {
-				t.Errorf("Content-Length %q, want %q", rec.Header().Get("Content-Length"), c.length)
-			}
-			if c.contentType != "" && rec.Header().Get("Content-Type") != c.contentType {
-				t.Errorf("Content-Type %q, want %q", rec.Header().Get("Content-Type"), c.contentType)
-			}
-			if c.code == 200 && rec.Header().Get("Cache-Control") != "max-age=60" {
-				t.Errorf("Cache-Control %q", rec.Header().Get("Cache-Control"))
-			}
-		})
+		for _, via := range []string{"recorder", "listener"} {
+			t.Run(c.name+" "+via, func(t *testing.T) {
+				req := httptest.NewRequest(c.method, "/live/x/"+c.file, nil)
+				if c.rangeHdr != "" {
+					req.Header.Set("Range", c.rangeHdr)
+				}
+				rec := httptest.NewRecorder()
+				if via == "recorder" {
+					if !w.serve(rec, req, c.file) {
+						t.Fatal("open window did not answer")
+					}
+				} else {
+					fetchInto(t, rec, srv.URL, req)
+				}
+				if rec.Code != c.code {
+					t.Fatalf("status %d, want %d", rec.Code, c.code)
+				}
+				if c.body != nil && !bytes.Equal(rec.Body.Bytes(), c.body) {
+					t.Errorf("body: %d bytes, want %d", rec.Body.Len(), len(c.body))
+				}
+				if c.method == "HEAD" && rec.Body.Len() != 0 {
+					t.Errorf("HEAD body: %d bytes", rec.Body.Len())
+				}
+				if c.length != "" && rec.Header().Get("Content-Length") != c.length {
+					t.Errorf("Content-Length %q, want %q", rec.Header().Get("Content-Length"), c.length)
+				}
+				if c.contentType != "" && rec.Header().Get("Content-Type") != c.contentType {
+					t.Errorf("Content-Type %q, want %q", rec.Header().Get("Content-Type"), c.contentType)
+				}
+				if c.code == 200 && rec.Header().Get("Cache-Control") != "max-age=60" {
+					t.Errorf("Cache-Control %q", rec.Header().Get("Cache-Control"))
+				}
+			})
+		}
 	}
+}
+
+// fetchInto sends req to the server at url and records the answer in rec.
+func fetchInto(t *testing.T, rec *httptest.ResponseRecorder, url string, req *http.Request) {
+	t.Helper()
+	out, _ := http.NewRequest(req.Method, url+req.URL.Path, nil)
+	out.Header = req.Header
+	resp, err := http.DefaultClient.Do(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("body: %v", err)
+	}
+	for k, v := range resp.Header {
+		rec.Header()[k] = v
+	}
+	if resp.ContentLength >= 0 { // net/http moves it out of the header
+		rec.Header().Set("Content-Length", fmt.Sprint(resp.ContentLength))
+	}
+	rec.WriteHeader(resp.StatusCode)
+	rec.Write(body)
 }
 
 // listenerServer serves h like the gateway does: on a Listener, with its
 // ConnContext.
 func listenerServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
 	t.Helper()
+	return testServer(h, true, nil)
+}
+
+// testServer serves h, on a Listener or not, calling state on every
+// connection state change.
+func testServer(h http.HandlerFunc, listener bool, state func(net.Conn, http.ConnState)) *httptest.Server {
 	srv := httptest.NewUnstartedServer(h)
-	srv.Listener = Listener{Listener: srv.Listener}
-	srv.Config.ConnContext = ConnContext
+	if listener {
+		srv.Listener = Listener{Listener: srv.Listener}
+		srv.Config.ConnContext = ConnContext
+	}
+	srv.Config.ConnState = state
 	srv.Start()
 	return srv
 }
@@ -119,23 +165,24 @@ func listenerServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
 // every answer is the whole file, whole ranges included, and the
 // connections stay reusable.
 func TestWindowConcurrent(t *testing.T) {
+	before := memfds(t)
 	w, files := testWindow(t)
 	defer w.close()
 	h := func(rw http.ResponseWriter, r *http.Request) {
 		w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/"))
 	}
 	for _, c := range []struct {
-		name string
-		srv  *httptest.Server
-	}{{"plain", httptest.NewServer(http.HandlerFunc(h))}, {"listener", listenerServer(t, h)}} {
+		name     string
+		listener bool
+	}{{"plain", false}, {"listener", true}} {
 		t.Run(c.name, func(t *testing.T) {
-			defer c.srv.Close()
 			var conns atomic.Int64
-			c.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			srv := testServer(h, c.listener, func(_ net.Conn, s http.ConnState) {
 				if s == http.StateNew {
 					conns.Add(1)
 				}
-			}
+			})
+			defer srv.Close()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20}}
 			defer client.CloseIdleConnections()
 			var wg sync.WaitGroup
@@ -152,7 +199,7 @@ func TestWindowConcurrent(t *testing.T) {
 						if (i+j)%4 == 2 {
 							rng = fmt.Sprintf("bytes=%d-%d", 1000*j, 1000*j+70000)
 						}
-						if err := getWhole(client, c.srv.URL+"/"+file, rng, files[file]); err != nil {
+						if err := getWhole(client, srv.URL+"/"+file, rng, files[file]); err != nil {
 							errs <- err
 							return
 						}
@@ -166,6 +213,9 @@ func TestWindowConcurrent(t *testing.T) {
 			}
 			if n := conns.Load(); n > 20 {
 				t.Errorf("%d connections for 20 clients: answers closed them", n)
+			}
+			if n := memfds(t) - before; n != 2 {
+				t.Errorf("%d memfds open for 2 files after 200 requests, want 2: shared", n)
 			}
 		})
 	}
@@ -214,6 +264,58 @@ func TestWindowClose(t *testing.T) {
 		t.Error("nil window answered")
 	}
 	none.close()
+}
+
+// TestWindowCloseServing closes a window while clients fetch from it over
+// a Listener: every answer is whole or cut short (never wrong bytes), and
+// no descriptor is left.
+func TestWindowCloseServing(t *testing.T) {
+	before := memfds(t)
+	w, files := testWindow(t)
+	srv := listenerServer(t, func(rw http.ResponseWriter, r *http.Request) {
+		if !w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/")) {
+			http.Error(rw, "closed", http.StatusGone)
+		}
+	})
+	defer srv.Close()
+	want := files["hi/seg7.mp4"]
+	var wg sync.WaitGroup
+	var whole, gone atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 400 {
+				resp, err := http.Get(srv.URL + "/hi/seg7.mp4")
+				if err != nil {
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case resp.StatusCode == http.StatusGone:
+					gone.Add(1)
+					return
+				case err == nil && !bytes.Equal(body, want):
+					t.Errorf("status %d, %d bytes differ from the file", resp.StatusCode, len(body))
+					return
+				case err == nil:
+					whole.Add(1)
+				}
+			}
+		}()
+	}
+	for deadline := time.Now().Add(20 * time.Second); whole.Load() < 8 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.close()
+	wg.Wait()
+	if whole.Load() == 0 || gone.Load() == 0 {
+		t.Errorf("%d whole answers, %d after close: the close did not fall among the requests", whole.Load(), gone.Load())
+	}
+	if n := memfds(t) - before; n != 0 {
+		t.Errorf("%d memfds left after close", n)
+	}
 }
 
 // BenchmarkWindow serves one 300 KB segment over loopback HTTP from a
