@@ -211,8 +211,11 @@ func TestWindowConcurrent(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
-			if n := conns.Load(); n > 20 {
-				t.Errorf("%d connections for 20 clients: answers closed them", n)
+			// a closing answer would cost a connection per request (200);
+			// the client may open a few more than 20 when one is not back
+			// in its pool yet
+			if n := conns.Load(); n > 40 {
+				t.Errorf("%d connections for 20 clients and 200 requests: answers closed them", n)
 			}
 			if n := memfds(t) - before; n != 2 {
 				t.Errorf("%d memfds open for 2 files after 200 requests, want 2: shared", n)
