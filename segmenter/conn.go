@@ -63,32 +63,45 @@ func (c *conn) Write(p []byte) (int, error) {
 		return c.TCPConn.Write(p)
 	}
 	c.more = false
-	sc, err := c.TCPConn.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	var werr error
+	err := sendAll(c.TCPConn, "write", func() bool { return n < len(p) }, func(fd int) (int, error) {
+		m, err := unix.SendmsgN(fd, p[n:], nil, nil, unix.MSG_MORE)
+		n += max(m, 0)
+		return m, err
+	})
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	return n, err
+}
+
+// sendAll calls send on the socket's descriptor while more reports true,
+// waiting whenever the socket is full; send returns what it sent, and
+// sending nothing ends the loop.
+func sendAll(c *net.TCPConn, name string, more func() bool, send func(fd int) (int, error)) error {
+	sc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
 	err = sc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, err := unix.SendmsgN(int(fd), p[n:], nil, nil, unix.MSG_MORE)
+		for more() {
+			n, err := send(int(fd))
 			switch {
 			case errors.Is(err, unix.EAGAIN):
 				return false
 			case errors.Is(err, unix.EINTR):
 				continue
 			case err != nil:
-				werr = err
+				serr = fmt.Errorf("%s: %w", name, err)
+				return true
+			case n == 0:
 				return true
 			}
-			n += m
 		}
 		return true
 	})
-	if err == nil && werr != nil {
-		err = fmt.Errorf("write: %w", werr)
-	}
-	return n, err
+	return errors.Join(err, serr)
 }
 
 // ReadFrom sends a section of a file (possibly behind an io.LimitedReader,
@@ -123,41 +136,23 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	sc, err := c.TCPConn.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
 	off := base + pos
 	var written int64
-	var werr, serr error
+	var serr error
 	// Control holds a reference to the file: a concurrent Close waits, so
-	// its descriptor number is not reused under the sendfile
+	// its descriptor number is not reused under the sendfile (which stops
+	// early if the file is shorter than its section)
 	err = fc.Control(func(ffd uintptr) {
-		werr = sc.Write(func(sfd uintptr) bool {
-			for remain > 0 {
-				n, err := unix.Sendfile(int(sfd), int(ffd), &off, int(min(remain, 1<<30)))
-				if n > 0 {
-					written += int64(n)
-					remain -= int64(n)
-				}
-				switch {
-				case errors.Is(err, unix.EAGAIN):
-					return false
-				case errors.Is(err, unix.EINTR):
-					continue
-				case err != nil:
-					serr = fmt.Errorf("sendfile: %w", err)
-					return true
-				case n == 0:
-					return true // the file is shorter than its section
-				}
-			}
-			return true
+		serr = sendAll(c.TCPConn, "sendfile", func() bool { return remain > 0 }, func(fd int) (int, error) {
+			n, err := unix.Sendfile(fd, int(ffd), &off, int(min(remain, 1<<30)))
+			written += int64(max(n, 0))
+			remain -= int64(max(n, 0))
+			return n, err
 		})
 	})
 	sr.Seek(written, io.SeekCurrent)
 	if lr != nil {
 		lr.N -= written
 	}
-	return written, errors.Join(err, werr, serr)
+	return written, errors.Join(err, serr)
 }
