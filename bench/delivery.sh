@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# bench/delivery.sh: requests/s, latency and server CPU per request of many concurrent viewers of
-# ONE stream: livegate serving its segments from memory vs nginx (Debian)
-# serving the same files from disk.
+# bench/delivery.sh: requests/s, latency and server CPU per request of many
+# concurrent viewers of ONE stream: livegate serving its segments from memory
+# vs nginx (Debian) serving the same files from disk.
 #
 #   bench/delivery.sh            CONCURRENCY=100 clients, 15 s per pass
 #   bench/delivery.sh --smoke    20 clients, 3 s per pass
