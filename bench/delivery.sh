@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# bench/delivery.sh: requests/s and latency of many concurrent viewers of
-# ONE stream: livegate serving its segments from memory vs nginx (Debian)
-# serving the same files from disk.
+# bench/delivery.sh: requests/s, latency and server CPU per request of many
+# concurrent viewers of ONE stream: livegate serving its segments from memory
+# vs nginx (Debian) serving the same files from disk.
 #
 #   bench/delivery.sh            CONCURRENCY=100 clients, 15 s per pass
 #   bench/delivery.sh --smoke    20 clients, 3 s per pass
@@ -76,7 +76,12 @@ run() { # run NAME PIDS
 	c0=$(cpu "$@")
 	"$out/lgload" -bench-get "$out/$name.urls" -concurrency "$conc" -duration "$dur" -json "$out/$name.$pass.json" | sed "s/^/$name: /"
 	c1=$(cpu "$@")
-	echo "$name: server CPU $(python3 -c 'import sys; print(f"{(int(sys.argv[2]) - int(sys.argv[1])) / 100 / float(sys.argv[3][:-1]):.2f}")' "$c0" "$c1" "$dur") cores ($([ $children = 1 ] && echo incl. children || echo without the transcoder))"
+	echo "$name: server CPU $(python3 -c '
+import json, sys
+cores = (int(sys.argv[2]) - int(sys.argv[1])) / 100 / float(sys.argv[3][:-1])
+rps = json.load(open(sys.argv[4]))["requests_per_s"]
+us = cores / rps * 1e6 if rps else 0
+print(f"{cores:.2f} cores, {us:.0f} µs per request", end="")' "$c0" "$c1" "$dur" "$out/$name.$pass.json") ($([ $children = 1 ] && echo incl. children || echo without the transcoder))"
 }
 
 if [ $live = 1 ]; then

@@ -2,7 +2,6 @@ package segmenter
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,22 +15,36 @@ import (
 )
 
 // window is the finished window of an ended stream. Its media files live in
-// sealed memfds (RAM, not disk) that every request reopens through
-// /proc/self/fd, so each request has its own file offset and net/http sends
-// the body with sendfile instead of copying it through user space. Files
-// that cannot be held that way, and playlists, are served from memory.
+// sealed memfds (RAM, not disk), one descriptor each that every request
+// shares: reads go through an io.SectionReader (pread, its own offset), and
+// on a connection of a Listener the body goes out with one sendfile from
+// the section's offset, without a copy through user space. Files that
+// cannot be held that way, and playlists, are served from memory.
 type window struct {
 	mu    sync.RWMutex
 	files map[string]*frozenFile // nil once closed
 }
 
-// frozenFile is one file of the window: a memfd (fd >= 0) or plain bytes.
+// frozenFile is one file of the window: a memfd (file != nil) or plain
+// bytes, and its header values, built once.
 type frozenFile struct {
-	data []byte // nil when held in the memfd
-	size int
-	fd   int
-	path string // /proc/self/fd/N of the memfd
+	data   []byte   // nil when held in the memfd
+	file   *os.File // the memfd
+	size   int64
+	ctype  []string // Content-Type
+	length []string // Content-Length
 }
+
+// inMemory holds a file of the window as plain bytes.
+func inMemory(name string, data []byte) *frozenFile {
+	return &frozenFile{data: data, size: int64(len(data)), ctype: []string{contentType(name)}, length: []string{strconv.Itoa(len(data))}}
+}
+
+// Header values shared by every answer of a window; never modified.
+var (
+	cacheFrozen  = []string{"max-age=60"}
+	acceptRanges = []string{"bytes"}
+)
 
 // newWindow moves the files into memfds; a file it cannot move stays in
 // memory and the first error is returned with the (usable) window.
@@ -39,51 +52,43 @@ func newWindow(files map[string][]byte) (*window, error) {
 	w := &window{files: make(map[string]*frozenFile, len(files))}
 	var first error
 	for name, data := range files {
-		f := &frozenFile{data: data, size: len(data), fd: -1}
+		f := inMemory(name, data)
 		w.files[name] = f
 		if strings.HasSuffix(name, ".m3u8") {
 			continue // small, and a memfd would cost more syscalls than it saves
 		}
-		fd, err := memfd(name, data)
+		file, err := memfd(name, data)
 		if err != nil {
 			if first == nil {
 				first = err
 			}
 			continue
 		}
-		f.fd, f.path, f.data = fd, "/proc/self/fd/"+strconv.Itoa(fd), nil
+		f.file, f.data = file, nil
 	}
 	return w, first
 }
 
-// memfd returns a read-only reopenable memfd holding data, sealed against
-// any change.
-func memfd(name string, data []byte) (int, error) {
+// memfd returns a memfd holding data, sealed against any change.
+func memfd(name string, data []byte) (*os.File, error) {
 	fd, err := unix.MemfdCreate("livegate:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		return -1, fmt.Errorf("memfd for %s: %w", name, err)
+		return nil, fmt.Errorf("memfd for %s: %w", name, err)
 	}
 	for rest := data; len(rest) > 0; {
 		n, err := unix.Write(fd, rest)
 		if err != nil {
 			unix.Close(fd)
-			return -1, fmt.Errorf("memfd for %s: write: %w", name, err)
+			return nil, fmt.Errorf("memfd for %s: write: %w", name, err)
 		}
 		rest = rest[n:]
 	}
 	seals := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("memfd for %s: seal: %w", name, err)
+		return nil, fmt.Errorf("memfd for %s: seal: %w", name, err)
 	}
-	// check once that it reopens, which every request relies on
-	rfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("memfd for %s: reopen: %w", name, err)
-	}
-	unix.Close(rfd)
-	return fd, nil
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // serve answers one file of the window; it reports false, answering
@@ -92,63 +97,53 @@ func (w *window) serve(rw http.ResponseWriter, r *http.Request, name string) boo
 	if w == nil {
 		return false
 	}
-	content, size, done, err := w.open(name)
-	switch {
-	case errors.Is(err, errClosed):
+	w.mu.RLock()
+	if w.files == nil {
+		w.mu.RUnlock()
 		return false
-	case errors.Is(err, os.ErrNotExist):
+	}
+	f := w.files[name]
+	w.mu.RUnlock()
+	if f == nil {
 		http.NotFound(rw, r)
 		return true
-	case err != nil:
-		http.Error(rw, err.Error(), http.StatusInternalServerError)
-		return true
 	}
-	defer done()
+	// a close from here on fails the reads: the answer is cut short, and
+	// the closed file's descriptor is not reused under them
 	h := rw.Header()
-	h.Set("Content-Type", contentType(name))
-	h.Set("Cache-Control", "max-age=60")
+	h["Content-Type"] = f.ctype
+	h["Cache-Control"] = cacheFrozen
 	if r.Method != http.MethodGet || r.Header.Get("Range") != "" {
+		var content io.ReadSeeker = bytes.NewReader(f.data)
+		if f.file != nil {
+			content = f.section()
+		}
 		http.ServeContent(rw, r, "", time.Time{}, content)
 		return true
 	}
 	// the common case in fewer system calls than ServeContent (no seeks)
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("Content-Length", strconv.Itoa(size))
-	rw.WriteHeader(http.StatusOK)
-	if _, ok := content.(*os.File); !ok {
-		io.Copy(rw, content) // a bytes.Reader writes itself in one Write
+	h["Accept-Ranges"] = acceptRanges
+	h["Content-Length"] = f.length
+	if f.file == nil {
+		rw.WriteHeader(http.StatusOK)
+		rw.Write(f.data)
 		return true
 	}
-	// a memfd: the header goes out first so that net/http sends all of the
-	// body with one sendfile rather than reading 512 bytes to sniff them
+	// a memfd: the header goes out first (held for the body's first packet
+	// on a Listener's connection) so that net/http sends all of the body
+	// with one sendfile rather than reading 512 bytes to sniff them
+	if f.size > 0 {
+		holdHeader(r.Context())
+	}
+	rw.WriteHeader(http.StatusOK)
 	http.NewResponseController(rw).Flush()
-	io.CopyN(rw, content, int64(size))
+	io.CopyN(rw, f.section(), f.size)
 	return true
 }
 
-var errClosed = errors.New("window closed")
-
-// open returns a reader of its own for one file, its size, and what to
-// call when done.
-func (w *window) open(name string) (io.ReadSeeker, int, func(), error) {
-	w.mu.RLock()
-	defer w.mu.RUnlock() // held while opening: close waits, so no fd number is reused under us
-	if w.files == nil {
-		return nil, 0, nil, errClosed
-	}
-	f, ok := w.files[name]
-	if !ok {
-		return nil, 0, nil, os.ErrNotExist
-	}
-	if f.fd < 0 {
-		return bytes.NewReader(f.data), f.size, func() {}, nil
-	}
-	fd, err := unix.Open(f.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("reopen %s: %w", name, err)
-	}
-	file := os.NewFile(uintptr(fd), name)
-	return file, f.size, func() { file.Close() }, nil
+// section reads the memfd from its start at an offset of its own.
+func (f *frozenFile) section() *io.SectionReader {
+	return io.NewSectionReader(f.file, 0, f.size)
 }
 
 // close frees the memfds; later requests are not answered. Idempotent.
@@ -159,8 +154,8 @@ func (w *window) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, f := range w.files {
-		if f.fd >= 0 {
-			unix.Close(f.fd)
+		if f.file != nil {
+			f.file.Close()
 		}
 	}
 	w.files = nil

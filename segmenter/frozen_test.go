@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,75 +70,182 @@ func TestWindowServe(t *testing.T) {
 		{"head", "HEAD", "hi/seg7.mp4", "", 200, nil, fmt.Sprint(len(seg)), "video/mp4"},
 		{"unknown", "GET", "hi/seg8.mp4", "", 404, nil, "", ""},
 	}
+	// the same answers in a recorder and over a Listener's connection
+	srv := listenerServer(t, func(rw http.ResponseWriter, r *http.Request) {
+		if !w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/live/x/")) {
+			t.Error("open window did not answer")
+		}
+	})
+	defer srv.Close()
 	for _, c := range cases {
+		for _, via := range []string{"recorder", "listener"} {
+			t.Run(c.name+" "+via, func(t *testing.T) {
+				req := httptest.NewRequest(c.method, "/live/x/"+c.file, nil)
+				if c.rangeHdr != "" {
+					req.Header.Set("Range", c.rangeHdr)
+				}
+				rec := httptest.NewRecorder()
+				if via == "recorder" {
+					if !w.serve(rec, req, c.file) {
+						t.Fatal("open window did not answer")
+					}
+				} else {
+					fetchInto(t, rec, srv.URL, req)
+				}
+				if rec.Code != c.code {
+					t.Fatalf("status %d, want %d", rec.Code, c.code)
+				}
+				if c.body != nil && !bytes.Equal(rec.Body.Bytes(), c.body) {
+					t.Errorf("body: %d bytes, want %d", rec.Body.Len(), len(c.body))
+				}
+				if c.method == "HEAD" && rec.Body.Len() != 0 {
+					t.Errorf("HEAD body: %d bytes", rec.Body.Len())
+				}
+				if c.length != "" && rec.Header().Get("Content-Length") != c.length {
+					t.Errorf("Content-Length %q, want %q", rec.Header().Get("Content-Length"), c.length)
+				}
+				if c.contentType != "" && rec.Header().Get("Content-Type") != c.contentType {
+					t.Errorf("Content-Type %q, want %q", rec.Header().Get("Content-Type"), c.contentType)
+				}
+				if c.code == 200 && rec.Header().Get("Cache-Control") != "max-age=60" {
+					t.Errorf("Cache-Control %q", rec.Header().Get("Cache-Control"))
+				}
+			})
+		}
+	}
+}
+
+// fetchInto sends req to the server at url and records the answer in rec.
+func fetchInto(t *testing.T, rec *httptest.ResponseRecorder, url string, req *http.Request) {
+	t.Helper()
+	out, _ := http.NewRequest(req.Method, url+req.URL.Path, nil)
+	out.Header = req.Header
+	resp, err := http.DefaultClient.Do(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("body: %v", err)
+	}
+	for k, v := range resp.Header {
+		rec.Header()[k] = v
+	}
+	if resp.ContentLength >= 0 { // net/http moves it out of the header
+		rec.Header().Set("Content-Length", fmt.Sprint(resp.ContentLength))
+	}
+	rec.WriteHeader(resp.StatusCode)
+	rec.Write(body)
+}
+
+// listenerServer serves h like the gateway does: on a Listener, with its
+// ConnContext.
+func listenerServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	return testServer(h, true, nil)
+}
+
+// testServer serves h, on a Listener or not, calling state on every
+// connection state change.
+func testServer(h http.HandlerFunc, listener bool, state func(net.Conn, http.ConnState)) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	if listener {
+		srv.Listener = Listener{Listener: srv.Listener}
+		srv.Config.ConnContext = ConnContext
+	}
+	srv.Config.ConnState = state
+	srv.Start()
+	return srv
+}
+
+// TestWindowConcurrent fetches files from many clients at once over real
+// connections, plain (net/http's own copy) and through a Listener (sendfile
+// from the shared memfd at each request's offset, the header held back):
+// every answer is the whole file, whole ranges included, and the
+// connections stay reusable.
+func TestWindowConcurrent(t *testing.T) {
+	before := memfds(t)
+	w, files := testWindow(t)
+	defer w.close()
+	h := func(rw http.ResponseWriter, r *http.Request) {
+		w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/"))
+	}
+	for _, c := range []struct {
+		name     string
+		listener bool
+	}{{"plain", false}, {"listener", true}} {
 		t.Run(c.name, func(t *testing.T) {
-			req := httptest.NewRequest(c.method, "/live/x/"+c.file, nil)
-			if c.rangeHdr != "" {
-				req.Header.Set("Range", c.rangeHdr)
+			var conns atomic.Int64
+			srv := testServer(h, c.listener, func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			})
+			defer srv.Close()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20}}
+			defer client.CloseIdleConnections()
+			var wg sync.WaitGroup
+			errs := make(chan error, 20)
+			for i := range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := range 10 {
+						file, rng := "hi/seg7.mp4", ""
+						if (i+j)%3 == 1 {
+							file = "hi/init.mp4"
+						}
+						if (i+j)%4 == 2 {
+							rng = fmt.Sprintf("bytes=%d-%d", 1000*j, 1000*j+70000)
+						}
+						if err := getWhole(client, srv.URL+"/"+file, rng, files[file]); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
 			}
-			rec := httptest.NewRecorder()
-			if !w.serve(rec, req, c.file) {
-				t.Fatal("open window did not answer")
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
 			}
-			if rec.Code != c.code {
-				t.Fatalf("status %d, want %d", rec.Code, c.code)
+			// a closing answer would cost a connection per request (200);
+			// the client may open a few more than 20 when one is not back
+			// in its pool yet
+			if n := conns.Load(); n > 40 {
+				t.Errorf("%d connections for 20 clients and 200 requests: answers closed them", n)
 			}
-			if c.body != nil && !bytes.Equal(rec.Body.Bytes(), c.body) {
-				t.Errorf("body: %d bytes, want %d", rec.Body.Len(), len(c.body))
-			}
-			if c.method == "HEAD" && rec.Body.Len() != 0 {
-				t.Errorf("HEAD body: %d bytes", rec.Body.Len())
-			}
-			if c.length != "" && rec.Header().Get("Content-Length") != c.length {
-				t.Errorf("Content-Length %q, want %q", rec.Header().Get("Content-Length"), c.length)
-			}
-			if c.contentType != "" && rec.Header().Get("Content-Type") != c.contentType {
-				t.Errorf("Content-Type %q, want %q", rec.Header().Get("Content-Type"), c.contentType)
-			}
-			if c.code == 200 && rec.Header().Get("Cache-Control") != "max-age=60" {
-				t.Errorf("Cache-Control %q", rec.Header().Get("Cache-Control"))
+			if n := memfds(t) - before; n != 2 {
+				t.Errorf("%d memfds open for 2 files after 200 requests, want 2: shared", n)
 			}
 		})
 	}
 }
 
-// TestWindowConcurrent fetches one file from many clients at once over a
-// real connection (where net/http uses sendfile): each has its own offset.
-func TestWindowConcurrent(t *testing.T) {
-	w, files := testWindow(t)
-	defer w.close()
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/"))
-	}))
-	defer srv.Close()
-	want := files["hi/seg7.mp4"]
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 10 {
-				resp, err := http.Get(srv.URL + "/hi/seg7.mp4")
-				if err != nil {
-					errs <- err
-					return
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil || resp.ContentLength != int64(len(want)) || !bytes.Equal(body, want) {
-					errs <- fmt.Errorf("got %d bytes (Content-Length %d, err %v), want the %d of the file",
-						len(body), resp.ContentLength, err, len(want))
-					return
-				}
-			}
-		}()
+// getWhole fetches url (a range of it when rng is set) and compares the
+// answer with the file.
+func getWhole(client *http.Client, url, rng string, file []byte) error {
+	req, _ := http.NewRequest("GET", url, nil)
+	want := file
+	if rng != "" {
+		req.Header.Set("Range", rng)
+		var from, to int
+		fmt.Sscanf(rng, "bytes=%d-%d", &from, &to)
+		want = file[from : to+1]
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
 	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.ContentLength != int64(len(want)) || !bytes.Equal(body, want) {
+		return fmt.Errorf("%s %s: got %d bytes (status %d, Content-Length %d, err %v), want %d",
+			url, rng, len(body), resp.StatusCode, resp.ContentLength, err, len(want))
+	}
+	return nil
 }
 
 func TestWindowClose(t *testing.T) {
@@ -160,13 +269,65 @@ func TestWindowClose(t *testing.T) {
 	none.close()
 }
 
+// TestWindowCloseServing closes a window while clients fetch from it over
+// a Listener: every answer is whole or cut short (never wrong bytes), and
+// no descriptor is left.
+func TestWindowCloseServing(t *testing.T) {
+	before := memfds(t)
+	w, files := testWindow(t)
+	srv := listenerServer(t, func(rw http.ResponseWriter, r *http.Request) {
+		if !w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/")) {
+			http.Error(rw, "closed", http.StatusGone)
+		}
+	})
+	defer srv.Close()
+	want := files["hi/seg7.mp4"]
+	var wg sync.WaitGroup
+	var whole, gone atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 400 {
+				resp, err := http.Get(srv.URL + "/hi/seg7.mp4")
+				if err != nil {
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case resp.StatusCode == http.StatusGone:
+					gone.Add(1)
+					return
+				case err == nil && !bytes.Equal(body, want):
+					t.Errorf("status %d, %d bytes differ from the file", resp.StatusCode, len(body))
+					return
+				case err == nil:
+					whole.Add(1)
+				}
+			}
+		}()
+	}
+	for deadline := time.Now().Add(20 * time.Second); whole.Load() < 8 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.close()
+	wg.Wait()
+	if whole.Load() == 0 || gone.Load() == 0 {
+		t.Errorf("%d whole answers, %d after close: the close did not fall among the requests", whole.Load(), gone.Load())
+	}
+	if n := memfds(t) - before; n != 0 {
+		t.Errorf("%d memfds left after close", n)
+	}
+}
+
 // BenchmarkWindow serves one 300 KB segment over loopback HTTP from a
 // memfd (sendfile) and from Go memory (write); the client runs in the same
 // process, so compare the two, not with other servers.
 func BenchmarkWindow(b *testing.B) {
 	w, files := testWindow(b)
 	defer w.close()
-	mem := &window{files: map[string]*frozenFile{"hi/seg7.mp4": {data: files["hi/seg7.mp4"], size: 300 << 10, fd: -1}}}
+	mem := &window{files: map[string]*frozenFile{"hi/seg7.mp4": inMemory("hi/seg7.mp4", files["hi/seg7.mp4"])}}
 	for _, c := range []struct {
 		name string
 		win  *window

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -106,12 +107,44 @@ func TestRoutes(t *testing.T) {
 			}
 		})
 	}
-	// the ended stream is not in the live list
+	// a preflight says what may be asked; media answers need not
 	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("OPTIONS", "/live/on/720p/seg.mp4", nil))
+	if rec.Header().Get("Access-Control-Allow-Methods") != "GET, OPTIONS" || rec.Header().Get("Access-Control-Allow-Headers") != "Range" {
+		t.Errorf("preflight headers: %v", rec.Header())
+	}
+	// the ended stream is not in the live list
+	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/streams", nil))
 	var list []StreamInfo
 	if json.Unmarshal(rec.Body.Bytes(), &list) != nil || len(list) != 2 {
 		t.Errorf("live list: %s", rec.Body)
+	}
+}
+
+func TestValidName(t *testing.T) {
+	contract := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	for _, name := range []string{"", "a", "Room_1-b", strings.Repeat("x", 64), strings.Repeat("x", 65),
+		"bad.name", "../etc", "a b", "é", "a/b", "%3C", "-", "_", "Z9", "a\x00"} {
+		if got, want := ValidName(name), contract.MatchString(name); got != want {
+			t.Errorf("ValidName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// BenchmarkLiveFile is the /live/ route's own cost per media request (name
+// check, viewers, CORS, counter) around a stream that answers a few bytes.
+func BenchmarkLiveFile(b *testing.B) {
+	ready := make(chan struct{})
+	close(ready)
+	s := &Server{Catalog: fakeCatalog{"on": {info: StreamInfo{Name: "on", Live: true}, ready: ready}}}
+	h := s.Handler()
+	req := httptest.NewRequest("GET", "/live/on/720p/seg.mp4", nil)
+	rec := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		rec.Body.Reset()
+		h.ServeHTTP(rec, req)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/gorilla/websocket"
+	"github.com/livegate/livegate/segmenter"
 )
 
 // needTools skips when ffmpeg is missing locally; CI installs it, so there
@@ -64,7 +65,10 @@ func startGateway(t *testing.T, edit func(*config)) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(g.Handler())
+	srv := httptest.NewUnstartedServer(nil) // served as run serves it
+	srv.Config = newServer(g)
+	srv.Listener = segmenter.Listener{Listener: srv.Listener}
+	srv.Start()
 	t.Cleanup(func() { g.Close(); srv.Close() })
 	return srv
 }
