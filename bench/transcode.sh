@@ -34,13 +34,17 @@
 # every pass at N); each side stops at its first failing N (MAX_STREAMS
 # bounds it). Cost = CPU seconds per media second (cores / sum of speeds)
 # at N = 1, mean over the passes; ratio = livegate / bare.
+# PAIRED=1 runs each N = 1 cost pass as both sides at once instead (the
+# bare pipeline starts first; it is sampled at the livegate window's two
+# instants), so that the load of other processes, which moves x264's CPU
+# per frame by more than the gap measured, hits both sides alike.
 # Every pass also records the machine (/proc/stat: busy cores, steal, and
 # "others" = busy minus this script's own process tree) and is marked
 # disturbed when others > 0.1 core or steal > 5 %.
 # Environment: DURATION (20s full, 4s smoke), SETTLE (3s), INPUT_SECONDS
 # (30, smoke 4), MAX_STREAMS (6, smoke 1), COST_PASSES (2, smoke 1),
 # SPEED_MIN (0.97), INPUT, OUT_DIR, REPORT (OUT_DIR/transcode.json),
-# GATEWAY (a prebuilt gateway binary).
+# GATEWAY (a prebuilt gateway binary), PAIRED (0; 1: see above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +52,7 @@ smoke=0
 case "${1:-}" in
 "") ;;
 --smoke) smoke=1 ;;
--h | --help) sed -n '2,42p' "$0"; exit 0 ;;
+-h | --help) sed -n '2,47p' "$0"; exit 0 ;;
 *) echo "transcode.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 esac
 [ $# -le 1 ] || { echo "transcode.sh: one argument at most (see --help)" >&2; exit 2; }
@@ -63,6 +67,8 @@ reps=${COST_PASSES:-2}
 if [ $smoke = 1 ]; then dur=${DURATION:-4s}; insec=${INPUT_SECONDS:-4}; maxn=${MAX_STREAMS:-1}; reps=${COST_PASSES:-1}; fi
 settle=${SETTLE:-3}
 speedmin=${SPEED_MIN:-0.97}
+paired=${PAIRED:-0}
+[[ $paired =~ ^[01]$ ]] || { echo "transcode.sh: PAIRED: want 0 or 1, got $paired" >&2; exit 2; }
 case "$dur" in *s) ;; *) echo "transcode.sh: DURATION $dur: want seconds like 20s" >&2; exit 2 ;; esac
 durs=${dur%s}
 for v in "$durs" "$settle" "$insec" "$maxn" "$reps"; do
@@ -191,15 +197,20 @@ window_sample() {
 	shift 3
 	mapfile -t kids < <(pgrep -P "$gw" -x ffmpeg || true)
 	echo "$EPOCHREALTIME $(ticks "$gw") $(ticks "${kids[@]}") ${#kids[@]}" >>"$d/window"
+	[ -z "$pair_bare" ] || echo "$EPOCHREALTIME $(ticks "${tpids[@]}")" >>"$pair_bare/window"
 	for u in "$@"; do
 		curl -sf -m 5 "$u" >"$d/playlist$i.$k.m3u8" || true
 		i=$((i + 1))
 	done
 }
 
-# bare_pass N DIR: N feeder | transcoder | cat pipelines.
-bare_pass() {
-	local n=$1 d=$2 i feeders=() tpids=() rest=()
+# bare_start N DIR: starts N feeder | transcoder | cat pipelines (their
+# pids in feeders, tpids, rest) and waits for every transcoder's first
+# progress report; returns 1 if one did not come within 30 s.
+feeders=() tpids=() rest=() pair_bare=
+bare_start() {
+	local n=$1 d=$2 i
+	feeders=() tpids=() rest=()
 	for ((i = 0; i < n; i++)); do
 		mkfifo "$d/in$i" "$d/out$i" "$d/progress$i"
 		# the transcoder's progress reports, timestamped: "wall out_time_us"
@@ -224,17 +235,27 @@ bare_pass() {
 		[ $started = 1 ] && break
 		sleep 0.1
 	done
-	if [ $started = 1 ]; then
+	[ $started = 1 ] || echo "transcode.sh: bare transcoders did not start within 30 s (see $d/transcoder*.log)" >&2
+	[ $started = 1 ]
+}
+
+# bare_stop: ends the pipelines bare_start started (the transcoders end at
+# the end of their input).
+bare_stop() {
+	stop "${feeders[@]}"
+	stop "${tpids[@]}" "${rest[@]}"
+}
+
+# bare_pass N DIR: N feeder | transcoder | cat pipelines.
+bare_pass() {
+	local d=$2
+	if bare_start "$@"; then
 		sleep "$settle"
 		echo "$EPOCHREALTIME $(ticks "${tpids[@]}")" >"$d/window"
 		sleep "$durs"
 		echo "$EPOCHREALTIME $(ticks "${tpids[@]}")" >>"$d/window"
-	else
-		echo "transcode.sh: bare transcoders did not start within 30 s (see $d/transcoder*.log)" >&2
 	fi
-	# The transcoders end at the end of their input.
-	stop "${feeders[@]}"
-	stop "${tpids[@]}" "${rest[@]}"
+	bare_stop
 }
 
 # pass SIDE N REP: one pass, its machine usage, and its summary in
@@ -247,9 +268,37 @@ pass() {
 	"${side}_pass" "$n" "$d"
 	pids=() # all ended and waited for: never signal a reused pid
 	usage >>"$d/usage"
-	python3 - "$side" "$n" "$d" "$speedmin" "$3" <<'PY'
+	summarize "$side" "$n" "$d" "$3"
+}
+
+# pair_pass REP: one N = 1 pass of both sides at once (PAIRED=1); returns
+# 0 when both kept real time, 1 when livegate did not, 2 when bare did not,
+# 3 when neither did.
+pair_pass() {
+	local dl="$out/livegate.1.$1" db="$out/bare.1.$1" rc=0
+	mkdir -p "$dl" "$db"
+	echo "== livegate and bare at once, 1 stream each, pass $1 (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+	usage >"$dl/usage"
+	if bare_start 1 "$db"; then
+		pair_bare=$db
+		livegate_pass 1 "$dl"
+		pair_bare=
+	fi
+	bare_stop
+	pids=()
+	usage >>"$dl/usage"
+	cp "$dl/usage" "$db/usage"
+	summarize livegate 1 "$dl" "$1" || rc=1
+	summarize bare 1 "$db" "$1" || rc=$((rc + 2))
+	return $rc
+}
+
+# summarize SIDE N DIR REP: DIR/pass.json from the pass's files; returns 0
+# when every stream kept real time.
+summarize() {
+	python3 - "$@" "$speedmin" <<'PY'
 import json, os, re, sys
-side, n, d, speedmin, rep = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+side, n, d, rep, speedmin = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
 HZ = 100
 u0, u1 = ([float(x) for x in l.split()] for l in open(f"{d}/usage"))
 wall = u1[0] - u0[0]
@@ -330,6 +379,13 @@ PY
 # a side stops at its first failing N.
 lg_on=1 bare_on=1
 for r in $(seq 1 "$reps"); do
+	if [ "$paired" = 1 ]; then
+		rc=0
+		pair_pass "$r" || rc=$?
+		[ $((rc & 1)) = 0 ] || lg_on=0
+		[ $((rc & 2)) = 0 ] || bare_on=0
+		continue
+	fi
 	pass livegate 1 "$r" || lg_on=0
 	pass bare 1 "$r" || bare_on=0
 done
@@ -339,9 +395,9 @@ for n in $(seq 2 "$maxn"); do
 	[ $bare_on = 1 ] && { pass bare "$n" 1 || bare_on=0; }
 done
 
-python3 - "$out" "$maxn" "$speedmin" "$machine" "$input" "$dur" "$settle" "$report" <<'PY'
+python3 - "$out" "$maxn" "$speedmin" "$machine" "$input" "$dur" "$settle" "$report" "$paired" <<'PY'
 import glob, json, os, sys
-out, maxn, speedmin, machine, inp, dur, settle, report = sys.argv[1:9]
+out, maxn, speedmin, machine, inp, dur, settle, report, paired = sys.argv[1:10]
 maxn = int(maxn)
 sides = {}
 def mean(vs):
@@ -373,6 +429,7 @@ disturbed = any(p["machine"]["disturbed"] for s in sides.values() for p in s["pa
 rep = {
     "machine": machine,
     "config": {"input": inp, "input_size": "1280x720", "window": dur, "settle_s": int(settle), "speed_min": float(speedmin),
+               "paired": paired == "1",
                "max_streams": maxn, "ffmpeg_args": open(f"{out}/ffmpeg-args.txt").read().split("\n")[:-1]},
     "livegate": lg,
     "bare": bare,
@@ -384,7 +441,7 @@ json.dump(rep, open(report, "w"), indent=1)
 f = lambda v, fmt="{:.3f}": "-" if v is None else fmt.format(v)
 print()
 print(f"{'':34s} {'livegate':>10s} {'bare ffmpeg':>12s} {'livegate/bare':>14s}")
-print(f"{'CPU s per media s (N=1, mean)':34s} {f(lg['cpu_s_per_media_s']):>10s} {f(bare['cpu_s_per_media_s']):>12s} {f(rep['ratio_cpu']):>14s}")
+print(f"{'CPU s per media s (N=1, ' + ('paired, ' if paired == '1' else '') + 'mean)':34s} {f(lg['cpu_s_per_media_s']):>10s} {f(bare['cpu_s_per_media_s']):>12s} {f(rep['ratio_cpu']):>14s}")
 print(f"{'  of which the gateway process':34s} {f(lg['gateway_cpu_s_per_media_s']):>10s} {'':>12s}")
 print(f"{'  of which ffmpeg':34s} {f(lg['ffmpeg_cpu_s_per_media_s']):>10s} {f(bare['ffmpeg_cpu_s_per_media_s']):>12s} "
       f"{f(ratio(lg['ffmpeg_cpu_s_per_media_s'], bare['ffmpeg_cpu_s_per_media_s'])):>14s}")

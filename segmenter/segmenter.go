@@ -24,6 +24,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2"
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 )
 
@@ -185,7 +186,15 @@ func (s *Segmenter) Consume(r io.Reader) error {
 	for i, t := range videos {
 		mx := muxers[i]
 		leading := i == 0
-		rd.OnDataH264(t, func(pts, _ int64, au [][]byte) error {
+		// The raw PES payload, split by splitAnnexB: OnDataH264 scans it
+		// byte by byte, twice, which took a quarter of Consume's CPU on a
+		// live stream (no B-frames, so DTS is PTS and is not needed).
+		rd.OnDataMPEGxVideo(t, func(pts int64, data []byte) error {
+			au, err := splitAnnexB(data)
+			if err != nil {
+				log.Warn("transcoder output", "error", err)
+				return nil
+			}
 			pts = base + dec.Decode(pts)
 			if leading {
 				s.note(pts, true)
@@ -217,6 +226,39 @@ func (s *Segmenter) Consume(r io.Reader) error {
 			return fmt.Errorf("read transcoder output: %w", err)
 		}
 	}
+}
+
+// startCode begins every NAL unit of an Annex B stream; a four-byte start
+// code is a zero byte (trailing the previous unit) and this.
+var startCode = []byte{0, 0, 1}
+
+// splitAnnexB splits an H.264 access unit in Annex B format into its NAL
+// units, without an access unit delimiter, as h264.AnnexB.Unmarshal does,
+// but searching for start codes with bytes.Index.
+func splitAnnexB(data []byte) ([][]byte, error) {
+	if len(data) > h264.MaxAccessUnitSize {
+		return nil, fmt.Errorf("access unit of %d bytes, more than %d", len(data), h264.MaxAccessUnitSize)
+	}
+	i := bytes.Index(data, startCode)
+	if i < 0 || i > 1 || (i == 1 && data[0] != 0) {
+		return nil, errors.New("access unit does not begin with a start code")
+	}
+	var au [][]byte
+	for data = data[i+3:]; len(data) > 0; {
+		end, next := len(data), len(data)
+		if j := bytes.Index(data, startCode); j >= 0 {
+			end, next = j, j+3
+		}
+		nalu := bytes.TrimRight(data[:end], "\x00") // a NAL unit never ends with a zero byte
+		if len(nalu) > 0 && (len(au) > 0 || h264.NALUType(nalu[0]&0x1f) != h264.NALUTypeAccessUnitDelimiter) {
+			au = append(au, nalu)
+		}
+		data = data[next:]
+	}
+	if len(au) == 0 {
+		return nil, errors.New("access unit without NAL units")
+	}
+	return au, nil
 }
 
 func isEOF(err error) bool {

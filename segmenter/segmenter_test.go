@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 )
 
 // makeTS has ffmpeg write what the transcoder writes: MPEG-TS with two
@@ -260,4 +262,97 @@ func benchGet(b *testing.B, size int, h http.HandlerFunc) {
 			resp.Body.Close()
 		}
 	})
+}
+
+// BenchmarkConsume cuts 4 s of a two-rendition MPEG-TS into low-latency
+// HLS: the gateway's own CPU per stream, most of it.
+func BenchmarkConsume(b *testing.B) {
+	ts := makeTS(b, "4")
+	b.SetBytes(int64(len(ts)))
+	for b.Loop() {
+		s := &Segmenter{Names: []string{"hi", "lo"}}
+		if err := s.Consume(bytes.NewReader(ts)); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+func TestSplitAnnexB(t *testing.T) {
+	cases := []struct {
+		name string
+		in   []byte
+		want [][]byte // nil: an error
+	}{
+		{"three-byte start codes", []byte{0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3}, [][]byte{{0x67, 1, 2}, {0x68, 3}}},
+		{"four-byte start codes", []byte{0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x65, 4, 5}, [][]byte{{0x67, 1}, {0x65, 4, 5}}},
+		{"delimiter dropped", []byte{0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x65, 4}, [][]byte{{0x65, 4}}},
+		{"trailing zeros", []byte{0, 0, 1, 0x65, 4, 0, 0, 0, 0, 0, 1, 0x41, 7, 0}, [][]byte{{0x65, 4}, {0x41, 7}}},
+		{"emulation prevention kept", []byte{0, 0, 1, 0x65, 0, 0, 3, 1, 9}, [][]byte{{0x65, 0, 0, 3, 1, 9}}},
+		{"no start code", []byte{0x65, 1, 2, 3}, nil},
+		{"late start code", []byte{7, 0, 0, 1, 0x65}, nil},
+		{"start code only", []byte{0, 0, 0, 1}, nil},
+		{"delimiter only", []byte{0, 0, 0, 1, 0x09, 0xf0}, nil},
+		{"empty", nil, nil},
+		{"too big", append([]byte{0, 0, 1, 0x65}, make([]byte, h264.MaxAccessUnitSize)...), nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := splitAnnexB(c.in)
+			if c.want == nil {
+				if err == nil {
+					t.Fatalf("got %x, want an error", got)
+				}
+				return
+			}
+			if err != nil || fmt.Sprintf("%x", got) != fmt.Sprintf("%x", c.want) {
+				t.Fatalf("got %x, %v; want %x", got, err, c.want)
+			}
+		})
+	}
+}
+
+// TestSplitAnnexBLikeMediacommon checks splitAnnexB against mediacommon's
+// own splitting on every access unit of ffmpeg's output.
+func TestSplitAnnexBLikeMediacommon(t *testing.T) {
+	ts := makeTS(t, "2")
+	read := func(raw bool) []string {
+		rd := &mpegts.Reader{R: bytes.NewReader(ts)}
+		if err := rd.Initialize(); err != nil {
+			t.Fatal(err)
+		}
+		var aus []string
+		for _, tr := range rd.Tracks() {
+			if _, ok := tr.Codec.(*mpegts.CodecH264); !ok {
+				continue
+			}
+			if raw {
+				rd.OnDataMPEGxVideo(tr, func(_ int64, data []byte) error {
+					au, err := splitAnnexB(data)
+					aus = append(aus, fmt.Sprintf("%d %x %v", tr.PID, au, err))
+					return nil
+				})
+			} else {
+				rd.OnDataH264(tr, func(_, _ int64, au [][]byte) error {
+					aus = append(aus, fmt.Sprintf("%d %x %v", tr.PID, au, nil))
+					return nil
+				})
+			}
+		}
+		for rd.Read() == nil {
+		}
+		return aus
+	}
+	want, got := read(false), read(true)
+	if len(want) < 100 {
+		t.Fatalf("only %d access units", len(want))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d access units, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("access unit %d differs:\n got %.200s\nwant %.200s", i, got[i], want[i])
+		}
+	}
 }
