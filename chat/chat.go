@@ -64,7 +64,7 @@ type Server struct {
 	// traffic to a member: events closer together are written together
 	// (the first after a quiet interval at once), so a busy room costs one
 	// system call per member per interval, not per event. It is the most
-	// an event waits for that; default 100 ms, negative: every event is
+	// an event waits for that; default 150 ms, negative: every event is
 	// written at once.
 	FlushInterval time.Duration
 	// CheckOrigin decides whether a browser request (one with an Origin
@@ -119,7 +119,7 @@ func (s *Server) Start() error {
 		s.WriteTimeout = 10 * time.Second
 	}
 	if s.FlushInterval == 0 {
-		s.FlushInterval = 100 * time.Millisecond
+		s.FlushInterval = 150 * time.Millisecond
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()

@@ -24,7 +24,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{"embedded defaults", nil, nil, func(c *config) bool {
 			return c.Listen == "127.0.0.1:8080" && len(c.Ladder) == 3 && c.HLSVariant == "lowlatency" && len(c.PublishKeys) == 0 &&
-				c.Data == "" && c.Record && c.RecordKeep == 5 && flushInterval(c.ChatFlushInterval) == 100*time.Millisecond
+				c.Data == "" && c.Record && c.RecordKeep == 5 && flushInterval(c.ChatFlushInterval) == 150*time.Millisecond
 		}, ""},
 		{"recording off", []string{"--data", "/tmp/x", "--config", "FILE:{\"record\":false}"}, nil,
 			func(c *config) bool { return c.Data == "/tmp/x" && !c.Record }, ""},
