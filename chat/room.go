@@ -63,23 +63,15 @@ func (r *room) localMembers() []*member {
 // broadcast sends one encoded event to every local member but skip, as the
 // same prepared bytes. Called with r.mu held.
 //
-// Unless Server.FlushInterval is negative, events are batched: an event
-// that comes after a quiet FlushInterval is written at once; those that
-// follow closer wait until FlushInterval has passed since that write, and
-// then go out together, one write per member for the lot (the same bytes
-// for every member, each from where it joined). A busy room so costs at most
-// one system call per member per FlushInterval, however many events it has.
+// Events are batched: an event that comes after a quiet FlushInterval is
+// written at once; those that follow closer wait until FlushInterval has
+// passed since that write, and then go out together, one write per member
+// for the lot (the same bytes for every member, each from where it joined).
+// A busy room so costs at most one system call per member per
+// FlushInterval, however many events it has. A negative FlushInterval has
+// always passed: every event is written at once.
 func (r *room) broadcast(b []byte, skip *member) {
 	if len(r.local) == 0 {
-		return
-	}
-	if r.srv.FlushInterval < 0 {
-		f := outFrame{data: wsFrame(opText, b)}
-		for _, m := range r.local {
-			if m != skip {
-				m.send(f)
-			}
-		}
 		return
 	}
 	r.out = appendFrame(r.out, opText, b)
