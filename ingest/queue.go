@@ -36,15 +36,19 @@ func (q *queue) put(p []byte, wait time.Duration, full func(buffered int)) error
 	defer q.mu.Unlock()
 	if q.size > 0 && q.size+len(p) > q.max && !q.closed {
 		full(q.size)
+		// the timer's own flag, not a clock reading, ends the wait: a
+		// deadline taken apart from the timer could still lie ahead when
+		// the timer's wake-up comes, and nothing would wake the loop again
+		expired := false
 		timer := time.AfterFunc(wait, func() {
 			q.mu.Lock()
+			expired = true
 			q.cond.Broadcast()
 			q.mu.Unlock()
 		})
 		defer timer.Stop()
-		deadline := time.Now().Add(wait)
 		for q.size > 0 && q.size+len(p) > q.max && !q.closed {
-			if !time.Now().Before(deadline) {
+			if expired {
 				return errOverrun
 			}
 			q.cond.Wait()
