@@ -133,10 +133,12 @@ for f in $files; do
 	echo "http://127.0.0.1:$nport/live/deliv0/$dir/$f" >>"$out/nginx.urls"
 done
 cp "$out/media.m3u8" "$root/live/deliv0/$media"
-chmod a+x "$out" && chmod -R a+rX "$root" # nginx workers run as www-data
 echo "snapshot: $(wc -l <"$out/livegate.urls") files, $(du -sk "$root" | cut -f1) KB (init + segments of $media, ended)"
 
+# the workers run as whoever runs this (as root, nginx would otherwise make
+# them www-data, who may not reach files under a private directory)
 cat >"$out/nginx.conf" <<NGINX
+user $(id -un) $(id -gn);
 worker_processes 2;
 daemon off;
 pid $out/nginx.pid;

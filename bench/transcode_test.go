@@ -4,51 +4,19 @@
 package bench
 
 import (
-	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // TestTranscodeSmoke runs bench/transcode.sh --smoke (the real gateway, its
 // ffmpeg and the bare ffmpeg command, one stream each for a few seconds) and
 // checks that the report holds both sides' figures.
 func TestTranscodeSmoke(t *testing.T) {
-	for _, tool := range []string{"ffmpeg", "python3", "curl", "bash"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s not found, and CI is set: the smoke test must run in CI", tool)
-			}
-			t.Skipf("%s not found: skipping the smoke test (it runs in CI)", tool)
-		}
-	}
-	if testing.Short() {
-		t.Skip("-short")
-	}
-	dir := t.TempDir()
-	report := filepath.Join(dir, "report.json")
-	// The script bounds every phase; this is a last resort on a loaded machine.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "./transcode.sh", "--smoke")
-	cmd.Env = append(os.Environ(), "OUT_DIR="+filepath.Join(dir, "out"), "REPORT="+report)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("transcode.sh --smoke: %v\n%s", err, out.String())
-	}
-	t.Logf("transcode.sh --smoke took %s:\n%s", time.Since(start).Round(time.Second), out.String())
-
-	b, err := os.ReadFile(report)
+	dir := smoke(t, "transcode.sh", []string{"ffmpeg", "python3", "curl"})
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

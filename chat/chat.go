@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -67,6 +68,14 @@ type Server struct {
 	// an event waits for that; default 150 ms, negative: every event is
 	// written at once.
 	FlushInterval time.Duration
+	// FlushPerConn scales that wait down while the gateway is lightly
+	// used: a room waits min(FlushInterval, connections on this gateway ×
+	// FlushPerConn) between flushes, so that all rooms together make at
+	// most about one write per FlushPerConn (default 15 µs: 66,000 a
+	// second, FlushInterval from 10,000 connections), and a gateway with
+	// few connections writes almost at once. Negative: no wait from it,
+	// every event is written at once.
+	FlushPerConn time.Duration
 	// CheckOrigin decides whether a browser request (one with an Origin
 	// header) may join; nil refuses every browser request. The gateway sets
 	// web.OriginChecker.
@@ -78,6 +87,7 @@ type Server struct {
 	mu       sync.Mutex
 	rooms    map[string]*room
 	conns    map[*member]struct{} // every connection, joined or not
+	nconns   atomic.Int64         // len(conns), read without s.mu
 	closed   bool
 	wg       sync.WaitGroup // the connections' goroutines and the keepalive
 	stop     chan struct{}
@@ -121,6 +131,9 @@ func (s *Server) Start() error {
 	if s.FlushInterval == 0 {
 		s.FlushInterval = 150 * time.Millisecond
 	}
+	if s.FlushPerConn == 0 {
+		s.FlushPerConn = 15 * time.Microsecond
+	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
@@ -161,6 +174,12 @@ func (s *Server) originOK(r *http.Request) bool {
 		return true // not a browser
 	}
 	return s.CheckOrigin != nil && s.CheckOrigin(r)
+}
+
+// flushWait is the least time between two flushes of a room now (see
+// FlushInterval and FlushPerConn); not positive: at once.
+func (s *Server) flushWait() time.Duration {
+	return min(s.FlushInterval, time.Duration(s.nconns.Load())*s.FlushPerConn)
 }
 
 // Close closes every connection with 1001 and stops the bus. Idempotent.
@@ -265,6 +284,7 @@ func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) 
 		return
 	}
 	s.conns[m] = struct{}{}
+	s.nconns.Add(1)
 	s.wg.Add(1) // under s.mu and before closed is set: never after Close's Wait began
 	s.mu.Unlock()
 	go m.serve() // serve calls s.wg.Done

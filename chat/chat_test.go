@@ -90,12 +90,14 @@ func join(t *testing.T, hs *httptest.Server, room, name string) (*client, map[st
 }
 
 func TestRoom(t *testing.T) {
-	t.Run("batched", func(t *testing.T) { testRoom(t, 0) })
-	t.Run("every event at once", func(t *testing.T) { testRoom(t, -1) })
+	// batched: the default 150 ms, not scaled down for a small gateway
+	t.Run("batched", func(t *testing.T) { testRoom(t, &Server{FlushPerConn: time.Second}) })
+	t.Run("every event at once", func(t *testing.T) { testRoom(t, &Server{FlushInterval: -1}) })
 }
 
-func testRoom(t *testing.T, flush time.Duration) {
-	hs := startServer(t, &Server{HistorySize: 3, FlushInterval: flush})
+func testRoom(t *testing.T, s *Server) {
+	s.HistorySize = 3
+	hs := startServer(t, s)
 	alice, w := join(t, hs, "show", "alice")
 	if w["count"] != 1.0 || w["you"].(map[string]any)["name"] != "alice" {
 		t.Fatalf("welcome: %v", w)
@@ -163,7 +165,7 @@ func testRoom(t *testing.T, flush time.Duration) {
 // waiting for it; a newcomer gets waiting messages in its history, not
 // twice; Close sends what waits before its close frame.
 func TestBatching(t *testing.T) {
-	s := &Server{FlushInterval: time.Hour}
+	s := &Server{FlushInterval: time.Hour, FlushPerConn: time.Hour}
 	hs := startServer(t, s)
 	alice, _ := join(t, hs, "r", "alice") // the room's first flush: at once
 	bob, w := join(t, hs, "r", "bob")     // waits: alice hears nothing yet
@@ -411,5 +413,41 @@ func TestKeepalive(t *testing.T) {
 		}
 	default:
 		t.Fatal("no pong before the message")
+	}
+}
+
+// TestFlushScaling: the wait between flushes grows with the gateway's
+// connections up to FlushInterval, and a lightly used gateway does not hold
+// a burst back: with an hour's FlushInterval, every message of a burst in a
+// room of two still arrives at once.
+func TestFlushScaling(t *testing.T) {
+	s := &Server{FlushInterval: 150 * time.Millisecond, FlushPerConn: 15 * time.Microsecond}
+	for _, c := range []struct {
+		conns int64
+		want  time.Duration
+	}{{0, 0}, {100, 1500 * time.Microsecond}, {10000, 150 * time.Millisecond}, {50000, 150 * time.Millisecond}} {
+		s.nconns.Store(c.conns)
+		if got := s.flushWait(); got != c.want {
+			t.Errorf("%d connections: wait %s, want %s", c.conns, got, c.want)
+		}
+	}
+	s.FlushInterval = -1
+	if got := s.flushWait(); got >= 0 {
+		t.Errorf("FlushInterval -1: wait %s, want < 0", got)
+	}
+
+	hs := startServer(t, &Server{FlushInterval: time.Hour, RatePerSecond: 1e6, Burst: 1e6})
+	alice, _ := join(t, hs, "r", "alice")
+	bob, _ := join(t, hs, "r", "bob")
+	alice.expect("join")
+	for i := range 5 {
+		bob.send(map[string]string{"type": "message", "text": fmt.Sprint("m", i)})
+		time.Sleep(2 * time.Millisecond) // apart by more than 2 × 15 µs
+	}
+	alice.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i := range 5 {
+		if m := alice.expect("message"); m["text"] != fmt.Sprint("m", i) {
+			t.Fatalf("message %d: %v", i, m)
+		}
 	}
 }

@@ -298,6 +298,7 @@ func (m *member) finish() {
 	m.writer.Wait()
 	s.mu.Lock()
 	delete(s.conns, m)
+	s.nconns.Add(-1)
 	s.mu.Unlock()
 	s.wg.Done()
 }

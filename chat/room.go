@@ -68,8 +68,9 @@ func (r *room) localMembers() []*member {
 // passed since that write, and then go out together, one write per member
 // for the lot (the same bytes for every member, each from where it joined).
 // A busy room so costs at most one system call per member per
-// FlushInterval, however many events it has. A negative FlushInterval has
-// always passed: every event is written at once.
+// FlushInterval, however many events it has. The interval shrinks on a
+// gateway with few connections (Server.flushWait); one that is not
+// positive has always passed: every event is written at once.
 func (r *room) broadcast(b []byte, skip *member) {
 	if len(r.local) == 0 {
 		return
@@ -82,7 +83,7 @@ func (r *room) broadcast(b []byte, skip *member) {
 	if r.timer != nil {
 		return // a flush is due
 	}
-	if wait := time.Until(r.flushed.Add(r.srv.FlushInterval)); wait > 0 {
+	if wait := time.Until(r.flushed.Add(r.srv.flushWait())); wait > 0 {
 		r.timer = time.AfterFunc(wait, func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()

@@ -67,6 +67,7 @@ type config struct {
 	ChatPingInterval  duration `json:"chat_ping_interval"`
 	ChatWriteTimeout  duration `json:"chat_write_timeout"`
 	ChatFlushInterval duration `json:"chat_flush_interval"`
+	ChatFlushPerConn  duration `json:"chat_flush_per_conn"`
 
 	ViewerWindow      duration `json:"viewer_window"`
 	MaxViewersTracked int      `json:"max_viewers_tracked"`
@@ -247,6 +248,7 @@ func (c *config) validate() error {
 		{"chat_ping_interval", c.ChatPingInterval >= duration(time.Second), "at least 1s"},
 		{"chat_write_timeout", c.ChatWriteTimeout >= duration(100*time.Millisecond), "at least 100ms"},
 		{"chat_flush_interval", c.ChatFlushInterval >= 0 && c.ChatFlushInterval <= duration(time.Second), "0s to 1s"},
+		{"chat_flush_per_conn", c.ChatFlushPerConn >= 0 && c.ChatFlushPerConn <= duration(time.Second), "0s to 1s"},
 		{"viewer_window", c.ViewerWindow >= duration(time.Second), "at least 1s"},
 		{"max_viewers_tracked", c.MaxViewersTracked > 0, "positive"},
 	}

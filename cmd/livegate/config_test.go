@@ -24,7 +24,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{"embedded defaults", nil, nil, func(c *config) bool {
 			return c.Listen == "127.0.0.1:8080" && len(c.Ladder) == 3 && c.HLSVariant == "lowlatency" && len(c.PublishKeys) == 0 &&
-				c.Data == "" && c.Record && c.RecordKeep == 5 && flushInterval(c.ChatFlushInterval) == 150*time.Millisecond
+				c.Data == "" && c.Record && c.RecordKeep == 5 && chatWait(c.ChatFlushInterval) == 150*time.Millisecond && chatWait(c.ChatFlushPerConn) == 15*time.Microsecond
 		}, ""},
 		{"recording off", []string{"--data", "/tmp/x", "--config", "FILE:{\"record\":false}"}, nil,
 			func(c *config) bool { return c.Data == "/tmp/x" && !c.Record }, ""},
@@ -46,7 +46,10 @@ func TestLoad(t *testing.T) {
 		{"nats url scheme", []string{"--nats-url", "http://x"}, nil, nil, "nats_url"},
 		{"key with space", []string{"--publish-key", "a b"}, nil, nil, "publish_keys[0]"},
 		{"chat flush off", []string{"--config", "FILE:{\"chat_flush_interval\":\"0s\"}"}, nil,
-			func(c *config) bool { return flushInterval(c.ChatFlushInterval) < 0 }, ""},
+			func(c *config) bool { return chatWait(c.ChatFlushInterval) < 0 }, ""},
+		{"chat flush per connection off", []string{"--config", "FILE:{\"chat_flush_per_conn\":\"0s\"}"}, nil,
+			func(c *config) bool { return chatWait(c.ChatFlushPerConn) < 0 }, ""},
+		{"chat flush per connection too long", []string{"--config", "FILE:{\"chat_flush_per_conn\":\"2s\"}"}, nil, nil, "chat_flush_per_conn"},
 		{"chat flush too long", []string{"--config", "FILE:{\"chat_flush_interval\":\"2s\"}"}, nil, nil, "chat_flush_interval"},
 	}
 	for _, c := range cases {

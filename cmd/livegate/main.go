@@ -85,7 +85,8 @@ func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
 		MaxViolations: cfg.ChatMaxViolations,
 		PingInterval:  time.Duration(cfg.ChatPingInterval),
 		WriteTimeout:  time.Duration(cfg.ChatWriteTimeout),
-		FlushInterval: flushInterval(cfg.ChatFlushInterval),
+		FlushInterval: chatWait(cfg.ChatFlushInterval),
+		FlushPerConn:  chatWait(cfg.ChatFlushPerConn),
 		CheckOrigin:   web.OriginChecker(cfg.AllowedOrigins),
 		Logger:        log.With("component", "chat"),
 	}
@@ -174,9 +175,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	return nil
 }
 
-// flushInterval maps chat_flush_interval to chat.Server.FlushInterval,
-// whose "every event at once" is negative (0 there is its default).
-func flushInterval(d duration) time.Duration {
+// chatWait maps chat_flush_interval or chat_flush_per_conn to the
+// chat.Server field, whose "every event at once" is negative (0 there is
+// its default).
+func chatWait(d duration) time.Duration {
 	if d == 0 {
 		return -1
 	}
