@@ -57,7 +57,9 @@ type Store struct {
 	Logger *slog.Logger
 }
 
-// Start checks the settings and creates Dir.
+// Start checks the settings, creates Dir and finishes the recordings that
+// a gateway stopped hard left unfinished (see recover). A Dir belongs to
+// one gateway.
 func (st *Store) Start() error {
 	if st.Dir == "" {
 		return errors.New("recordings directory not set")
@@ -74,6 +76,7 @@ func (st *Store) Start() error {
 	if err := os.MkdirAll(st.Dir, 0o755); err != nil {
 		return fmt.Errorf("recordings directory: %w", err)
 	}
+	st.recover()
 	return nil
 }
 

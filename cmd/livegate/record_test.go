@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path"
@@ -262,4 +263,40 @@ func TestBrowserRecording(t *testing.T) {
 	if errs, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__livegate.errors`)); err != nil || len(errs) > 0 {
 		t.Errorf("player errors: %v %v", errs, err)
 	}
+}
+
+// TestRecordingAfterKill: a gateway killed with SIGKILL in the middle of a
+// broadcast leaves its recording unfinished; the next gateway on the same
+// data finishes it at its start, and serves it as a VOD that decodes.
+func TestRecordingAfterKill(t *testing.T) {
+	needTools(t)
+	data := t.TempDir()
+	cmd, addr := runGateway(t, buildGateway(t), "--data", data)
+	pub := publish(t, &httptest.Server{URL: "http://" + addr}, "crash", "854x480", 30)
+	waitFor(t, 30*time.Second, "3 recorded segments in a playlist", func() bool {
+		lists, _ := filepath.Glob(filepath.Join(data, "recordings", "crash", "*", "*", "*.m3u8"))
+		for _, l := range lists {
+			if b, _ := os.ReadFile(l); bytes.Count(b, []byte("#EXTINF:")) >= 3 {
+				return true
+			}
+		}
+		return false
+	})
+	cmd.Process.Kill()
+	cmd.Wait()
+	pub.conn.Close()
+	if metas, _ := filepath.Glob(filepath.Join(data, "recordings", "crash", "*", record.MetaFile)); len(metas) != 0 {
+		t.Fatalf("a killed gateway finished its recording: %v", metas)
+	}
+
+	srv := startGateway(t, func(c *config) { c.Data = data })
+	dir := finishedRecording(t, data, "crash")
+	mv, media := recordedPlaylists(t, dir)
+	for _, v := range mv.Variants {
+		if len(media[v.URI].Segments) < 3 {
+			t.Errorf("%s: %d segments recovered, want at least 3", v.URI, len(media[v.URI].Segments))
+		}
+		checkRecordedVideo(t, filepath.Join(dir, filepath.FromSlash(v.URI)), media[v.URI])
+	}
+	checkServed(t, srv.URL+"/live/crash/", dir)
 }

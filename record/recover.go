@@ -1,0 +1,166 @@
+package record
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+)
+
+// recover finishes the recordings that a gateway stopped hard (killed, a
+// crash, power) left without recording.json, so that they are served like
+// any other: their media playlists become VOD with #EXT-X-ENDLIST, cut to
+// the same number of segments, and their metadata is written, with the
+// time of the last playlist write as the end. A recording without its
+// multivariant playlist (no rendition had a segment yet) is removed, as an
+// empty one is when it finishes. Called by Start, before any recording of
+// this process begins.
+func (st *Store) recover() {
+	streams, _ := os.ReadDir(st.Dir)
+	for _, s := range streams {
+		if !s.IsDir() || !validStream.MatchString(s.Name()) {
+			continue
+		}
+		parent := filepath.Join(st.Dir, s.Name())
+		for _, name := range recordings(parent) {
+			dir := filepath.Join(parent, name)
+			if _, err := os.Stat(filepath.Join(dir, MetaFile)); err == nil || !errors.Is(err, os.ErrNotExist) {
+				continue // finished, or not readable: left as it is
+			}
+			log := st.Logger.With("stream", s.Name(), "recording", name)
+			rec, err := recoverDir(dir, s.Name(), log)
+			switch {
+			case errors.Is(err, ErrEmpty):
+				log.Info("removed an unfinished recording with nothing to play")
+			case err != nil:
+				log.Warn("unfinished recording left as it is (not served)", "error", err)
+			default:
+				log.Info("finished a recording that was cut off", "duration", rec.Duration)
+			}
+		}
+	}
+}
+
+// recoverDir rebuilds the Writer of the unfinished recording in dir from
+// its files and finishes it.
+func recoverDir(dir, stream string, log *slog.Logger) (*Recording, error) {
+	w := &Writer{dir: dir, log: log, lists: map[string]*mediaList{}}
+	start, err := time.Parse(DirTime, strings.SplitN(filepath.Base(dir), "-", 2)[0])
+	if err != nil {
+		return nil, fmt.Errorf("directory name: %w", err)
+	}
+	w.meta = Meta{Stream: stream, StartedAt: start}
+	index, err := os.ReadFile(filepath.Join(dir, IndexFile))
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+		return nil, ErrEmpty
+	}
+	if err != nil {
+		return nil, err
+	}
+	pl, err := playlist.Unmarshal(index)
+	mv, ok := pl.(*playlist.Multivariant)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("%s: not a multivariant playlist: %v", IndexFile, err)
+	}
+	var rends []Rendition
+	var ended time.Time
+	for _, v := range mv.Variants {
+		rend, file, ok := strings.Cut(v.URI, "/")
+		if !ok || !validDir.MatchString(rend) || !validFile.MatchString(file) {
+			return nil, fmt.Errorf("%s: variant %q", IndexFile, v.URI)
+		}
+		r := Rendition{Name: rend, Bandwidth: v.Bandwidth}
+		fmt.Sscanf(v.Resolution, "%dx%d", &r.Width, &r.Height)
+		rends = append(rends, r)
+	}
+	// every media playlist of the renditions, the variants' first
+	for _, r := range rends {
+		names, _ := filepath.Glob(filepath.Join(dir, r.Name, "*.m3u8"))
+		for _, path := range names {
+			ml, mod, err := readMediaList(path)
+			if err != nil {
+				return nil, err
+			}
+			if len(ml.entries) == 0 {
+				continue
+			}
+			key := r.Name + "/" + filepath.Base(path)
+			w.lists[key] = ml
+			w.list = append(w.list, key)
+			ended = later(ended, mod)
+		}
+	}
+	return w.Finish(nil, rends, ended)
+}
+
+// readMediaList parses a media playlist that Writer wrote while recording
+// (see mediaList.render), up to its last complete segment line; it
+// returns the playlist and its modification time. Entries are numbered
+// from 0, so alignEnds cuts every playlist to the shortest.
+func readMediaList(path string) (*mediaList, time.Time, error) {
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if i := bytes.LastIndexByte(body, '\n'); i >= 0 {
+		body = body[:i+1] // a line cut by the stop is dropped
+	} else {
+		body = nil
+	}
+	ml := &mediaList{path: path, target: 1}
+	var init string
+	var dur time.Duration
+	discont, inf := false, false
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "#EXT-X-TARGETDURATION:"):
+			ml.target, _ = strconv.Atoi(strings.TrimPrefix(line, "#EXT-X-TARGETDURATION:"))
+			ml.target = max(ml.target, 1)
+		case line == "#EXT-X-DISCONTINUITY":
+			discont = true
+		case strings.HasPrefix(line, "#EXT-X-MAP:URI="):
+			init, err = strconv.Unquote(strings.TrimPrefix(line, "#EXT-X-MAP:URI="))
+			if err != nil || !validFile.MatchString(init) {
+				return nil, time.Time{}, fmt.Errorf("%s: %q", path, line)
+			}
+		case strings.HasPrefix(line, "#EXTINF:"):
+			secs, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(line, "#EXTINF:"), ","), 64)
+			if err != nil || secs < 0 || secs > 3600 {
+				return nil, time.Time{}, fmt.Errorf("%s: %q", path, line)
+			}
+			dur, inf = time.Duration(secs*float64(time.Second)), true
+		case line != "" && !strings.HasPrefix(line, "#"):
+			if !inf || !validFile.MatchString(line) {
+				return nil, time.Time{}, fmt.Errorf("%s: segment %q", path, line)
+			}
+			ml.entries = append(ml.entries, entry{seq: uint64(len(ml.entries)), name: line, init: init,
+				duration: dur, discont: discont})
+			discont, inf = false, false
+		}
+	}
+	return ml, info.ModTime(), nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,88 @@
+package record
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testIndex = `#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-STREAM-INF:BANDWIDTH=2000000,CODECS="avc1.64001f",RESOLUTION=1280x720
+720p/video1_stream.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=600000,CODECS="avc1.64001e",RESOLUTION=640x360
+360p/video1_stream.m3u8
+`
+
+// TestRecover: a gateway killed while recording leaves no recording.json;
+// the next Start finishes the recording (VOD playlists cut to the same
+// length, the last line the kill cut dropped, the metadata from the
+// multivariant playlist), removes one with nothing to play, and leaves a
+// finished one alone.
+func TestRecover(t *testing.T) {
+	st := newStore(t, 5)
+	done, _ := st.Create("s", start.Add(-time.Hour))
+	add(done, seg(0, 1000, "i.mp4", false))
+	if _, err := done.Finish(nil, []Rendition{{Name: "720p"}}, start.Add(-time.Hour+time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := st.Create("s", start)
+	for i := range uint64(3) {
+		add(w, seg(i, 1000, "i.mp4", false))
+		if i < 2 { // the kill came before 360p's third segment
+			s := seg(i, 1000, "i.mp4", i == 1)
+			s.Rendition = "360p"
+			add(w, s)
+		}
+	}
+	w.WriteIndex([]byte(testIndex))
+	// an append cut short by the kill
+	f, err := os.OpenFile(filepath.Join(w.Dir(), "360p", "video1_stream.m3u8"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("#EXTINF:1.00000,\np_video1_seg")
+	f.Close()
+	empty, _ := st.Create("s", start.Add(time.Hour)) // killed before any rendition had a segment
+	add(empty, seg(0, 1000, "i.mp4", false))
+
+	st2 := &Store{Dir: st.Dir}
+	if err := st2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(empty.Dir()); !os.IsNotExist(err) {
+		t.Errorf("recording without a multivariant playlist: %v, want removed", err)
+	}
+	r, err := st2.Latest("s")
+	if err != nil {
+		t.Fatalf("Latest after the restart: %v", err)
+	}
+	if r.Dir() != w.Dir() || !r.StartedAt.Equal(start) || r.Duration != 2 || r.EndedAt.IsZero() {
+		t.Errorf("recovered %s: start %s, end %s, duration %g; want %s, %s, 2", r.Dir(), r.StartedAt, r.EndedAt, r.Duration, w.Dir(), start)
+	}
+	if len(r.Renditions) != 2 || r.Renditions[0] != (Rendition{"720p", 1280, 720, 2000000}) || r.Renditions[1] != (Rendition{"360p", 640, 360, 600000}) {
+		t.Errorf("renditions %+v", r.Renditions)
+	}
+	for _, rend := range []string{"720p", "360p"} {
+		b, err := os.ReadFile(filepath.Join(w.Dir(), rend, "video1_stream.m3u8"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl := string(b)
+		if strings.Count(pl, "#EXTINF:") != 2 || !strings.Contains(pl, "#EXT-X-PLAYLIST-TYPE:VOD\n") || !strings.HasSuffix(pl, "#EXT-X-ENDLIST\n") {
+			t.Errorf("%s playlist:\n%s", rend, pl)
+		}
+		if rend == "360p" && !strings.Contains(pl, "#EXT-X-DISCONTINUITY\n") {
+			t.Errorf("360p lost its discontinuity:\n%s", pl)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(w.Dir(), "720p", seg(2, 0, "", false).File.Name)); !os.IsNotExist(err) {
+		t.Errorf("720p's third segment, cut to align the renditions: %v, want removed", err)
+	}
+	if _, err := os.Stat(filepath.Join(done.Dir(), MetaFile)); err != nil {
+		t.Errorf("the finished recording: %v", err)
+	}
+}
