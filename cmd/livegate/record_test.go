@@ -300,3 +300,40 @@ func TestRecordingAfterKill(t *testing.T) {
 	}
 	checkServed(t, srv.URL+"/live/crash/", dir)
 }
+
+// TestBrowserLiveToRecording: a viewer who watches a live to its end is
+// offered its recording once it is served (after keep_ended), and plays it
+// from the start.
+func TestBrowserLiveToRecording(t *testing.T) {
+	needTools(t)
+	data := t.TempDir()
+	srv := startGateway(t, func(c *config) { c.Data = data; c.KeepEnded = duration(2 * time.Second) })
+	browser := newBrowser(t)
+	pub := publish(t, srv, "tovod", "640x360", 8)
+	for m := range pub.status {
+		if m["state"] == "live" {
+			break
+		}
+	}
+	ctx, cancel := chromedp.NewContext(browser)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/watch/tovod")); err != nil {
+		t.Fatal(err)
+	}
+	const video = `document.getElementById("video")`
+	const replay = `document.getElementById("replay")`
+	evalUntil(t, ctx, 30*time.Second, "the live to play", video+`.currentTime > 0.5 && window.__livegate.recording === false`)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](replay+`.hidden`)); err != nil {
+		t.Fatal(err)
+	}
+	pub.finish(t)
+	evalUntil(t, ctx, 40*time.Second, "the offer of the recording",
+		`!`+replay+`.hidden && document.getElementById("state").textContent.includes("recording is ready")`)
+	screenshot(t, ctx, "watch-live-ended-recording-ready")
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](replay+`.click()`)); err != nil {
+		t.Fatal(err)
+	}
+	evalUntil(t, ctx, 30*time.Second, "the recording to play from the start",
+		`window.__livegate.recording === true && `+replay+`.hidden && isFinite(`+video+`.duration) && `+
+			video+`.duration > 5 && `+video+`.currentTime > 0.5 && `+video+`.currentTime < 5`)
+}

@@ -2,16 +2,18 @@
 // missing), quality menu, latency, offline/ended states with retry, chat.
 // When the stream is not live but has a recording, it plays the recording
 // as VOD from the start, and switches to live when a new broadcast starts.
+// A viewer of a live that ends is offered its recording once it is served.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
   const name = decodeURIComponent(location.pathname.split("/").pop());
   const src = "/live/" + encodeURIComponent(name) + "/index.m3u8";
-  const video = $("video"), quality = $("quality"), golive = $("golive");
+  const video = $("video"), quality = $("quality"), golive = $("golive"), replay = $("replay");
   const dbg = { errors: [], hls: null, video };
   window.__livegate = dbg;
   let hls = null, retry = null;
   let recording = null; // the API's description of the recording playing, or null when live
+  let over = false; // the live playing (or last loaded) has ended
 
   $("title").textContent = name;
   document.title = name + " · livegate";
@@ -42,6 +44,8 @@
     $("viewers").textContent = info.viewers + " watching";
     recording = !info.live && info.recording ? info : null;
     dbg.recording = !!recording;
+    over = !info.live && !recording;
+    replay.hidden = true;
     if (recording) say(recordingText());
     else if (!info.live && info.ended_at) say("The stream has ended.");
     else say("Starting…");
@@ -72,6 +76,7 @@
   }
 
   quality.addEventListener("change", () => { if (hls) hls.currentLevel = Number(quality.value); });
+  replay.addEventListener("click", load);
   golive.addEventListener("click", () => { if (hls && hls.liveSyncPosition) video.currentTime = hls.liveSyncPosition; });
   video.addEventListener("ended", () => say(recording ? "End of the recording." : "The stream has ended."));
   setInterval(() => {
@@ -81,10 +86,10 @@
     golive.hidden = !(hls.targetLatency && hls.latency > hls.targetLatency + 2);
   }, 1000);
 
-  // viewer count, and a new broadcast after the last one ended or while a
-  // recording plays
+  // viewer count, a new broadcast after the last one ended or while a
+  // recording plays, and the recording of the live that ended here
   let ended = false;
-  video.addEventListener("ended", () => { ended = true; });
+  video.addEventListener("ended", () => { ended = true; over = !recording; });
   setInterval(async () => {
     const res = await fetch("/api/streams/" + encodeURIComponent(name)).catch(() => null);
     if (!res) return;
@@ -92,6 +97,10 @@
     if (!info) return;
     $("viewers").textContent = (info.viewers || 0) + " watching";
     if ((ended || recording) && info.live) { ended = false; load(); }
+    else if (over && !info.live && info.recording && replay.hidden) {
+      replay.hidden = false;
+      say("The stream has ended. Its recording is ready.");
+    }
   }, 5000);
 
   if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: name });
