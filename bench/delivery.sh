@@ -18,8 +18,8 @@
 # keep-alive without a request limit). The same client, lgload -bench-get,
 # fetches the same file list, round-robin, with the same concurrency and
 # keep-alive, alternately: livegate, nginx, floor, livegate, ... (PASSES=2).
-# floor (bench/floor) is the lower bound, not a contender: a loop of a
-# hundred lines that answers each GET of the same files from memfds with one
+# floor (bench/floor) is the lower bound, not a contender: a loop of about
+# 150 lines that answers each GET of the same files from memfds with one
 # sendmsg and one sendfile and does nothing else, to read the two servers'
 # gap against what the kernel alone costs here.
 # --live: the publisher keeps running; before each pass the init segment and
