@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,31 @@ func TestBrowserDevicePermissions(t *testing.T) {
 			screenshot(t, wctx, "watch-"+c.name)
 		})
 	}
+}
+
+// TestBrowserNoCamera: Chromium without its fake devices, on a machine that
+// has no camera (checked: no /dev/video*), rejects getUserMedia with
+// NotFoundError; the broadcaster says so in plain words and does not go
+// live. Nothing in the page is overridden.
+func TestBrowserNoCamera(t *testing.T) {
+	needTools(t)
+	if devs, _ := filepath.Glob("/dev/video*"); len(devs) > 0 {
+		t.Skipf("this machine has a camera (%v)", devs)
+	}
+	srv := startGateway(t, nil)
+	b := newBrowser(t, chromedp.Flag("use-fake-device-for-media-stream", false))
+	ctx, cancel := chromedp.NewContext(b)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/broadcast?autostart=1&stream=nocam")); err != nil {
+		t.Fatal(err)
+	}
+	evalUntil(t, ctx, 30*time.Second, "the page to say there is no camera",
+		`document.getElementById("state").textContent.includes("No camera found")`)
+	time.Sleep(2 * time.Second) // time enough to connect, were it trying
+	if code, _ := get(t, srv.URL+"/api/streams/nocam"); code != 404 {
+		t.Errorf("/api/streams/nocam: %d, want 404 (not live)", code)
+	}
+	screenshot(t, ctx, "broadcast-no-camera")
 }
 
 // jsString quotes s as a JavaScript string literal.
