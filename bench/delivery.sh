@@ -191,5 +191,7 @@ for k, label in (("requests_per_s", "req/s"), ("mb_per_s", "MB/s"), ("p50_ms", "
     print(f"{label:8s} livegate {a:10.2f}  nginx {b:10.2f}  floor {c:10.2f}  livegate/nginx {ratio(a, b)}  floor/nginx {ratio(c, b)}")
 print("errors: livegate", sum(r["errors"] for r in lg), "nginx", sum(r["errors"] for r in ng), "floor", sum(r["errors"] for r in fl),
       "; lgload CPU (cores):", [r["lgload_cpu"] for r in lg + ng + fl])
+if any(r["errors"] or not r["requests"] for r in lg + ng + fl):
+    sys.exit("delivery.sh: a server failed requests (see bench-get's last error above): its figures mean nothing")
 PY
 echo "reports in $out"
