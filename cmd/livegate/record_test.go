@@ -273,14 +273,16 @@ func TestRecordingAfterKill(t *testing.T) {
 	data := t.TempDir()
 	cmd, addr := runGateway(t, buildGateway(t), "--data", data)
 	pub := publish(t, &httptest.Server{URL: "http://" + addr}, "crash", "854x480", 30)
-	waitFor(t, 30*time.Second, "3 recorded segments in a playlist", func() bool {
+	// the recovery cuts every playlist to the shortest: wait for all three
+	// (480p, 360p, audio) to hold 3 segments
+	waitFor(t, 30*time.Second, "3 recorded segments in every playlist", func() bool {
 		lists, _ := filepath.Glob(filepath.Join(data, "recordings", "crash", "*", "*", "*.m3u8"))
 		for _, l := range lists {
-			if b, _ := os.ReadFile(l); bytes.Count(b, []byte("#EXTINF:")) >= 3 {
-				return true
+			if b, _ := os.ReadFile(l); bytes.Count(b, []byte("#EXTINF:")) < 3 {
+				return false
 			}
 		}
-		return false
+		return len(lists) >= 3
 	})
 	cmd.Process.Kill()
 	cmd.Wait()
