@@ -58,7 +58,7 @@ type Store struct {
 }
 
 // Start checks the settings, creates Dir and finishes the recordings that
-// a gateway stopped hard left unfinished (see recover). A Dir belongs to
+// a gateway stopped hard left unfinished (see finishCutOff). A Dir belongs to
 // one gateway.
 func (st *Store) Start() error {
 	if st.Dir == "" {
@@ -76,7 +76,7 @@ func (st *Store) Start() error {
 	if err := os.MkdirAll(st.Dir, 0o755); err != nil {
 		return fmt.Errorf("recordings directory: %w", err)
 	}
-	st.recover()
+	st.finishCutOff()
 	return nil
 }
 

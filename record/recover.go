@@ -15,7 +15,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 )
 
-// recover finishes the recordings that a gateway stopped hard (killed, a
+// finishCutOff finishes the recordings that a gateway stopped hard (killed, a
 // crash, power) left without recording.json, so that they are served like
 // any other: their media playlists become VOD with #EXT-X-ENDLIST, cut to
 // the same number of segments, and their metadata is written, with the
@@ -23,7 +23,7 @@ import (
 // multivariant playlist (no rendition had a segment yet) is removed, as an
 // empty one is when it finishes. Called by Start, before any recording of
 // this process begins.
-func (st *Store) recover() {
+func (st *Store) finishCutOff() {
 	streams, _ := os.ReadDir(st.Dir)
 	for _, s := range streams {
 		if !s.IsDir() || !validStream.MatchString(s.Name()) {
@@ -84,7 +84,7 @@ func recoverDir(dir, stream string, log *slog.Logger) (*Recording, error) {
 		fmt.Sscanf(v.Resolution, "%dx%d", &r.Width, &r.Height)
 		rends = append(rends, r)
 	}
-	// every media playlist of the renditions, the variants' first
+	// every media playlist in the renditions' directories
 	for _, r := range rends {
 		names, _ := filepath.Glob(filepath.Join(dir, r.Name, "*.m3u8"))
 		for _, path := range names {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -126,9 +127,7 @@ func serve(c *net.TCPConn, files map[string]*file) {
 
 // answer sends f (or a 404 when f is nil): its header with MSG_MORE, then
 // its body with sendfile, waiting whenever the socket is full.
-func answer(sc interface {
-	Write(func(uintptr) bool) error
-}, f *file) error {
+func answer(sc syscall.RawConn, f *file) error {
 	header, size, sent := notFound, int64(0), 0
 	if f != nil {
 		header, size = f.header, f.size
