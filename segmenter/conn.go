@@ -1,12 +1,15 @@
 package segmenter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,15 +21,45 @@ import (
 // segment's header is held back with MSG_MORE to ride in the first packet
 // of its body. Set the server's ConnContext to ConnContext too. Anything
 // else passes through to the *net.TCPConn unchanged.
+//
+// With Answer set, the requests that open a connection may be answered
+// before net/http sees them: see Answerer.
 type Listener struct {
 	net.Listener
+	// Answer, if set, is offered every request that opens a connection.
+	Answer Answerer
+	// HeaderTimeout bounds the reading of a request that Answer is
+	// offered, from its first byte, and IdleTimeout the wait for the next
+	// one, as the http.Server's ReadHeaderTimeout and IdleTimeout do for
+	// the others; 0 is no limit.
+	HeaderTimeout, IdleTimeout time.Duration
 }
+
+// Answerer answers one request itself, or declines. head is the request's
+// head, from its request line to its blank line (the whole request: one
+// answered has no body), and remote the client's address. It appends the
+// answer's status line and header to dst and returns them, with a body to
+// send after them from offset 0 of a file shared by many answers (size
+// bytes; nil for none). It declines with ok false, and from that request
+// on the connection is net/http's: every byte not answered reaches
+// net/http unchanged, so an Answerer can only pick requests, never change
+// how net/http reads them.
+type Answerer func(dst, head []byte, remote string) (reply []byte, body *os.File, size int64, ok bool)
+
+// maxHead bounds the head of a request an Answerer is offered; a longer
+// one goes to net/http (whose own limit is http.Server.MaxHeaderBytes).
+const maxHead = 8 << 10
 
 // Accept wraps each TCP connection.
 func (l Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok && err == nil {
-		return &conn{TCPConn: tc}, nil
+		dc := &conn{TCPConn: tc, answer: l.Answer, headerTimeout: l.HeaderTimeout, idleTimeout: l.IdleTimeout}
+		if dc.answer != nil {
+			dc.remote = tc.RemoteAddr().String()
+			dc.buf = make([]byte, 0, maxHead)
+		}
+		return dc, nil
 	}
 	return c, err
 }
@@ -43,10 +76,138 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // conn is one connection of a Listener. net/http writes to it from the
-// request's goroutine only, so more needs no lock.
+// request's goroutine only, so more needs no lock; Read runs on the
+// connection's goroutine, which owns answer, buf and reply.
 type conn struct {
 	*net.TCPConn
 	more bool // the next Write is a header that a sendfile follows
+
+	answer                     Answerer // nil once net/http has the connection
+	remote                     string
+	buf                        []byte // read and not yet answered or given to net/http
+	reply                      []byte
+	headerTimeout, idleTimeout time.Duration
+
+	mu      sync.Mutex
+	busy    bool // an answer is being sent
+	closing bool // Close came during it: the answer ends it
+}
+
+var blankLine = []byte("\r\n\r\n")
+
+// Read gives net/http the connection's bytes, once the requests that open
+// it have been answered by answer, or declined.
+func (c *conn) Read(p []byte) (int, error) {
+	for c.answer != nil {
+		end := bytes.Index(c.buf, blankLine)
+		if end < 0 {
+			if len(c.buf) == cap(c.buf) {
+				c.handOver()
+				break
+			}
+			if err := c.fill(); err != nil {
+				return 0, err // net/http too ends a connection that fails in a head
+			}
+			continue
+		}
+		head := c.buf[:end+len(blankLine)]
+		reply, body, size, ok := c.answer(c.reply[:0], head, c.remote)
+		c.reply = reply[:0]
+		if ok {
+			ok, err := c.send(reply, body, size)
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				c.buf = c.buf[:copy(c.buf, c.buf[len(head):])]
+				if len(c.buf) == 0 && c.idleTimeout > 0 {
+					c.SetReadDeadline(time.Now().Add(c.idleTimeout))
+				}
+				continue
+			}
+		}
+		c.handOver()
+	}
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		if c.buf = c.buf[:copy(c.buf, c.buf[n:])]; len(c.buf) == 0 {
+			c.buf = nil
+		}
+		return n, nil
+	}
+	return c.TCPConn.Read(p)
+}
+
+// fill reads more of a request; its first bytes start the header timeout.
+func (c *conn) fill() error {
+	n, err := c.TCPConn.Read(c.buf[len(c.buf):cap(c.buf)])
+	if n > 0 && len(c.buf) == 0 && c.headerTimeout > 0 {
+		c.SetReadDeadline(time.Now().Add(c.headerTimeout))
+	}
+	c.buf = c.buf[:len(c.buf)+n]
+	return err
+}
+
+// handOver leaves the connection to net/http from the request at the
+// start of buf, with the header timeout that net/http set for it.
+func (c *conn) handOver() {
+	c.answer, c.reply = nil, nil
+	if c.headerTimeout > 0 {
+		c.SetReadDeadline(time.Now().Add(c.headerTimeout))
+	}
+}
+
+// send sends an answer; it reports false, having sent nothing, when the
+// body's file has been closed (its window is gone).
+func (c *conn) send(reply []byte, body *os.File, size int64) (sent bool, err error) {
+	c.mu.Lock()
+	c.busy = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.busy = false
+		closing := c.closing
+		c.mu.Unlock()
+		if closing {
+			c.TCPConn.Close()
+			err = net.ErrClosed
+		}
+	}()
+	if body == nil {
+		_, err = c.TCPConn.Write(reply)
+		return true, err
+	}
+	fc, err := body.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
+	// Control holds a reference to the file, so its descriptor number is
+	// not reused under the sendfile; it fails, calling nothing, once closed
+	cerr := fc.Control(func(ffd uintptr) {
+		sent = true
+		c.more = true
+		if _, err = c.Write(reply); err == nil {
+			err = c.sendfile(int(ffd), 0, size, nil)
+		}
+	})
+	if !sent {
+		return false, nil
+	}
+	return true, errors.Join(err, cerr)
+}
+
+// Close closes the connection, after the answer being sent if there is one
+// (net/http's Shutdown takes a connection whose requests all went to Answer
+// for an idle one).
+func (c *conn) Close() error {
+	c.mu.Lock()
+	if c.busy {
+		c.closing = true
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	return c.TCPConn.Close()
 }
 
 // holdHeader sends the next Write with MSG_MORE, if r came through a
@@ -136,23 +297,30 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	off := base + pos
 	var written int64
 	var serr error
 	// Control holds a reference to the file: a concurrent Close waits, so
 	// its descriptor number is not reused under the sendfile (which stops
 	// early if the file is shorter than its section)
 	err = fc.Control(func(ffd uintptr) {
-		serr = sendAll(c.TCPConn, "sendfile", func() bool { return remain > 0 }, func(fd int) (int, error) {
-			n, err := unix.Sendfile(fd, int(ffd), &off, int(min(remain, 1<<30)))
-			written += int64(max(n, 0))
-			remain -= int64(max(n, 0))
-			return n, err
-		})
+		serr = c.sendfile(int(ffd), base+pos, remain, &written)
 	})
 	sr.Seek(written, io.SeekCurrent)
 	if lr != nil {
 		lr.N -= written
 	}
 	return written, errors.Join(err, serr)
+}
+
+// sendfile sends n bytes of the file ffd from off, adding what it sent to
+// *written if not nil; it stops early if the file is shorter.
+func (c *conn) sendfile(ffd int, off, n int64, written *int64) error {
+	return sendAll(c.TCPConn, "sendfile", func() bool { return n > 0 }, func(fd int) (int, error) {
+		m, err := unix.Sendfile(fd, ffd, &off, int(min(n, 1<<30)))
+		n -= int64(max(m, 0))
+		if written != nil {
+			*written += int64(max(m, 0))
+		}
+		return m, err
+	})
 }

@@ -33,11 +33,46 @@ type frozenFile struct {
 	size   int64
 	ctype  []string // Content-Type
 	length []string // Content-Length
+	fields []byte   // the header fields of a GET's answer, as Final gives them
 }
 
 // inMemory holds a file of the window as plain bytes.
 func inMemory(name string, data []byte) *frozenFile {
-	return &frozenFile{data: data, size: int64(len(data)), ctype: []string{contentType(name)}, length: []string{strconv.Itoa(len(data))}}
+	f := &frozenFile{data: data, size: int64(len(data)), ctype: []string{contentType(name)}, length: []string{strconv.Itoa(len(data))}}
+	f.fields = []byte("Accept-Ranges: " + acceptRanges[0] + "\r\nCache-Control: " + cacheFrozen[0] +
+		"\r\nContent-Length: " + f.length[0] + "\r\nContent-Type: " + f.ctype[0] + "\r\n")
+	return f
+}
+
+// Final is a file of the finished window, for a server that answers a
+// plain GET of it without net/http, as Handle would.
+type Final struct {
+	// Fields are the header fields of the answer, each line ending in CRLF.
+	Fields []byte
+	// File is the memfd that holds the body (Size bytes from offset 0),
+	// shared by every answer: read it only at offsets of your own (pread,
+	// sendfile). It is closed when the window goes, which ends any use
+	// through SyscallConn. nil when Data holds the body.
+	File *os.File
+	Size int64
+	Data []byte
+}
+
+// Final returns a file of the finished window, once the stream has ended.
+func (s *Segmenter) Final(file string) (Final, bool) {
+	s.mu.Lock()
+	w := s.frozen
+	s.mu.Unlock()
+	if w == nil {
+		return Final{}, false
+	}
+	w.mu.RLock()
+	f := w.files[file]
+	w.mu.RUnlock()
+	if f == nil {
+		return Final{}, false
+	}
+	return Final{Fields: f.fields, File: f.file, Size: f.size, Data: f.data}, true
 }
 
 // Header values shared by every answer of a window; never modified.

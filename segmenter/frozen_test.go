@@ -1,6 +1,7 @@
 package segmenter
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -8,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -387,5 +390,43 @@ func TestLiveLength(t *testing.T) {
 				t.Errorf("head: status %d, Content-Length %q", rec.Code, rec.Header().Get("Content-Length"))
 			}
 		})
+	}
+}
+
+// TestFinal checks that Final gives a plain GET's answer as Handle does:
+// the same header fields and body; and nothing before the end or after
+// the window is gone.
+func TestFinal(t *testing.T) {
+	s := &Segmenter{}
+	if _, ok := s.Final("hi/seg7.mp4"); ok {
+		t.Error("a file is final before the end")
+	}
+	w, files := testWindow(t)
+	s.frozen = w
+	for name, data := range files {
+		f, ok := s.Final(name)
+		if !ok {
+			t.Fatalf("%s: not final", name)
+		}
+		rec := httptest.NewRecorder()
+		s.Handle(rec, httptest.NewRequest("GET", "/"+name, nil), name)
+		fields, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(f.Fields, "\r\n"...)))).ReadMIMEHeader()
+		if err != nil || !reflect.DeepEqual(http.Header(fields), rec.Header()) {
+			t.Errorf("%s: fields %q (%v), Handle's header %v", name, f.Fields, err, rec.Header())
+		}
+		body := f.Data
+		if f.File != nil {
+			body = make([]byte, f.Size)
+			if _, err := f.File.ReadAt(body, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(body, data) || !bytes.Equal(rec.Body.Bytes(), data) {
+			t.Errorf("%s: body of %d bytes, Handle's %d, the file's %d", name, len(body), rec.Body.Len(), len(data))
+		}
+	}
+	w.close()
+	if _, ok := s.Final("hi/seg7.mp4"); ok {
+		t.Error("a file is final after its window closed")
 	}
 }

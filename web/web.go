@@ -119,6 +119,7 @@ type Server struct {
 	once     sync.Once
 	viewers  viewers
 	requests sync.Map // route -> *atomic.Int64
+	direct   atomic.Int64
 }
 
 func (s *Server) defaults() {
@@ -262,7 +263,7 @@ func (s *Server) multivariant(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
 		return
 	}
-	s.viewers.seen(name, r)
+	s.viewers.seen(name, clientKey(r.RemoteAddr, r.UserAgent()))
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
@@ -291,7 +292,7 @@ func (s *Server) liveFile(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
 		return
 	}
-	s.viewers.seen(name, r)
+	s.viewers.seen(name, clientKey(r.RemoteAddr, r.UserAgent()))
 	st.ServeFile(w, r, r.PathValue("file"))
 }
 
@@ -393,6 +394,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "livegate_http_requests_total{route=%q} %d\n", k, v.(*atomic.Int64).Load())
 		return true
 	})
+	fmt.Fprintf(&b, "# TYPE livegate_http_direct_answers_total counter\nlivegate_http_direct_answers_total %d\n", s.direct.Load())
 	w.Write([]byte(b.String()))
 }
 
@@ -405,17 +407,16 @@ type viewers struct {
 	seenAt map[string]map[string]time.Time
 }
 
-func clientKey(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i >= 0 {
-		host = host[:i]
+// clientKey tells clients apart: remote is the client's HOST:PORT.
+func clientKey(remote, agent string) string {
+	if i := strings.LastIndexByte(remote, ':'); i >= 0 {
+		remote = remote[:i]
 	}
-	return host + "|" + r.UserAgent()
+	return remote + "|" + agent
 }
 
-func (v *viewers) seen(stream string, r *http.Request) {
+func (v *viewers) seen(stream, key string) {
 	now := time.Now()
-	key := clientKey(r)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.seenAt == nil {

@@ -151,11 +151,7 @@ func BenchmarkLiveFile(b *testing.B) {
 func TestViewers(t *testing.T) {
 	s := &Server{Catalog: fakeCatalog{}, ViewerWindow: 100 * time.Millisecond, MaxViewersTracked: 3}
 	s.defaults()
-	req := func(addr, ua string) *http.Request {
-		r := httptest.NewRequest("GET", "/live/x/index.m3u8", nil)
-		r.RemoteAddr, r.Header["User-Agent"] = addr, []string{ua}
-		return r
-	}
+	req := clientKey
 	s.viewers.seen("x", req("10.0.0.1:1000", "vlc"))
 	s.viewers.seen("x", req("10.0.0.1:1001", "vlc")) // same client, new port
 	s.viewers.seen("x", req("10.0.0.1:1002", "chrome"))

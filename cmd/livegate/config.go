@@ -48,6 +48,9 @@ type config struct {
 	LiveAllowOrigin string   `json:"live_allow_origin"`
 	StartWait       duration `json:"start_wait"`
 
+	HTTPHeaderTimeout duration `json:"http_header_timeout"`
+	HTTPIdleTimeout   duration `json:"http_idle_timeout"`
+
 	IngestMaxFrameBytes  int64    `json:"ingest_max_frame_bytes"`
 	IngestIdleTimeout    duration `json:"ingest_idle_timeout"`
 	IngestBufferBytes    int      `json:"ingest_buffer_bytes"`
@@ -231,6 +234,8 @@ func (c *config) validate() error {
 		{"keep_ended", c.KeepEnded >= duration(time.Second), "at least 1s"},
 		{"record_keep", c.RecordKeep >= 1, "at least 1"},
 		{"start_wait", c.StartWait >= 0, "not negative"},
+		{"http_header_timeout", c.HTTPHeaderTimeout >= duration(time.Second), "at least 1s"},
+		{"http_idle_timeout", c.HTTPIdleTimeout >= duration(time.Second), "at least 1s"},
 		{"ingest_max_frame_bytes", c.IngestMaxFrameBytes >= 1024 && c.IngestMaxFrameBytes <= 64<<20, "between 1024 and 64 MiB"},
 		{"ingest_idle_timeout", c.IngestIdleTimeout >= duration(time.Second), "at least 1s"},
 		{"ingest_buffer_bytes", c.IngestBufferBytes >= 64<<10, "at least 64 KiB"},

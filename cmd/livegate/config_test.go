@@ -24,7 +24,8 @@ func TestLoad(t *testing.T) {
 	}{
 		{"embedded defaults", nil, nil, func(c *config) bool {
 			return c.Listen == "127.0.0.1:8080" && len(c.Ladder) == 3 && c.HLSVariant == "lowlatency" && len(c.PublishKeys) == 0 &&
-				c.Data == "" && c.Record && c.RecordKeep == 5 && chatWait(c.ChatFlushInterval) == 150*time.Millisecond && chatWait(c.ChatFlushPerConn) == 15*time.Microsecond
+				c.Data == "" && c.Record && c.RecordKeep == 5 && chatWait(c.ChatFlushInterval) == 150*time.Millisecond && chatWait(c.ChatFlushPerConn) == 15*time.Microsecond &&
+				c.HTTPHeaderTimeout == duration(10*time.Second) && c.HTTPIdleTimeout == duration(2*time.Minute)
 		}, ""},
 		{"recording off", []string{"--data", "/tmp/x", "--config", "FILE:{\"record\":false}"}, nil,
 			func(c *config) bool { return c.Data == "/tmp/x" && !c.Record }, ""},
@@ -51,6 +52,12 @@ func TestLoad(t *testing.T) {
 			func(c *config) bool { return chatWait(c.ChatFlushPerConn) < 0 }, ""},
 		{"chat flush per connection too long", []string{"--config", "FILE:{\"chat_flush_per_conn\":\"2s\"}"}, nil, nil, "chat_flush_per_conn"},
 		{"chat flush too long", []string{"--config", "FILE:{\"chat_flush_interval\":\"2s\"}"}, nil, nil, "chat_flush_interval"},
+		{"http timeouts", []string{"--config", "FILE:{\"http_header_timeout\":\"5s\",\"http_idle_timeout\":\"30s\"}"}, nil,
+			func(c *config) bool {
+				return c.HTTPHeaderTimeout == duration(5*time.Second) && c.HTTPIdleTimeout == duration(30*time.Second)
+			}, ""},
+		{"http idle timeout too short", []string{"--config", "FILE:{\"http_idle_timeout\":\"0s\"}"}, nil, nil, "http_idle_timeout"},
+		{"http header timeout too short", []string{"--config", "FILE:{\"http_header_timeout\":\"1ms\"}"}, nil, nil, "http_header_timeout"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

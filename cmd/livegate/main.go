@@ -131,11 +131,19 @@ func (g *gateway) Close() {
 	g.hub.Close()
 }
 
-// newServer is the gateway's HTTP server; serve it on a segmenter.Listener,
-// whose connections send finished segments with fewer system calls and
-// packets.
-func newServer(g *gateway) *http.Server {
-	return &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: segmenter.ConnContext}
+// newServer is the gateway's HTTP server, on the listener from listen.
+func newServer(g *gateway, cfg *config) *http.Server {
+	return &http.Server{Handler: g.Handler(), ReadHeaderTimeout: time.Duration(cfg.HTTPHeaderTimeout),
+		IdleTimeout: time.Duration(cfg.HTTPIdleTimeout), ConnContext: segmenter.ConnContext}
+}
+
+// listener wraps the gateway's TCP listener in a segmenter.Listener, whose
+// connections send finished segments with fewer system calls and packets,
+// and answer the plain GETs of an ended stream's files that open them
+// without net/http (web.Server.Answer), with the server's timeouts.
+func listener(ln net.Listener, g *gateway, cfg *config) net.Listener {
+	return segmenter.Listener{Listener: ln, Answer: g.site.Answer,
+		HeaderTimeout: time.Duration(cfg.HTTPHeaderTimeout), IdleTimeout: time.Duration(cfg.HTTPIdleTimeout)}
 }
 
 // run serves until ctx ends, then shuts everything down in order.
@@ -149,8 +157,8 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	ln = segmenter.Listener{Listener: ln}
-	srv := newServer(g)
+	ln = listener(ln, g, cfg)
+	srv := newServer(g, cfg)
 	if len(cfg.PublishKeys) == 0 {
 		log.Warn("publishing is open to anyone who can reach this address: set --publish-key")
 	}
