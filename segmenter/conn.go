@@ -33,6 +33,9 @@ type Listener struct {
 	// one, as the http.Server's ReadHeaderTimeout and IdleTimeout do for
 	// the others; 0 is no limit.
 	HeaderTimeout, IdleTimeout time.Duration
+
+	mu     sync.Mutex
+	direct map[*conn]struct{} // the connections whose requests all went to Answer
 }
 
 // Answerer answers one request itself, or declines. head is the request's
@@ -51,17 +54,47 @@ type Answerer func(dst, head []byte, remote string) (reply []byte, body *os.File
 const maxHead = 8 << 10
 
 // Accept wraps each TCP connection.
-func (l Listener) Accept() (net.Conn, error) {
+func (l *Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok && err == nil {
 		dc := &conn{TCPConn: tc, answer: l.Answer, headerTimeout: l.HeaderTimeout, idleTimeout: l.IdleTimeout}
 		if dc.answer != nil {
+			dc.l, dc.direct = l, true
 			dc.remote = tc.RemoteAddr().String()
 			dc.buf = make([]byte, 0, maxHead)
+			l.mu.Lock()
+			if l.direct == nil {
+				l.direct = map[*conn]struct{}{}
+			}
+			l.direct[dc] = struct{}{}
+			l.mu.Unlock()
 		}
 		return dc, nil
 	}
 	return c, err
+}
+
+// CloseDirect closes the connections whose requests have all gone to
+// Answer so far, each once the answer it is sending is sent. Call it when
+// the server shuts down (http.Server.RegisterOnShutdown): net/http takes
+// such a connection for a new one, which Shutdown leaves open for 5 s.
+func (l *Listener) CloseDirect() {
+	l.mu.Lock()
+	conns := make([]*conn, 0, len(l.direct))
+	for c := range l.direct {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.closeDirect()
+	}
+}
+
+// forget drops c from the direct connections.
+func (l *Listener) forget(c *conn) {
+	l.mu.Lock()
+	delete(l.direct, c)
+	l.mu.Unlock()
 }
 
 type connKey struct{}
@@ -88,7 +121,9 @@ type conn struct {
 	reply                      []byte
 	headerTimeout, idleTimeout time.Duration
 
+	l       *Listener
 	mu      sync.Mutex
+	direct  bool // answer may still answer
 	busy    bool // an answer is being sent
 	closing bool // Close came during it: the answer ends it
 }
@@ -152,6 +187,10 @@ func (c *conn) fill() error {
 // start of buf, with the header timeout that net/http set for it.
 func (c *conn) handOver() {
 	c.answer, c.reply = nil, nil
+	c.mu.Lock()
+	c.direct = false
+	c.mu.Unlock()
+	c.l.forget(c)
 	if c.headerTimeout > 0 {
 		c.SetReadDeadline(time.Now().Add(c.headerTimeout))
 	}
@@ -183,15 +222,19 @@ func (c *conn) send(reply []byte, body *os.File, size int64) (sent bool, err err
 	}
 	// Control holds a reference to the file, so its descriptor number is
 	// not reused under the sendfile; it fails, calling nothing, once closed
+	var written int64
 	cerr := fc.Control(func(ffd uintptr) {
 		sent = true
 		c.more = true
 		if _, err = c.Write(reply); err == nil {
-			err = c.sendfile(int(ffd), 0, size, nil)
+			err = c.sendfile(int(ffd), 0, size, &written)
 		}
 	})
 	if !sent {
 		return false, nil
+	}
+	if err == nil && written < size {
+		err = io.ErrShortWrite // the file is shorter than its header says: end the connection
 	}
 	return true, errors.Join(err, cerr)
 }
@@ -200,7 +243,21 @@ func (c *conn) send(reply []byte, body *os.File, size int64) (sent bool, err err
 // (net/http's Shutdown takes a connection whose requests all went to Answer
 // for an idle one).
 func (c *conn) Close() error {
+	if c.l != nil {
+		c.l.forget(c)
+	}
+	return c.close(false)
+}
+
+// closeDirect closes the connection if it is still direct.
+func (c *conn) closeDirect() { c.close(true) }
+
+func (c *conn) close(onlyDirect bool) error {
 	c.mu.Lock()
+	if onlyDirect && !c.direct {
+		c.mu.Unlock()
+		return nil
+	}
 	if c.busy {
 		c.closing = true
 		c.mu.Unlock()
@@ -313,14 +370,12 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // sendfile sends n bytes of the file ffd from off, adding what it sent to
-// *written if not nil; it stops early if the file is shorter.
+// *written; it stops early if the file is shorter.
 func (c *conn) sendfile(ffd int, off, n int64, written *int64) error {
 	return sendAll(c.TCPConn, "sendfile", func() bool { return n > 0 }, func(fd int) (int, error) {
 		m, err := unix.Sendfile(fd, ffd, &off, int(min(n, 1<<30)))
 		n -= int64(max(m, 0))
-		if written != nil {
-			*written += int64(max(m, 0))
-		}
+		*written += int64(max(m, 0))
 		return m, err
 	})
 }

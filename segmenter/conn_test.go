@@ -3,6 +3,7 @@ package segmenter
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -33,7 +34,7 @@ func answerServer(t *testing.T, body *os.File, size int64, header, idle time.Dur
 		}
 		return dst, nil, 0, false
 	}
-	srv.Listener = Listener{Listener: srv.Listener, Answer: answer, HeaderTimeout: header, IdleTimeout: idle}
+	srv.Listener = &Listener{Listener: srv.Listener, Answer: answer, HeaderTimeout: header, IdleTimeout: idle}
 	srv.Config.ConnContext = ConnContext
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -200,5 +201,45 @@ func TestAnswerTimeouts(t *testing.T) {
 				t.Errorf("closed %v after: before its timeout", d)
 			}
 		})
+	}
+}
+
+// TestAnswerShutdown checks that Shutdown, with CloseDirect registered,
+// closes an idle connection whose requests all went to the Answerer at
+// once (net/http alone would wait 5 s: it takes it for a new one), and
+// leaves a connection that net/http has alone.
+func TestAnswerShutdown(t *testing.T) {
+	srv := answerServer(t, nil, 0, time.Minute, time.Minute)
+	srv.Config.RegisterOnShutdown(srv.Listener.(*Listener).CloseDirect)
+	dial := func(paths ...string) (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		r := bufio.NewReader(c)
+		request(t, c, r, false, paths...)
+		return c, r
+	}
+	direct, directR := dial("/mem")
+	routed, routedR := dial("/mem", "/slow")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Config.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	for _, c := range []struct {
+		name string
+		conn net.Conn
+		r    *bufio.Reader
+	}{{"direct", direct, directR}, {"routed", routed, routedR}} {
+		c.conn.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := c.r.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("%s connection after Shutdown: %d bytes, %v; want EOF", c.name, n, err)
+		}
 	}
 }

@@ -154,7 +154,7 @@ func listenerServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
 func testServer(h http.HandlerFunc, listener bool, state func(net.Conn, http.ConnState)) *httptest.Server {
 	srv := httptest.NewUnstartedServer(h)
 	if listener {
-		srv.Listener = Listener{Listener: srv.Listener}
+		srv.Listener = &Listener{Listener: srv.Listener}
 		srv.Config.ConnContext = ConnContext
 	}
 	srv.Config.ConnState = state

@@ -55,7 +55,7 @@ func (s *Server) Answer(dst, head []byte, remote string) ([]byte, *os.File, int6
 		dst = append(dst, "\r\n"...)
 	}
 	dst = append(dst, f.Fields...)
-	dst = append(dst, dateField()...)
+	dst = append(dst, dateField(&s.date)...)
 	dst = append(dst, "\r\n"...)
 	if f.Body == nil {
 		return append(dst, f.Data...), nil, 0, true
@@ -69,16 +69,14 @@ type dated struct {
 	field []byte
 }
 
-var lastDate atomic.Pointer[dated]
-
 // dateField is the Date header field of now, formatted once a second.
-func dateField() []byte {
+func dateField(last *atomic.Pointer[dated]) []byte {
 	now := time.Now().Unix()
-	if d := lastDate.Load(); d != nil && d.sec == now {
+	if d := last.Load(); d != nil && d.sec == now {
 		return d.field
 	}
 	d := &dated{sec: now, field: []byte("Date: " + time.Unix(now, 0).UTC().Format(http.TimeFormat) + "\r\n")}
-	lastDate.Store(d)
+	last.Store(d)
 	return d.field
 }
 

@@ -118,8 +118,9 @@ type Server struct {
 
 	once     sync.Once
 	viewers  viewers
-	requests sync.Map // route -> *atomic.Int64
-	direct   atomic.Int64
+	requests sync.Map     // route -> *atomic.Int64
+	direct   atomic.Int64 // requests that Answer answered
+	date     atomic.Pointer[dated]
 }
 
 func (s *Server) defaults() {

@@ -233,6 +233,8 @@ func (c *config) validate() error {
 		{"hls_segment_count", c.HLSSegmentCount >= minSegments, fmt.Sprintf("at least %d for this variant", minSegments)},
 		{"keep_ended", c.KeepEnded >= duration(time.Second), "at least 1s"},
 		{"record_keep", c.RecordKeep >= 1, "at least 1"},
+		{"live_allow_origin", !strings.ContainsFunc(c.LiveAllowOrigin, func(r rune) bool { return r <= ' ' || r >= 0x7f }),
+			"*, - or an origin, without spaces or control characters"},
 		{"start_wait", c.StartWait >= 0, "not negative"},
 		{"http_header_timeout", c.HTTPHeaderTimeout >= duration(time.Second), "at least 1s"},
 		{"http_idle_timeout", c.HTTPIdleTimeout >= duration(time.Second), "at least 1s"},

@@ -56,6 +56,7 @@ func TestLoad(t *testing.T) {
 			func(c *config) bool {
 				return c.HTTPHeaderTimeout == duration(5*time.Second) && c.HTTPIdleTimeout == duration(30*time.Second)
 			}, ""},
+		{"allow origin with a newline", []string{"--config", "FILE:{\"live_allow_origin\":\"https://a.example\\r\\nX: y\"}"}, nil, nil, "live_allow_origin"},
 		{"http idle timeout too short", []string{"--config", "FILE:{\"http_idle_timeout\":\"0s\"}"}, nil, nil, "http_idle_timeout"},
 		{"http header timeout too short", []string{"--config", "FILE:{\"http_header_timeout\":\"1ms\"}"}, nil, nil, "http_header_timeout"},
 	}

@@ -68,8 +68,7 @@ func startGateway(t *testing.T, edit func(*config)) *httptest.Server {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(nil) // served as run serves it
-	srv.Config = newServer(g, cfg)
-	srv.Listener = listener(srv.Listener, g, cfg)
+	srv.Config, srv.Listener = newServer(srv.Listener, g, cfg)
 	srv.Start()
 	t.Cleanup(func() { g.Close(); srv.Close() })
 	return srv
