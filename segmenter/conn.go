@@ -53,6 +53,11 @@ type Answerer func(dst, head []byte, remote string) (reply []byte, body *os.File
 // one goes to net/http (whose own limit is http.Server.MaxHeaderBytes).
 const maxHead = 8 << 10
 
+// heads holds the buffers of direct connections (*[]byte of cap maxHead),
+// back once net/http has a connection: most connections (pages, chat,
+// live players) are handed over at their first request.
+var heads = sync.Pool{New: func() any { b := make([]byte, 0, maxHead); return &b }}
+
 // Accept wraps each TCP connection.
 func (l *Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
@@ -61,7 +66,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if dc.answer != nil {
 			dc.l, dc.direct = l, true
 			dc.remote = tc.RemoteAddr().String()
-			dc.buf = make([]byte, 0, maxHead)
+			dc.buf = (*heads.Get().(*[]byte))[:0]
 			l.mu.Lock()
 			if l.direct == nil {
 				l.direct = map[*conn]struct{}{}
@@ -166,6 +171,8 @@ func (c *conn) Read(p []byte) (int, error) {
 	if len(c.buf) > 0 {
 		n := copy(p, c.buf)
 		if c.buf = c.buf[:copy(c.buf, c.buf[n:])]; len(c.buf) == 0 {
+			b := c.buf[:0]
+			heads.Put(&b)
 			c.buf = nil
 		}
 		return n, nil
