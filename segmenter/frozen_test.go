@@ -273,16 +273,41 @@ func TestWindowClose(t *testing.T) {
 }
 
 // TestWindowCloseServing closes a window while clients fetch from it over
-// a Listener: every answer is whole or cut short (never wrong bytes), and
-// no descriptor is left.
+// a Listener, through net/http or answered directly from Final: every
+// answer is whole or cut short (never wrong bytes), and no descriptor is
+// left.
 func TestWindowCloseServing(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		t.Run(fmt.Sprint("direct=", direct), func(t *testing.T) { testWindowCloseServing(t, direct) })
+	}
+}
+
+func testWindowCloseServing(t *testing.T, direct bool) {
 	before := memfds(t)
 	w, files := testWindow(t)
-	srv := listenerServer(t, func(rw http.ResponseWriter, r *http.Request) {
+	h := func(rw http.ResponseWriter, r *http.Request) {
 		if !w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/")) {
 			http.Error(rw, "closed", http.StatusGone)
 		}
-	})
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(h))
+	l := &Listener{Listener: srv.Listener}
+	var answered atomic.Int64
+	if direct {
+		s := &Segmenter{frozen: w}
+		l.Answer = func(dst, head []byte, remote string) ([]byte, *os.File, int64, bool) {
+			path, _, _ := bytes.Cut(bytes.TrimPrefix(head, []byte("GET /")), []byte(" "))
+			f, ok := s.Final(string(path))
+			if !ok || f.File == nil {
+				return dst, nil, 0, false
+			}
+			answered.Add(1)
+			return append(append(append(dst, "HTTP/1.1 200 OK\r\n"...), f.Fields...), "\r\n"...), f.File, f.Size, true
+		}
+	}
+	srv.Listener = l
+	srv.Config.ConnContext = ConnContext
+	srv.Start()
 	defer srv.Close()
 	want := files["hi/seg7.mp4"]
 	var wg sync.WaitGroup
@@ -318,6 +343,9 @@ func TestWindowCloseServing(t *testing.T) {
 	wg.Wait()
 	if whole.Load() == 0 || gone.Load() == 0 {
 		t.Errorf("%d whole answers, %d after close: the close did not fall among the requests", whole.Load(), gone.Load())
+	}
+	if direct && answered.Load() == 0 {
+		t.Error("no answer went direct")
 	}
 	if n := memfds(t) - before; n != 0 {
 		t.Errorf("%d memfds left after close", n)
