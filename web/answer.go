@@ -112,6 +112,9 @@ func parseFinalGet(head []byte) (stream, file, agent string, ok bool) {
 		value = bytes.Trim(value, " \t")
 		switch {
 		case bytes.EqualFold(key, []byte("Host")):
+			if !hostValue(value) {
+				return "", "", "", false // net/http's to reject
+			}
 			hosts++
 		case bytes.EqualFold(key, []byte("User-Agent")):
 			agent = string(value)
@@ -145,6 +148,17 @@ func cleanPath(p []byte) bool {
 			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
 				return false
 			}
+		}
+	}
+	return true
+}
+
+// hostValue reports whether b is a plain host[:port] (name, IPv4 or
+// [IPv6]): a subset of what net/http accepts in Host.
+func hostValue(b []byte) bool {
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || bytes.IndexByte([]byte(".:-_[]"), c) >= 0) {
+			return false
 		}
 	}
 	return true
