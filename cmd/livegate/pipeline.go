@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,11 +53,18 @@ type output struct {
 	thumb   []byte
 	thumbAt time.Time
 
-	mu      sync.Mutex
-	plan    []transcode.Output // fixed by the first run, so a resumed run fits the muxers
-	ended   time.Time
-	samples []sample // recent (wall, media) pairs for the speed estimate
+	mu        sync.Mutex
+	plan      []transcode.Output // fixed by the first run, so a resumed run fits the muxers
+	ended     time.Time
+	samples   []sample          // recent (wall, media) pairs for the speed estimate
+	recording *record.Recording // this broadcast's, once finished
 }
+
+// recordingDir holds an ended stream's finished recording under
+// /live/{stream}/ while its last window is still served: a new viewer gets
+// the whole broadcast, a player of the window keeps its playlists. A
+// rendition's directory cannot contain a dot, so the names never meet.
+const recordingDir = "recording.d/"
 
 type sample struct {
 	wall  time.Time
@@ -274,7 +282,17 @@ func (o *output) finishRecording(ended time.Time) {
 		}
 		return // a disk error was logged when it stopped the recording
 	}
+	o.mu.Lock()
+	o.recording = rec
+	o.mu.Unlock()
 	o.hub.setVOD(o.name, rec)
+}
+
+// finished is this broadcast's finished recording, or nil.
+func (o *output) finished() *record.Recording {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.recording
 }
 
 // Info implements web.Stream.
@@ -284,6 +302,10 @@ func (o *output) Info() web.StreamInfo {
 	if !o.ended.IsZero() {
 		ended := o.ended
 		info.EndedAt = &ended
+	}
+	if rec := o.recording; rec != nil {
+		started := rec.StartedAt
+		info.Recording, info.RecordedAt, info.Duration = true, &started, rec.Duration
 	}
 	o.mu.Unlock()
 	rends := o.seg.Renditions()
@@ -310,9 +332,31 @@ func manifestRenditions(rends []segmenter.Rendition) []manifest.Rendition {
 // Ready implements web.Stream.
 func (o *output) Ready() <-chan struct{} { return o.seg.Ready() }
 
-// Multivariant implements web.Stream.
+// Multivariant implements web.Stream: the live renditions', or once the
+// stream has ended and its recording is finished, the recording's, under
+// recordingDir.
 func (o *output) Multivariant() ([]byte, error) {
+	if rec := o.finished(); rec != nil {
+		body, err := rec.Multivariant()
+		return underDir(body, recordingDir), err
+	}
 	return manifest.Build(manifestRenditions(o.seg.Renditions()), o.hub.ladder.AudioBitrate)
+}
+
+// underDir puts every relative URI of a playlist under dir.
+func underDir(playlist []byte, dir string) []byte {
+	var out bytes.Buffer
+	for _, line := range bytes.SplitAfter(playlist, []byte("\n")) {
+		switch {
+		case len(bytes.TrimSpace(line)) == 0:
+		case line[0] != '#':
+			out.WriteString(dir)
+		default:
+			line = bytes.ReplaceAll(line, []byte(`URI="`), []byte(`URI="`+dir))
+		}
+		out.Write(line)
+	}
+	return out.Bytes()
 }
 
 // thumbnailAge is how long a thumbnail is reused.
@@ -345,6 +389,10 @@ func (o *output) Thumbnail() ([]byte, error) {
 
 // ServeFile implements web.Stream.
 func (o *output) ServeFile(w http.ResponseWriter, r *http.Request, file string) {
+	if rec := o.finished(); rec != nil && strings.HasPrefix(file, recordingDir) {
+		vod{rec}.ServeFile(w, r, file)
+		return
+	}
 	o.seg.Handle(w, r, file)
 }
 
@@ -376,8 +424,10 @@ func (v vod) Ready() <-chan struct{} { return always }
 // Multivariant implements web.Stream.
 func (v vod) Multivariant() ([]byte, error) { return v.rec.Multivariant() }
 
-// ServeFile implements web.Stream.
+// ServeFile implements web.Stream; a file under recordingDir is the same
+// (a player that began while the ended stream was still held).
 func (v vod) ServeFile(w http.ResponseWriter, r *http.Request, file string) {
+	file = strings.TrimPrefix(file, recordingDir)
 	v.rec.ServeFile(w, r, file, segmenter.ContentType(file))
 }
 

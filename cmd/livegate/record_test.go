@@ -78,7 +78,7 @@ func TestRecording(t *testing.T) {
 	needTools(t)
 	const seconds = 6
 	data := t.TempDir()
-	edit := func(c *config) { c.Data = data; c.KeepEnded = duration(2 * time.Second) }
+	edit := func(c *config) { c.Data = data; c.KeepEnded = duration(6 * time.Second) }
 	srv := startGateway(t, edit)
 	pub := publish(t, srv, "rec", "854x480", seconds)
 	for m := range pub.status {
@@ -100,6 +100,29 @@ func TestRecording(t *testing.T) {
 	mv, media := recordedPlaylists(t, dir)
 	if len(mv.Variants) != 2 || len(mv.Renditions) != 1 {
 		t.Fatalf("recorded %d variants and %d renditions, want 480p, 360p and the audio", len(mv.Variants), len(mv.Renditions))
+	}
+	// once the stream has ended, /live/ serves the recording: under
+	// recordingDir while the last window is still held (a new viewer gets
+	// the whole broadcast), as itself once keep_ended is over
+	base := srv.URL + "/live/rec/"
+	var info struct {
+		Live       bool
+		Recording  bool
+		RecordedAt *time.Time `json:"recorded_at"`
+		Duration   float64
+		Renditions []struct{ Name string }
+	}
+	waitFor(t, 15*time.Second, "the API to describe the recording", func() bool {
+		code, b := get(t, srv.URL+"/api/streams/rec")
+		return code == http.StatusOK && json.Unmarshal(b, &info) == nil && info.Recording
+	})
+	if info.Live || info.RecordedAt == nil || info.RecordedAt.UTC().Format(record.DirTime) != filepath.Base(dir) ||
+		info.Duration < seconds-1.5 || len(info.Renditions) != 2 {
+		t.Errorf("api: %+v", info)
+	}
+	checkServed(t, base, dir, recordingDir)
+	if _, b := get(t, base+mv.Variants[0].URI); !bytes.Contains(b, []byte("#EXT-X-ENDLIST")) {
+		t.Errorf("the last window's playlist is gone while held:\n%s", b)
 	}
 	var first *playlist.Media
 	for _, v := range mv.Variants {
@@ -131,28 +154,20 @@ func TestRecording(t *testing.T) {
 	}
 	checkAudio(t, filepath.Join(dir, filepath.FromSlash(*mv.Renditions[0].URI)))
 
-	// once keep_ended is over, /live/ serves the recording
-	base := srv.URL + "/live/rec/"
-	var info struct {
-		Live       bool
-		Recording  bool
-		RecordedAt *time.Time `json:"recorded_at"`
-		Duration   float64
-		Renditions []struct{ Name string }
-	}
-	waitFor(t, 15*time.Second, "the API to describe the recording", func() bool {
-		code, b := get(t, srv.URL+"/api/streams/rec")
-		return code == http.StatusOK && json.Unmarshal(b, &info) == nil && info.Recording
+	want, _ := os.ReadFile(filepath.Join(dir, record.IndexFile))
+	waitFor(t, 20*time.Second, "keep_ended to end", func() bool {
+		_, b := get(t, base+"index.m3u8")
+		return bytes.Equal(b, want)
 	})
-	if info.Live || info.RecordedAt == nil || info.RecordedAt.UTC().Format(record.DirTime) != filepath.Base(dir) ||
-		info.Duration < seconds-1.5 || len(info.Renditions) != 2 {
-		t.Errorf("api: %+v", info)
+	checkServed(t, base, dir, "")
+	// a player that began under recordingDir goes on
+	if code, b := get(t, base+recordingDir+mv.Variants[0].URI); code != http.StatusOK || !bytes.Contains(b, []byte("#EXT-X-ENDLIST")) {
+		t.Errorf("%s after keep_ended: %d\n%s", recordingDir+mv.Variants[0].URI, code, b)
 	}
-	checkServed(t, base, dir)
 
 	// a new gateway on the same data serves it too
 	again := startGateway(t, edit)
-	checkServed(t, again.URL+"/live/rec/", dir)
+	checkServed(t, again.URL+"/live/rec/", dir, "")
 	if code, _ := get(t, again.URL+"/live/other/index.m3u8"); code != http.StatusNotFound {
 		t.Errorf("a stream without a recording: %d, want 404", code)
 	}
@@ -189,14 +204,28 @@ func checkRecordedVideo(t *testing.T, file string, pl *playlist.Media) {
 	}
 }
 
-// checkServed checks that base serves the recording in dir: the same
-// multivariant playlist and every file it names, byte for byte.
-func checkServed(t *testing.T, base, dir string) {
+// checkServed checks that base serves the recording in dir under prefix:
+// its multivariant playlist, every URI under prefix, and every file it
+// names, byte for byte.
+func checkServed(t *testing.T, base, dir, prefix string) {
 	t.Helper()
 	code, body := get(t, base+"index.m3u8")
 	want, _ := os.ReadFile(filepath.Join(dir, record.IndexFile))
-	if code != http.StatusOK || !bytes.Equal(body, want) {
-		t.Fatalf("index.m3u8: %d\n%s\nwant the recording's\n%s", code, body, want)
+	var served, recorded playlist.Multivariant
+	if code != http.StatusOK || served.Unmarshal(body) != nil || recorded.Unmarshal(want) != nil ||
+		len(served.Variants) != len(recorded.Variants) || len(served.Renditions) != len(recorded.Renditions) ||
+		prefix == "" && !bytes.Equal(body, want) {
+		t.Fatalf("index.m3u8: %d\n%s\nwant the recording's under %q\n%s", code, body, prefix, want)
+	}
+	for i, v := range served.Variants {
+		if v.URI != prefix+recorded.Variants[i].URI || v.Bandwidth != recorded.Variants[i].Bandwidth {
+			t.Errorf("variant %d: %+v, recorded %+v", i, v, recorded.Variants[i])
+		}
+	}
+	for i, r := range served.Renditions {
+		if r.URI == nil || recorded.Renditions[i].URI == nil || *r.URI != prefix+*recorded.Renditions[i].URI {
+			t.Errorf("rendition %d: %+v, recorded %+v", i, r, recorded.Renditions[i])
+		}
 	}
 	_, media := recordedPlaylists(t, dir)
 	files := 0
@@ -209,7 +238,7 @@ func checkServed(t *testing.T, base, dir string) {
 			names = append(names, path.Dir(uri)+"/"+seg.URI)
 		}
 		for _, name := range names {
-			code, got := get(t, base+name)
+			code, got := get(t, base+prefix+name)
 			want, _ := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
 			if code != http.StatusOK || !bytes.Equal(got, want) {
 				t.Errorf("%s: %d, %d bytes, want 200 and the %d recorded", name, code, len(got), len(want))
@@ -300,12 +329,11 @@ func TestRecordingAfterKill(t *testing.T) {
 		}
 		checkRecordedVideo(t, filepath.Join(dir, filepath.FromSlash(v.URI)), media[v.URI])
 	}
-	checkServed(t, srv.URL+"/live/crash/", dir)
+	checkServed(t, srv.URL+"/live/crash/", dir, "")
 }
 
 // TestBrowserLiveToRecording: a viewer who watches a live to its end is
-// offered its recording once it is served (after keep_ended), and plays it
-// from the start.
+// offered its recording once it is finished, and plays it from the start.
 func TestBrowserLiveToRecording(t *testing.T) {
 	needTools(t)
 	data := t.TempDir()
