@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -110,21 +111,22 @@ func parseFinalGet(head []byte) (stream, file, agent string, ok bool) {
 			return "", "", "", false
 		}
 		value = bytes.Trim(value, " \t")
+		is := func(names ...string) bool {
+			return slices.ContainsFunc(names, func(n string) bool { return bytes.EqualFold(key, []byte(n)) })
+		}
 		switch {
-		case bytes.EqualFold(key, []byte("Host")):
+		case is("Host"):
 			if !hostValue(value) {
 				return "", "", "", false // net/http's to reject
 			}
 			hosts++
-		case bytes.EqualFold(key, []byte("User-Agent")):
+		case is("User-Agent"):
 			agent = string(value)
-		case bytes.EqualFold(key, []byte("Connection")):
+		case is("Connection"):
 			if !bytes.EqualFold(value, []byte("keep-alive")) {
 				return "", "", "", false
 			}
-		case bytes.EqualFold(key, []byte("Content-Length")), bytes.EqualFold(key, []byte("Transfer-Encoding")),
-			bytes.EqualFold(key, []byte("Range")), bytes.EqualFold(key, []byte("If-Range")), bytes.EqualFold(key, []byte("Expect")),
-			bytes.EqualFold(key, []byte("Upgrade")), bytes.EqualFold(key, []byte("Trailer")), bytes.EqualFold(key, []byte("TE")):
+		case is("Content-Length", "Transfer-Encoding", "Range", "If-Range", "Expect", "Upgrade", "Trailer", "TE"):
 			return "", "", "", false
 		}
 	}

@@ -186,3 +186,17 @@ type catalogOf map[string]Stream
 
 func (c catalogOf) Stream(name string) Stream { return c[name] }
 func (c catalogOf) Names() []string           { return nil }
+
+// BenchmarkAnswer is Answer's own cost per request (parse, lookup,
+// viewers, counters, header), beside BenchmarkLiveFile's route.
+func BenchmarkAnswer(b *testing.B) {
+	st := &finalStream{files: map[string]FinalFile{"720p/seg3.mp4": {Fields: []byte("Content-Length: 5\r\n"), Body: os.Stdin, Size: 5}}}
+	s := &Server{Catalog: catalogOf{"s_1": st}}
+	dst := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, ok := s.Answer(dst, []byte(goHead), "127.0.0.1:5000"); !ok {
+			b.Fatal("declined")
+		}
+	}
+}

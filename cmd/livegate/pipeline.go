@@ -334,11 +334,14 @@ func (o *output) Ready() <-chan struct{} { return o.seg.Ready() }
 
 // Multivariant implements web.Stream: the live renditions', or once the
 // stream has ended and its recording is finished, the recording's, under
-// recordingDir.
+// recordingDir (the last window's if the recording cannot be read).
 func (o *output) Multivariant() ([]byte, error) {
 	if rec := o.finished(); rec != nil {
 		body, err := rec.Multivariant()
-		return underDir(body, recordingDir), err
+		if err == nil {
+			return underDir(body, recordingDir), nil
+		}
+		o.log.Warn("recording's multivariant playlist", "error", err)
 	}
 	return manifest.Build(manifestRenditions(o.seg.Renditions()), o.hub.ladder.AudioBitrate)
 }
