@@ -133,6 +133,18 @@ func (st *Store) prune(parent string) {
 	}
 }
 
+// Streams lists the streams that have recordings (finished or not).
+func (st *Store) Streams() []string {
+	ents, _ := os.ReadDir(st.Dir)
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && validStream.MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
 // Latest returns the newest finished recording of stream, or ErrNotFound.
 func (st *Store) Latest(stream string) (*Recording, error) {
 	if !validStream.MatchString(stream) {

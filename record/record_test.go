@@ -221,6 +221,22 @@ func TestNames(t *testing.T) {
 	}
 }
 
+// TestStreams lists the streams with recordings: directories with valid
+// names only.
+func TestStreams(t *testing.T) {
+	st := newStore(t, 5)
+	for _, name := range []string{"b", "a"} {
+		if _, err := st.Create(name, start); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Mkdir(filepath.Join(st.Dir, "bad.name"), 0o755)
+	os.WriteFile(filepath.Join(st.Dir, "file"), nil, 0o644)
+	if got := strings.Join(st.Streams(), " "); got != "a b" {
+		t.Errorf("streams %q, want \"a b\"", got)
+	}
+}
+
 // TestAlignEnds: a rendition that finished one segment further than the
 // others is cut to their end when the recording finishes.
 func TestAlignEnds(t *testing.T) {

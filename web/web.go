@@ -59,6 +59,12 @@ type Catalog interface {
 	Names() []string
 }
 
+// Recorded is implemented by a Catalog that keeps recordings.
+type Recorded interface {
+	// Recorded lists the streams that may have one.
+	Recorded() []string
+}
+
 // Stream is the HLS output of one stream.
 type Stream interface {
 	Info() StreamInfo
@@ -113,6 +119,8 @@ type Server struct {
 	ViewerWindow time.Duration
 	// MaxViewersTracked bounds the viewer table of one stream; default 100000.
 	MaxViewersTracked int
+	// RecordingsListed bounds /api/recordings to the newest; default 50.
+	RecordingsListed int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -136,6 +144,9 @@ func (s *Server) defaults() {
 		}
 		if s.MaxViewersTracked == 0 {
 			s.MaxViewersTracked = 100000
+		}
+		if s.RecordingsListed == 0 {
+			s.RecordingsListed = 50
 		}
 		if s.Logger == nil {
 			s.Logger = slog.Default()
@@ -173,6 +184,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("OPTIONS /live/{stream}/{file...}", s.cors(s.preflight))
 
 	mux.HandleFunc("GET /api/streams", s.listStreams)
+	mux.HandleFunc("GET /api/recordings", s.listRecordings)
 	mux.HandleFunc("GET /api/streams/{stream}", s.named(s.oneStream))
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -337,6 +349,23 @@ func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	writeJSON(w, list)
+}
+
+// listRecordings lists the streams not live now whose /live/ serves a
+// recording, newest first.
+func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
+	list := []StreamInfo{}
+	if c, ok := s.Catalog.(Recorded); ok {
+		for _, name := range c.Recorded() {
+			if st := s.Catalog.Stream(name); st != nil {
+				if info := s.info(st); info.Recording && !info.Live && info.RecordedAt != nil {
+					list = append(list, info)
+				}
+			}
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].RecordedAt.After(*list[j].RecordedAt) })
+	writeJSON(w, list[:min(len(list), s.RecordingsListed)])
 }
 
 func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {

@@ -122,6 +122,47 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// recordedCatalog is a catalogOf that keeps recordings.
+type recordedCatalog struct{ catalogOf }
+
+func (c recordedCatalog) Recorded() []string { return []string{"old", "new", "on", "gone", "<b>"} }
+
+// TestRecordings lists the streams not live whose /live/ serves a
+// recording, newest first, at most RecordingsListed.
+func TestRecordings(t *testing.T) {
+	at := func(h int) *time.Time { t := time.Date(2026, 12, 1, h, 0, 0, 0, time.UTC); return &t }
+	cat := recordedCatalog{catalogOf{
+		"old": &fakeStream{info: StreamInfo{Name: "old", Recording: true, RecordedAt: at(8)}},
+		"new": &fakeStream{info: StreamInfo{Name: "new", Recording: true, RecordedAt: at(9)}},
+		"on":  &fakeStream{info: StreamInfo{Name: "on", Live: true}},
+	}}
+	for _, c := range []struct {
+		listed int
+		want   string
+	}{{0, "new old"}, {1, "new"}} {
+		h := (&Server{Catalog: cat, RecordingsListed: c.listed}).Handler()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/recordings", nil))
+		var list []StreamInfo
+		if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil {
+			t.Fatalf("%d %s: %v", rec.Code, rec.Body, err)
+		}
+		var names []string
+		for _, s := range list {
+			names = append(names, s.Name)
+		}
+		if got := strings.Join(names, " "); got != c.want {
+			t.Errorf("listed %d: %q, want %q", c.listed, got, c.want)
+		}
+	}
+	// a catalog without recordings lists none
+	rec := httptest.NewRecorder()
+	(&Server{Catalog: fakeCatalog{}}).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/recordings", nil))
+	if strings.TrimSpace(rec.Body.String()) != "[]" {
+		t.Errorf("no recordings: %s", rec.Body)
+	}
+}
+
 func TestValidName(t *testing.T) {
 	contract := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	for _, name := range []string{"", "a", "Room_1-b", strings.Repeat("x", 64), strings.Repeat("x", 65),

@@ -74,6 +74,7 @@ type config struct {
 
 	ViewerWindow      duration `json:"viewer_window"`
 	MaxViewersTracked int      `json:"max_viewers_tracked"`
+	RecordingsListed  int      `json:"recordings_listed"`
 }
 
 // rung is one rendition of the ladder in config units.
@@ -258,6 +259,7 @@ func (c *config) validate() error {
 		{"chat_flush_per_conn", c.ChatFlushPerConn >= 0 && c.ChatFlushPerConn <= duration(time.Second), "0s to 1s"},
 		{"viewer_window", c.ViewerWindow >= duration(time.Second), "at least 1s"},
 		{"max_viewers_tracked", c.MaxViewersTracked > 0, "positive"},
+		{"recordings_listed", c.RecordingsListed > 0, "positive"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

@@ -102,7 +102,7 @@ func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
 	}
 	g.site = &web.Server{Catalog: g.hub, Chat: g.rooms, AllowOrigin: cfg.LiveAllowOrigin,
 		StartWait: time.Duration(cfg.StartWait), ViewerWindow: time.Duration(cfg.ViewerWindow),
-		MaxViewersTracked: cfg.MaxViewersTracked, Logger: log}
+		MaxViewersTracked: cfg.MaxViewersTracked, RecordingsListed: cfg.RecordingsListed, Logger: log}
 	g.pub = &ingest.Server{
 		Backend:        g.hub,
 		Keys:           cfg.PublishKeys,

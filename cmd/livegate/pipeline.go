@@ -140,6 +140,14 @@ func (h *hub) Names() []string {
 	return names
 }
 
+// Recorded implements web.Recorded.
+func (h *hub) Recorded() []string {
+	if h.rec == nil {
+		return nil
+	}
+	return h.rec.Streams()
+}
+
 // Close releases every stream.
 func (h *hub) Close() {
 	h.mu.Lock()

@@ -282,6 +282,18 @@ func TestBrowserRecording(t *testing.T) {
 	evalUntil(t, ctx, 15*time.Second, "playback after the seek", video+`.currentTime > 1 && !`+video+`.seeking`)
 	screenshot(t, ctx, "watch-recording")
 
+	// home lists it under the recent broadcasts
+	hctx, cancelH := chromedp.NewContext(browser)
+	defer cancelH()
+	if err := chromedp.Do(hctx, chromedp.Navigate(srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	evalUntil(t, hctx, 15*time.Second, "the recording's card on the home page", `(() => {
+		const a = document.querySelector('#recordings a[href="/watch/vod"]');
+		return !!a && !document.getElementById("past").hidden && /Recorded .* · 0:0[4-7]/.test(a.textContent);
+	})()`)
+	screenshot(t, hctx, "home-recordings")
+
 	// a new broadcast: the page switches to live
 	publish(t, srv, "vod", "640x360", 60)
 	evalUntil(t, ctx, 60*time.Second, "the page to switch to live",
