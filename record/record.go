@@ -30,6 +30,9 @@ const MetaFile = "recording.json"
 // IndexFile is a recording's multivariant playlist.
 const IndexFile = "index.m3u8"
 
+// ThumbFile is a recording's thumbnail (JPEG), if it has one.
+const ThumbFile = "thumb.jpg"
+
 // ErrNotFound is returned by Latest when a stream has no finished recording.
 var ErrNotFound = errors.New("no finished recording")
 
@@ -193,6 +196,20 @@ type Recording struct {
 
 // Dir is the recording's directory.
 func (r *Recording) Dir() string { return r.dir }
+
+// Thumbnail returns the recording's thumbnail.
+func (r *Recording) Thumbnail() ([]byte, error) {
+	jpeg, err := os.ReadFile(filepath.Join(r.dir, ThumbFile))
+	if err != nil {
+		return nil, errors.New("the recording has no thumbnail") // the path is not the client's business
+	}
+	return jpeg, nil
+}
+
+// SetThumbnail writes the recording's thumbnail.
+func (r *Recording) SetThumbnail(jpeg []byte) error {
+	return writeAtomic(filepath.Join(r.dir, ThumbFile), jpeg)
+}
 
 // Multivariant returns the recording's multivariant playlist.
 func (r *Recording) Multivariant() ([]byte, error) {

@@ -237,6 +237,7 @@ func (o *output) Speed() float64 {
 // keepEnded, then dropped; the recording is finished and served from then
 // on.
 func (o *output) End() {
+	still, _ := o.seg.Latest() // before the muxers go: the recording's thumbnail
 	o.seg.End()
 	o.mu.Lock()
 	o.ended = time.Now()
@@ -244,7 +245,7 @@ func (o *output) End() {
 	o.mu.Unlock()
 	o.log.Info("stream ended")
 	if o.rec != nil {
-		o.finishRecording(ended)
+		o.finishRecording(ended, still)
 	}
 	time.AfterFunc(o.hub.keepEnded, func() {
 		h := o.hub
@@ -271,9 +272,9 @@ func (o *output) record(seg segmenter.Segment) {
 	}
 }
 
-// finishRecording closes the recording after the last segment and makes it
-// the stream's newest.
-func (o *output) finishRecording(ended time.Time) {
+// finishRecording closes the recording after the last segment, gives it a
+// thumbnail of still (a segment, if any) and makes it the stream's newest.
+func (o *output) finishRecording(ended time.Time, still []byte) {
 	index, err := o.Multivariant()
 	if err != nil {
 		o.log.Warn("recording keeps its first multivariant playlist", "error", err)
@@ -289,6 +290,15 @@ func (o *output) finishRecording(ended time.Time) {
 			o.log.Debug("nothing recorded")
 		}
 		return // a disk error was logged when it stopped the recording
+	}
+	if still != nil {
+		jpeg, err := thumbnail(o.hub.ffmpeg, still)
+		if err == nil {
+			err = rec.SetThumbnail(jpeg)
+		}
+		if err != nil {
+			o.log.Warn("recording without a thumbnail", "error", err)
+		}
 	}
 	o.mu.Lock()
 	o.recording = rec
@@ -374,8 +384,12 @@ func underDir(playlist []byte, dir string) []byte {
 const thumbnailAge = 5 * time.Second
 
 // Thumbnail implements web.Stream: a 320-pixel-wide JPEG of the first frame
-// of the newest segment, made by ffmpeg at most every thumbnailAge.
+// of the newest segment, made by ffmpeg at most every thumbnailAge; once
+// the stream has ended, its recording's.
 func (o *output) Thumbnail() ([]byte, error) {
+	if rec := o.finished(); rec != nil {
+		return rec.Thumbnail()
+	}
 	o.thumbMu.Lock()
 	defer o.thumbMu.Unlock()
 	if o.thumb != nil && time.Since(o.thumbAt) < thumbnailAge {
@@ -385,16 +399,26 @@ func (o *output) Thumbnail() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	jpeg, err := thumbnail(o.hub.ffmpeg, seg)
+	if err != nil {
+		return nil, err
+	}
+	o.thumb, o.thumbAt = jpeg, time.Now()
+	return jpeg, nil
+}
+
+// thumbnail is a 320-pixel-wide JPEG of the first frame of seg (an init
+// section and a segment), made by ffmpeg.
+func thumbnail(ffmpeg string, seg []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, o.hub.ffmpeg, "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
+	cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
 		"-frames:v", "1", "-vf", "scale=320:-2", "-f", "image2", "-c:v", "mjpeg", "-q:v", "5", "pipe:1")
 	cmd.Stdin = bytes.NewReader(seg)
 	jpeg, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("thumbnail: %w", err)
 	}
-	o.thumb, o.thumbAt = jpeg, time.Now()
 	return jpeg, nil
 }
 
@@ -442,9 +466,9 @@ func (v vod) ServeFile(w http.ResponseWriter, r *http.Request, file string) {
 	v.rec.ServeFile(w, r, file, segmenter.ContentType(file))
 }
 
-// Thumbnail implements web.Stream; the pages show thumbnails of live
-// streams only.
-func (v vod) Thumbnail() ([]byte, error) { return nil, errors.New("no thumbnail for recordings") }
+// Thumbnail implements web.Stream: the one made when the recording
+// finished (none for a recording finished after a hard stop).
+func (v vod) Thumbnail() ([]byte, error) { return v.rec.Thumbnail() }
 
 // transcodeRun is one ffmpeg fed by one publisher connection.
 type transcodeRun struct {

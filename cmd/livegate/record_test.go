@@ -121,6 +121,7 @@ func TestRecording(t *testing.T) {
 		t.Errorf("api: %+v", info)
 	}
 	checkServed(t, base, dir, recordingDir)
+	checkThumbnail(t, base)
 	if _, b := get(t, base+mv.Variants[0].URI); !bytes.Contains(b, []byte("#EXT-X-ENDLIST")) {
 		t.Errorf("the last window's playlist is gone while held:\n%s", b)
 	}
@@ -160,6 +161,7 @@ func TestRecording(t *testing.T) {
 		return bytes.Equal(b, want)
 	})
 	checkServed(t, base, dir, "")
+	checkThumbnail(t, base)
 	// a player that began under recordingDir goes on
 	if code, b := get(t, base+recordingDir+mv.Variants[0].URI); code != http.StatusOK || !bytes.Contains(b, []byte("#EXT-X-ENDLIST")) {
 		t.Errorf("%s after keep_ended: %d\n%s", recordingDir+mv.Variants[0].URI, code, b)
@@ -168,6 +170,7 @@ func TestRecording(t *testing.T) {
 	// a new gateway on the same data serves it too
 	again := startGateway(t, edit)
 	checkServed(t, again.URL+"/live/rec/", dir, "")
+	checkThumbnail(t, again.URL+"/live/rec/")
 	if code, _ := get(t, again.URL+"/live/other/index.m3u8"); code != http.StatusNotFound {
 		t.Errorf("a stream without a recording: %d, want 404", code)
 	}
@@ -201,6 +204,14 @@ func checkRecordedVideo(t *testing.T, file string, pl *playlist.Media) {
 	}
 	if d := float64(len(frames)) / 30; d < length-0.05 || d > length+0.05 {
 		t.Errorf("%s: %d frames = %.3f s at 30 fps, playlist %.3f s", file, len(frames), d, length)
+	}
+}
+
+// checkThumbnail checks that base serves a JPEG thumbnail.
+func checkThumbnail(t *testing.T, base string) {
+	t.Helper()
+	if code, jpeg := get(t, base+"thumb.jpg"); code != http.StatusOK || !bytes.HasPrefix(jpeg, []byte{0xFF, 0xD8}) {
+		t.Errorf("%sthumb.jpg: %d, %.40q", base, code, jpeg)
 	}
 }
 
@@ -290,7 +301,9 @@ func TestBrowserRecording(t *testing.T) {
 	}
 	evalUntil(t, hctx, 15*time.Second, "the recording's card on the home page", `(() => {
 		const a = document.querySelector('#recordings a[href="/watch/vod"]');
-		return !!a && !document.getElementById("past").hidden && /Recorded .* · 0:0[4-7]/.test(a.textContent);
+		const img = a && a.querySelector("img");
+		return !!img && img.complete && img.naturalWidth > 0 && !document.getElementById("past").hidden &&
+			/Recorded .* · 0:0[4-7]/.test(a.textContent);
 	})()`)
 	screenshot(t, hctx, "home-recordings")
 

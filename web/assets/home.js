@@ -13,19 +13,17 @@
     return (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(s % 60).padStart(2, "0");
   }
 
-  // a card linking to the watch page; thumb: the stream's live thumbnail
-  function card(name, text, thumb) {
+  // a card linking to the watch page, with the stream's thumbnail
+  function card(name, text) {
     const li = document.createElement("li");
     li.className = "card";
     const a = document.createElement("a");
     a.href = "/watch/" + encodeURIComponent(name);
-    if (thumb) {
-      const img = document.createElement("img");
-      img.alt = "";
-      img.src = "/live/" + encodeURIComponent(name) + "/thumb.jpg?t=" + Date.now();
-      img.onerror = () => { img.removeAttribute("src"); };
-      a.append(img);
-    }
+    const img = document.createElement("img");
+    img.alt = "";
+    img.src = "/live/" + encodeURIComponent(name) + "/thumb.jpg?t=" + Date.now();
+    img.onerror = () => { img.removeAttribute("src"); };
+    a.append(img);
     const title = document.createElement("strong");
     title.textContent = name;
     const meta = document.createElement("div");
@@ -39,10 +37,9 @@
   async function refresh() {
     try {
       const [live, recorded] = await Promise.all(["/api/streams", "/api/recordings"].map(async (u) => (await fetch(u)).json()));
-      list.replaceChildren(...live.map((s) => card(s.name, s.viewers + " watching · live for " + clock((Date.now() - new Date(s.started_at).getTime()) / 1000), true)));
+      list.replaceChildren(...live.map((s) => card(s.name, s.viewers + " watching · live for " + clock((Date.now() - new Date(s.started_at).getTime()) / 1000))));
       empty.hidden = live.length > 0;
-      // recordings have no thumbnail: thumbnails are made from live segments
-      recordings.replaceChildren(...recorded.map((s) => card(s.name, "Recorded " + new Date(s.recorded_at).toLocaleString() + " · " + clock(s.duration), false)));
+      recordings.replaceChildren(...recorded.map((s) => card(s.name, "Recorded " + new Date(s.recorded_at).toLocaleString() + " · " + clock(s.duration))));
       past.hidden = recorded.length === 0;
     } catch (e) { /* next round */ }
   }
