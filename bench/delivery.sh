@@ -177,6 +177,8 @@ for pass in $(seq "$passes"); do
 	run nginx "$ng_pid"
 	run floor "$fl_pid"
 done
+# which path answered livegate's requests: direct (web.Server.Answer) or net/http
+curl -sf "http://127.0.0.1:$gport/metrics" | grep -E '^livegate_http_(direct_answers_total|requests_total\{route="media"\})' | sed 's/^/livegate: /' || true
 python3 - "$out" "$passes" <<'PY'
 import json, sys
 out, passes = sys.argv[1], int(sys.argv[2])
