@@ -24,19 +24,15 @@ import (
 // empty one is when it finishes. Called by Start, before any recording of
 // this process begins.
 func (st *Store) finishCutOff() {
-	streams, _ := os.ReadDir(st.Dir)
-	for _, s := range streams {
-		if !s.IsDir() || !validStream.MatchString(s.Name()) {
-			continue
-		}
-		parent := filepath.Join(st.Dir, s.Name())
+	for _, stream := range st.Streams() {
+		parent := filepath.Join(st.Dir, stream)
 		for _, name := range recordings(parent) {
 			dir := filepath.Join(parent, name)
 			if _, err := os.Stat(filepath.Join(dir, MetaFile)); err == nil || !errors.Is(err, os.ErrNotExist) {
 				continue // finished, or not readable: left as it is
 			}
-			log := st.Logger.With("stream", s.Name(), "recording", name)
-			rec, err := recoverDir(dir, s.Name(), log)
+			log := st.Logger.With("stream", stream, "recording", name)
+			rec, err := recoverDir(dir, stream, log)
 			switch {
 			case errors.Is(err, ErrEmpty):
 				log.Info("removed an unfinished recording with nothing to play")
@@ -98,7 +94,9 @@ func recoverDir(dir, stream string, log *slog.Logger) (*Recording, error) {
 			key := r.Name + "/" + filepath.Base(path)
 			w.lists[key] = ml
 			w.list = append(w.list, key)
-			ended = later(ended, mod)
+			if mod.After(ended) {
+				ended = mod
+			}
 		}
 	}
 	return w.Finish(nil, rends, ended)
@@ -156,11 +154,4 @@ func readMediaList(path string) (*mediaList, time.Time, error) {
 		}
 	}
 	return ml, info.ModTime(), nil
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }

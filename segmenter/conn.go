@@ -64,7 +64,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if tc, ok := c.(*net.TCPConn); ok && err == nil {
 		dc := &conn{TCPConn: tc, answer: l.Answer, headerTimeout: l.HeaderTimeout, idleTimeout: l.IdleTimeout}
 		if dc.answer != nil {
-			dc.l, dc.direct = l, true
+			dc.l = l
 			dc.remote = tc.RemoteAddr().String()
 			dc.buf = (*heads.Get().(*[]byte))[:0]
 			l.mu.Lock()
@@ -82,16 +82,13 @@ func (l *Listener) Accept() (net.Conn, error) {
 // CloseDirect closes the connections whose requests have all gone to
 // Answer so far, each once the answer it is sending is sent. Call it when
 // the server shuts down (http.Server.RegisterOnShutdown): net/http takes
-// such a connection for a new one, which Shutdown leaves open for 5 s.
+// such a connection for a new one, which Shutdown leaves open for 5 s. A
+// connection is not handed over meanwhile (handOver waits for l.mu).
 func (l *Listener) CloseDirect() {
 	l.mu.Lock()
-	conns := make([]*conn, 0, len(l.direct))
+	defer l.mu.Unlock()
 	for c := range l.direct {
-		conns = append(conns, c)
-	}
-	l.mu.Unlock()
-	for _, c := range conns {
-		c.closeDirect()
+		c.close()
 	}
 }
 
@@ -128,7 +125,6 @@ type conn struct {
 
 	l       *Listener
 	mu      sync.Mutex
-	direct  bool // answer may still answer
 	busy    bool // an answer is being sent
 	closing bool // Close came during it: the answer ends it
 }
@@ -193,11 +189,8 @@ func (c *conn) fill() error {
 // handOver leaves the connection to net/http from the request at the
 // start of buf, with the header timeout that net/http set for it.
 func (c *conn) handOver() {
-	c.answer, c.reply = nil, nil
-	c.mu.Lock()
-	c.direct = false
-	c.mu.Unlock()
 	c.l.forget(c)
+	c.answer, c.reply = nil, nil
 	if c.headerTimeout > 0 {
 		c.SetReadDeadline(time.Now().Add(c.headerTimeout))
 	}
@@ -253,18 +246,12 @@ func (c *conn) Close() error {
 	if c.l != nil {
 		c.l.forget(c)
 	}
-	return c.close(false)
+	return c.close()
 }
 
-// closeDirect closes the connection if it is still direct.
-func (c *conn) closeDirect() { c.close(true) }
-
-func (c *conn) close(onlyDirect bool) error {
+// close closes the socket, or has the answer being sent close it.
+func (c *conn) close() error {
 	c.mu.Lock()
-	if onlyDirect && !c.direct {
-		c.mu.Unlock()
-		return nil
-	}
 	if c.busy {
 		c.closing = true
 		c.mu.Unlock()

@@ -237,7 +237,10 @@ func (o *output) Speed() float64 {
 // keepEnded, then dropped; the recording is finished and served from then
 // on.
 func (o *output) End() {
-	still, _ := o.seg.Latest() // before the muxers go: the recording's thumbnail
+	var still []byte // the recording's thumbnail, taken before the muxers go
+	if o.rec != nil {
+		still, _ = o.seg.Latest()
+	}
 	o.seg.End()
 	o.mu.Lock()
 	o.ended = time.Now()
