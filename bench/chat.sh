@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/chat.sh: livegate's chat against the reference Node.js ws server
-# (bench/chat-node), side by side in one run, with cmd/chatload.
+# (bench/chat-node), side by side in one run, with bench/chatload.
 #
 #   bench/chat.sh            full run: 10,000 clients in one room
 #   bench/chat.sh --smoke    200 clients, one 5 s step per server (< 30 s)
@@ -91,7 +91,7 @@ fi
 
 bin="$OUT_DIR/bin"
 mkdir -p "$bin"
-go build -o "$bin/chatload" ./cmd/chatload
+go build -o "$bin/chatload" ./bench/chatload
 case " $SERVERS " in
 *" livegate "*)
 	if [ -n "${LIVEGATE_BIN:-}" ]; then

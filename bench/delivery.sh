@@ -46,7 +46,7 @@ if [ $smoke = 1 ]; then conc=${CONCURRENCY:-20}; dur=${DURATION:-3s}; passes=1; 
 out=${OUT_DIR:-$(mktemp -d -t lgdelivery-XXXXXX)}
 mkdir -p "$out"
 if [ -n "${GATEWAY:-}" ]; then cp "$GATEWAY" "$out/livegate"; else go build -o "$out/livegate" ./cmd/livegate; fi
-go build -o "$out/lgload" ./cmd/lgload
+go build -o "$out/lgload" ./bench/lgload
 go build -o "$out/floor" ./bench/floor
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

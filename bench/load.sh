@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/load.sh: livegate under load with cmd/lgload: many HLS viewers per
+# bench/load.sh: livegate under load with bench/lgload: many HLS viewers per
 # stream, several streams, and the most concurrent real-time streams.
 #
 #   bench/load.sh            full run (DURATION=30s per scenario)
@@ -28,7 +28,7 @@ duration=${DURATION:-30s}
 out=${OUT_DIR:-$(mktemp -d -t lgload-XXXXXX)}
 mkdir -p "$out"
 go build -o "$out/livegate" ./cmd/livegate
-go build -o "$out/lgload" ./cmd/lgload
+go build -o "$out/lgload" ./bench/lgload
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 free -h | sed -n 1,2p

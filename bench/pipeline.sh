@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/pipeline.sh: livegate's media pipeline measured with cmd/lgbench,
+# bench/pipeline.sh: livegate's media pipeline measured with bench/lgbench,
 # next to ffmpeg's own HLS muxer served as files.
 #
 #   bench/pipeline.sh                 full run: 30 s passes, vp8 startup pass,
@@ -59,7 +59,7 @@ out=${OUT_DIR:-$(mktemp -d -t lgbench-XXXXXX)}
 mkdir -p "$out"
 report=${report:-$out/pipeline.json}
 
-go build -o "$out/lgbench" ./cmd/lgbench
+go build -o "$out/lgbench" ./bench/lgbench
 go build -o "$out/livegate" ./cmd/livegate
 
 args=(-gateway "$out/livegate" -json "$report")

@@ -81,7 +81,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 report=${REPORT:-$out/transcode.json}
 if [ -n "${GATEWAY:-}" ]; then cp "$GATEWAY" "$out/livegate"; else go build -o "$out/livegate" ./cmd/livegate; fi
-go build -o "$out/lgload" ./cmd/lgload
+go build -o "$out/lgload" ./bench/lgload
 
 input=${INPUT:-$out/input.webm}
 if [ ! -s "$input" ]; then

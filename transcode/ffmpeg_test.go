@@ -257,7 +257,7 @@ func TestFFmpegStartLatency(t *testing.T) {
 			l := DefaultLadder()
 			_, latency := transcode(t, l, format, l.Plan(src.w, src.h), src.command(t))
 			// a figure, not an assertion: this machine is shared and noisy;
-			// cmd/lgbench measures the startup of the whole pipeline
+			// bench/lgbench measures the startup of the whole pipeline
 			t.Logf("first MPEG-TS bytes %v after the first input byte", latency)
 		})
 	}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deploy/loadtest/run.sh: load a livegate deployment on this machine with a
-# scenario of cmd/lgload (publishers, HLS viewers, chat clients), print the
+# scenario of bench/lgload (publishers, HLS viewers, chat clients), print the
 # summary and save the JSON report.
 #
 #   deploy/loadtest/run.sh SCENARIO [LGLOAD FLAGS...]
@@ -16,7 +16,7 @@
 # not loopback), GATEWAY_PID (the gateway's pid: its CPU and memory are
 # reported), DURATION (overrides the scenario's -duration), OUT_DIR (a new
 # temporary directory), REPORT (OUT_DIR/SCENARIO.json), LGLOAD (an lgload
-# binary; otherwise ./cmd/lgload is built into OUT_DIR), LIVEGATE_PUBLISH_KEY
+# binary; otherwise ./bench/lgload is built into OUT_DIR), LIVEGATE_PUBLISH_KEY
 # (the publish key, when the gateway requires one; lgload reads it itself).
 # lgload bounds every phase itself; the timeout here is a last resort.
 set -euo pipefail
@@ -66,7 +66,7 @@ report=${REPORT:-$out/$name.json}
 lgload=${LGLOAD:-}
 if [ -z "$lgload" ]; then
 	lgload=$out/lgload
-	(cd "$root" && go build -o "$lgload" ./cmd/lgload)
+	(cd "$root" && go build -o "$lgload" ./bench/lgload)
 fi
 
 args+=(-url "$url" -json "$report")

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // listing is what following a media playlist measured.

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // procUsage is a process's CPU time and resident memory from /proc.

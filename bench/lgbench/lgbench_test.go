@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 func TestPercentile(t *testing.T) {

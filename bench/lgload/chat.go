@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // chat timing: how long one client may take to join, and how long after

@@ -5,7 +5,7 @@
 // uses next to its ffmpeg, and the same latency for ffmpeg's own HLS muxer
 // served as files with a plain hls.js page, side by side.
 //
-//	go run ./cmd/lgbench -duration 30s -json report.json
+//	go run ./bench/lgbench -duration 30s -json report.json
 //
 // It publishes an ffmpeg test pattern itself, runs the gateway as a child
 // process (built with go build unless -gateway names a binary), stops by
@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // options are lgbench's flags.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // report is the JSON report of one load run.

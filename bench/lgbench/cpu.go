@@ -4,7 +4,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // cpuSampler samples the gateway's and its ffmpeg children's CPU time every

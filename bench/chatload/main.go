@@ -33,7 +33,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // maxSteps bounds the -rate list.

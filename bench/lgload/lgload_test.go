@@ -14,7 +14,7 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 func TestCheckLoopback(t *testing.T) {
@@ -310,7 +310,7 @@ func startGateway(t *testing.T) (addr string, pid int) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "livegate")
-	build := exec.Command("go", "build", "-o", bin, "../livegate")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/livegate")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build gateway: %v\n%s", err, out)
 	}

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // stream is one publisher and its viewers.

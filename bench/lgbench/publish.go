@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // sourceArgs returns ffmpeg's arguments for the live test pattern: testsrc2

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // endpoint is one system under test: where the published bytes go and where

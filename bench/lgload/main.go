@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // config is what the flags set.

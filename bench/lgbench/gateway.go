@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // buildGateway compiles ./cmd/livegate of the module in the current

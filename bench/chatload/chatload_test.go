@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 func TestCheckURL(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // benchReport is the result of a -bench-get run.

@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/livegate/livegate/cmd/internal/loadgen"
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // report is the outcome of a run; it is also the -json file.
