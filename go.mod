@@ -11,7 +11,6 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/u2takey/ffmpeg-go v0.5.0
-	golang.org/x/sys v0.49.0
 )
 
 require (
@@ -31,5 +30,6 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/u2takey/go-utils v0.3.1 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # bench/delivery.sh: requests/s, latency and server CPU per request of many
 # concurrent viewers of ONE stream: livegate serving its segments from memory
-# vs nginx (Debian) serving the same files from disk, beside a floor: the
-# least any server pays the kernel for the same requests here.
+# vs nginx (Debian) serving the same files from disk.
 #
 #   bench/delivery.sh            CONCURRENCY=100 clients, 15 s per pass
 #   bench/delivery.sh --smoke    20 clients, 3 s per pass
@@ -17,11 +16,7 @@
 # (2 workers like the gateway's 2 cores, sendfile on, access log off,
 # keep-alive without a request limit). The same client, lgload -bench-get,
 # fetches the same file list, round-robin, with the same concurrency and
-# keep-alive, alternately: livegate, nginx, floor, livegate, ... (PASSES=2).
-# floor (bench/floor) is the lower bound, not a contender: a loop of about
-# 150 lines that answers each GET of the same files from memfds with one
-# sendmsg and one sendfile and does nothing else, to read the two servers'
-# gap against what the kernel alone costs here.
+# keep-alive, alternately: livegate, nginx, livegate, ... (PASSES=2).
 # --live: the publisher keeps running; before each pass the init segment and
 # the 5 newest segments of the live 720p playlist (which stay in the 20-segment
 # window for 15 s) are fetched by the same client from livegate alone: nginx
@@ -47,14 +42,13 @@ out=${OUT_DIR:-$(mktemp -d -t lgdelivery-XXXXXX)}
 mkdir -p "$out"
 if [ -n "${GATEWAY:-}" ]; then cp "$GATEWAY" "$out/livegate"; else go build -o "$out/livegate" ./cmd/livegate; fi
 go build -o "$out/lgload" ./bench/lgload
-go build -o "$out/floor" ./bench/floor
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-gw_pid= ng_pid= fl_pid= pub_pid=
+gw_pid= ng_pid= pub_pid=
 cleanup() {
-	for p in $pub_pid $gw_pid $ng_pid $fl_pid; do kill -INT "$p" 2>/dev/null || true; done
+	for p in $pub_pid $gw_pid $ng_pid; do kill -INT "$p" 2>/dev/null || true; done
 	sleep 0.5
-	for p in $pub_pid $gw_pid $ng_pid $fl_pid; do kill -KILL "$p" 2>/dev/null || true; done
+	for p in $pub_pid $gw_pid $ng_pid; do kill -KILL "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
@@ -132,7 +126,7 @@ root="$out/www"
 mkdir -p "$root/live/deliv0/$dir"
 : >"$out/livegate.urls"
 : >"$out/nginx.urls"
-nport=$(free_port) fport=$(free_port)
+nport=$(free_port)
 for f in $files; do
 	curl -sf "$base/$dir/$f" -o "$root/live/deliv0/$dir/$f"
 	echo "$base/$dir/$f" >>"$out/livegate.urls"
@@ -165,35 +159,27 @@ http {
 NGINX
 nginx -c "$out/nginx.conf" -p "$out" &
 ng_pid=$!
-sed "s/:$nport/:$fport/" "$out/nginx.urls" >"$out/floor.urls"
-"$out/floor" -root "$root" -listen "127.0.0.1:$fport" 2>"$out/floor.log" &
-fl_pid=$!
-for u in nginx floor; do
-	for _ in $(seq 50); do curl -sf "$(head -1 "$out/$u.urls")" -o /dev/null && break; sleep 0.1; done
-done
+for _ in $(seq 50); do curl -sf "$(head -1 "$out/nginx.urls")" -o /dev/null && break; sleep 0.1; done
 
 for pass in $(seq "$passes"); do
 	run livegate "$gw_pid"
 	run nginx "$ng_pid"
-	run floor "$fl_pid"
 done
-# which path answered livegate's requests: direct (web.Server.Answer) or net/http
-curl -sf "http://127.0.0.1:$gport/metrics" | grep -E '^livegate_http_(direct_answers_total|requests_total\{route="media"\})' | sed 's/^/livegate: /' || true
 python3 - "$out" "$passes" <<'PY'
 import json, sys
 out, passes = sys.argv[1], int(sys.argv[2])
 def load(name):
     rs = [json.load(open(f"{out}/{name}.{p}.json")) for p in range(1, passes + 1)]
     return rs
-lg, ng, fl = load("livegate"), load("nginx"), load("floor")
+lg, ng = load("livegate"), load("nginx")
 mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)
 ratio = lambda a, b: f"{a / b:.2f}" if b else "nan"
 for k, label in (("requests_per_s", "req/s"), ("mb_per_s", "MB/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
-    a, b, c = mean(lg, k), mean(ng, k), mean(fl, k)
-    print(f"{label:8s} livegate {a:10.2f}  nginx {b:10.2f}  floor {c:10.2f}  livegate/nginx {ratio(a, b)}  floor/nginx {ratio(c, b)}")
-print("errors: livegate", sum(r["errors"] for r in lg), "nginx", sum(r["errors"] for r in ng), "floor", sum(r["errors"] for r in fl),
-      "; lgload CPU (cores):", [r["lgload_cpu"] for r in lg + ng + fl])
-if any(r["errors"] or not r["requests"] for r in lg + ng + fl):
+    a, b = mean(lg, k), mean(ng, k)
+    print(f"{label:8s} livegate {a:10.2f}  nginx {b:10.2f}  livegate/nginx {ratio(a, b)}")
+print("errors: livegate", sum(r["errors"] for r in lg), "nginx", sum(r["errors"] for r in ng),
+      "; lgload CPU (cores):", [r["lgload_cpu"] for r in lg + ng])
+if any(r["errors"] or not r["requests"] for r in lg + ng):
     sys.exit("delivery.sh: a server failed requests (see bench-get's last error above): its figures mean nothing")
 PY
 echo "reports in $out"

@@ -64,7 +64,7 @@ func readJSON(t *testing.T, path string, v any) {
 
 func TestDeliverySmoke(t *testing.T) {
 	dir := smoke(t, "delivery.sh", []string{"ffmpeg", "python3", "curl", "nginx"})
-	for _, name := range []string{"livegate", "nginx", "floor"} {
+	for _, name := range []string{"livegate", "nginx"} {
 		var r struct {
 			URLs, Requests, Errors int
 			RequestsPerS           float64 `json:"requests_per_s"`

@@ -1,7 +1,6 @@
 package segmenter
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -9,9 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/textproto"
-	"os"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,27 +27,7 @@ func testWindow(t testing.TB) (*window, map[string][]byte) {
 		rnd.Read(b)
 		files[name] = b
 	}
-	w, err := newWindow(files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w, files
-}
-
-// memfds counts this process's open memfds of frozen windows.
-func memfds(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "/memfd:livegate:") {
-			n++
-		}
-	}
-	return n
+	return newWindow(files), files
 }
 
 func TestWindowServe(t *testing.T) {
@@ -73,15 +49,15 @@ func TestWindowServe(t *testing.T) {
 		{"head", "HEAD", "hi/seg7.mp4", "", 200, nil, fmt.Sprint(len(seg)), "video/mp4"},
 		{"unknown", "GET", "hi/seg8.mp4", "", 404, nil, "", ""},
 	}
-	// the same answers in a recorder and over a Listener's connection
-	srv := listenerServer(t, func(rw http.ResponseWriter, r *http.Request) {
+	// the same answers in a recorder and over a real connection
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if !w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/live/x/")) {
 			t.Error("open window did not answer")
 		}
-	})
+	}))
 	defer srv.Close()
 	for _, c := range cases {
-		for _, via := range []string{"recorder", "listener"} {
+		for _, via := range []string{"recorder", "server"} {
 			t.Run(c.name+" "+via, func(t *testing.T) {
 				req := httptest.NewRequest(c.method, "/live/x/"+c.file, nil)
 				if c.rangeHdr != "" {
@@ -142,88 +118,55 @@ func fetchInto(t *testing.T, rec *httptest.ResponseRecorder, url string, req *ht
 	rec.Write(body)
 }
 
-// listenerServer serves h like the gateway does: on a Listener, with its
-// ConnContext.
-func listenerServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
-	t.Helper()
-	return testServer(h, true, nil)
-}
-
-// testServer serves h, on a Listener or not, calling state on every
-// connection state change.
-func testServer(h http.HandlerFunc, listener bool, state func(net.Conn, http.ConnState)) *httptest.Server {
-	srv := httptest.NewUnstartedServer(h)
-	if listener {
-		srv.Listener = &Listener{Listener: srv.Listener}
-		srv.Config.ConnContext = ConnContext
-	}
-	srv.Config.ConnState = state
-	srv.Start()
-	return srv
-}
-
 // TestWindowConcurrent fetches files from many clients at once over real
-// connections, plain (net/http's own copy) and through a Listener (sendfile
-// from the shared memfd at each request's offset, the header held back):
-// every answer is the whole file, whole ranges included, and the
-// connections stay reusable.
+// connections: every answer is the whole file, whole ranges included, and
+// the connections stay reusable.
 func TestWindowConcurrent(t *testing.T) {
-	before := memfds(t)
 	w, files := testWindow(t)
 	defer w.close()
-	h := func(rw http.ResponseWriter, r *http.Request) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/"))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
 	}
-	for _, c := range []struct {
-		name     string
-		listener bool
-	}{{"plain", false}, {"listener", true}} {
-		t.Run(c.name, func(t *testing.T) {
-			var conns atomic.Int64
-			srv := testServer(h, c.listener, func(_ net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					conns.Add(1)
+	srv.Start()
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20}}
+	defer client.CloseIdleConnections()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 10 {
+				file, rng := "hi/seg7.mp4", ""
+				if (i+j)%3 == 1 {
+					file = "hi/init.mp4"
 				}
-			})
-			defer srv.Close()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20}}
-			defer client.CloseIdleConnections()
-			var wg sync.WaitGroup
-			errs := make(chan error, 20)
-			for i := range 20 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for j := range 10 {
-						file, rng := "hi/seg7.mp4", ""
-						if (i+j)%3 == 1 {
-							file = "hi/init.mp4"
-						}
-						if (i+j)%4 == 2 {
-							rng = fmt.Sprintf("bytes=%d-%d", 1000*j, 1000*j+70000)
-						}
-						if err := getWhole(client, srv.URL+"/"+file, rng, files[file]); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
+				if (i+j)%4 == 2 {
+					rng = fmt.Sprintf("bytes=%d-%d", 1000*j, 1000*j+70000)
+				}
+				if err := getWhole(client, srv.URL+"/"+file, rng, files[file]); err != nil {
+					errs <- err
+					return
+				}
 			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-			// a closing answer would cost a connection per request (200);
-			// the client may open a few more than 20 when one is not back
-			// in its pool yet
-			if n := conns.Load(); n > 40 {
-				t.Errorf("%d connections for 20 clients and 200 requests: answers closed them", n)
-			}
-			if n := memfds(t) - before; n != 2 {
-				t.Errorf("%d memfds open for 2 files after 200 requests, want 2: shared", n)
-			}
-		})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// a closing answer would cost a connection per request (200); the
+	// client may open a few more than 20 when one is not back in its pool
+	if n := conns.Load(); n > 40 {
+		t.Errorf("%d connections for 20 clients and 200 requests: answers closed them", n)
 	}
 }
 
@@ -252,16 +195,9 @@ func getWhole(client *http.Client, url, rng string, file []byte) error {
 }
 
 func TestWindowClose(t *testing.T) {
-	before := memfds(t)
 	w, _ := testWindow(t)
-	if got := memfds(t) - before; got != 2 {
-		t.Fatalf("%d memfds for 2 media files", got)
-	}
 	w.close()
 	w.close()
-	if got := memfds(t) - before; got != 0 {
-		t.Errorf("%d memfds left after close", got)
-	}
 	if w.serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/hi/seg7.mp4", nil), "hi/seg7.mp4") {
 		t.Error("closed window answered")
 	}
@@ -272,42 +208,15 @@ func TestWindowClose(t *testing.T) {
 	none.close()
 }
 
-// TestWindowCloseServing closes a window while clients fetch from it over
-// a Listener, through net/http or answered directly from Final: every
-// answer is whole or cut short (never wrong bytes), and no descriptor is
-// left.
+// TestWindowCloseServing closes a window while clients fetch from it:
+// every answer is whole or refused, never wrong bytes.
 func TestWindowCloseServing(t *testing.T) {
-	for _, direct := range []bool{false, true} {
-		t.Run(fmt.Sprint("direct=", direct), func(t *testing.T) { testWindowCloseServing(t, direct) })
-	}
-}
-
-func testWindowCloseServing(t *testing.T, direct bool) {
-	before := memfds(t)
 	w, files := testWindow(t)
-	h := func(rw http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if !w.serve(rw, r, strings.TrimPrefix(r.URL.Path, "/")) {
 			http.Error(rw, "closed", http.StatusGone)
 		}
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(h))
-	l := &Listener{Listener: srv.Listener}
-	var answered atomic.Int64
-	if direct {
-		s := &Segmenter{frozen: w}
-		l.Answer = func(dst, head []byte, remote string) ([]byte, *os.File, int64, bool) {
-			path, _, _ := bytes.Cut(bytes.TrimPrefix(head, []byte("GET /")), []byte(" "))
-			f, ok := s.Final(string(path))
-			if !ok || f.File == nil {
-				return dst, nil, 0, false
-			}
-			answered.Add(1)
-			return append(append(append(dst, "HTTP/1.1 200 OK\r\n"...), f.Fields...), "\r\n"...), f.File, f.Size, true
-		}
-	}
-	srv.Listener = l
-	srv.Config.ConnContext = ConnContext
-	srv.Start()
+	}))
 	defer srv.Close()
 	want := files["hi/seg7.mp4"]
 	var wg sync.WaitGroup
@@ -344,31 +253,16 @@ func testWindowCloseServing(t *testing.T, direct bool) {
 	if whole.Load() == 0 || gone.Load() == 0 {
 		t.Errorf("%d whole answers, %d after close: the close did not fall among the requests", whole.Load(), gone.Load())
 	}
-	if direct && answered.Load() == 0 {
-		t.Error("no answer went direct")
-	}
-	if n := memfds(t) - before; n != 0 {
-		t.Errorf("%d memfds left after close", n)
-	}
 }
 
-// BenchmarkWindow serves one 300 KB segment over loopback HTTP from a
-// memfd (sendfile) and from Go memory (write); the client runs in the same
-// process, so compare the two, not with other servers.
+// BenchmarkWindow serves one 300 KB segment of a finished window over
+// loopback HTTP; the client runs in the same process.
 func BenchmarkWindow(b *testing.B) {
 	w, files := testWindow(b)
 	defer w.close()
-	mem := &window{files: map[string]*frozenFile{"hi/seg7.mp4": inMemory("hi/seg7.mp4", files["hi/seg7.mp4"])}}
-	for _, c := range []struct {
-		name string
-		win  *window
-	}{{"memfd", w}, {"bytes", mem}} {
-		b.Run(c.name, func(b *testing.B) {
-			benchGet(b, len(files["hi/seg7.mp4"]), func(rw http.ResponseWriter, r *http.Request) {
-				c.win.serve(rw, r, "hi/seg7.mp4")
-			})
-		})
-	}
+	benchGet(b, len(files["hi/seg7.mp4"]), func(rw http.ResponseWriter, r *http.Request) {
+		w.serve(rw, r, "hi/seg7.mp4")
+	})
 }
 
 // TestLiveLength checks that the live window's files (through gohlslib) get
@@ -418,43 +312,5 @@ func TestLiveLength(t *testing.T) {
 				t.Errorf("head: status %d, Content-Length %q", rec.Code, rec.Header().Get("Content-Length"))
 			}
 		})
-	}
-}
-
-// TestFinal checks that Final gives a plain GET's answer as Handle does:
-// the same header fields and body; and nothing before the end or after
-// the window is gone.
-func TestFinal(t *testing.T) {
-	s := &Segmenter{}
-	if _, ok := s.Final("hi/seg7.mp4"); ok {
-		t.Error("a file is final before the end")
-	}
-	w, files := testWindow(t)
-	s.frozen = w
-	for name, data := range files {
-		f, ok := s.Final(name)
-		if !ok {
-			t.Fatalf("%s: not final", name)
-		}
-		rec := httptest.NewRecorder()
-		s.Handle(rec, httptest.NewRequest("GET", "/"+name, nil), name)
-		fields, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(f.Fields, "\r\n"...)))).ReadMIMEHeader()
-		if err != nil || !reflect.DeepEqual(http.Header(fields), rec.Header()) {
-			t.Errorf("%s: fields %q (%v), Handle's header %v", name, f.Fields, err, rec.Header())
-		}
-		body := f.Data
-		if f.File != nil {
-			body = make([]byte, f.Size)
-			if _, err := f.File.ReadAt(body, 0); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if !bytes.Equal(body, data) || !bytes.Equal(rec.Body.Bytes(), data) {
-			t.Errorf("%s: body of %d bytes, Handle's %d, the file's %d", name, len(body), rec.Body.Len(), len(data))
-		}
-	}
-	w.close()
-	if _, ok := s.Final("hi/seg7.mp4"); ok {
-		t.Error("a file is final after its window closed")
 	}
 }

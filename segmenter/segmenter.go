@@ -631,11 +631,7 @@ func (s *Segmenter) End() {
 			s.final = append(s.final, s.describe(mx)) // the renditions that have a finished playlist
 		}
 	}
-	win, err := newWindow(frozen)
-	if err != nil {
-		s.logger().Warn("ended stream served from Go memory", "error", err)
-	}
-	s.frozen = win
+	s.frozen = newWindow(frozen)
 	s.muxers = nil
 	s.mu.Unlock()
 	for _, mx := range muxers {

@@ -126,9 +126,7 @@ type Server struct {
 
 	once     sync.Once
 	viewers  viewers
-	requests sync.Map     // route -> *atomic.Int64
-	direct   atomic.Int64 // requests that Answer answered
-	date     atomic.Pointer[dated]
+	requests sync.Map // route -> *atomic.Int64
 }
 
 func (s *Server) defaults() {
@@ -424,7 +422,6 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "livegate_http_requests_total{route=%q} %d\n", k, v.(*atomic.Int64).Load())
 		return true
 	})
-	fmt.Fprintf(&b, "# TYPE livegate_http_direct_answers_total counter\nlivegate_http_direct_answers_total %d\n", s.direct.Load())
 	w.Write([]byte(b.String()))
 }
 

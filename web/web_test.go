@@ -122,6 +122,12 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// catalogOf is a Catalog of any Streams.
+type catalogOf map[string]Stream
+
+func (c catalogOf) Stream(name string) Stream { return c[name] }
+func (c catalogOf) Names() []string           { return nil }
+
 // recordedCatalog is a catalogOf that keeps recordings.
 type recordedCatalog struct{ catalogOf }
 

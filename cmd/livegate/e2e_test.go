@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -9,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,7 +65,7 @@ func startGateway(t *testing.T, edit func(*config)) *httptest.Server {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(nil) // served as run serves it
-	srv.Config, srv.Listener = newServer(srv.Listener, g, cfg)
+	srv.Config = newServer(g, cfg)
 	srv.Start()
 	t.Cleanup(func() { g.Close(); srv.Close() })
 	return srv
@@ -241,7 +238,6 @@ func TestPipeline(t *testing.T) {
 			pub.finish(t)
 
 			checkEnded(t, base, &mv)
-			checkDirect(t, srv, base, &mv)
 			// a player that starts after the end still gets the finished playlists
 			if code, b := get(t, base+"index.m3u8"); code != http.StatusOK || bytes.Count(b, []byte("#EXT-X-STREAM-INF")) != len(c.renditions) {
 				t.Errorf("index.m3u8 after the end: %d\n%s", code, b)
@@ -303,78 +299,6 @@ func checkEnded(t *testing.T, base string, mv *playlist.Multivariant) {
 		t.Fatalf("want one audio rendition, got %+v", mv.Renditions)
 	}
 	checkAudio(t, base+*mv.Renditions[0].URI)
-}
-
-// checkDirect fetches the finished files of the first rendition over raw
-// connections: on a fresh one each is answered directly (without net/http,
-// web.Server.Answer), on one that began with another request by net/http;
-// both answers agree (but for their Date), and only the fresh connections
-// count as direct answers.
-func checkDirect(t *testing.T, srv *httptest.Server, base string, mv *playlist.Multivariant) {
-	t.Helper()
-	uri := mv.Variants[0].URI
-	_, b := get(t, base+uri)
-	var pl playlist.Media
-	if err := pl.Unmarshal(b); err != nil {
-		t.Fatal(err)
-	}
-	dir := uri[:strings.LastIndex(uri, "/")+1]
-	path := strings.TrimPrefix(base, srv.URL)
-	files := []string{uri, dir + pl.Map.URI, dir + pl.Segments[0].URI, dir + pl.Segments[len(pl.Segments)-1].URI}
-	before := directAnswers(t, srv)
-	for _, f := range files {
-		direct, directBody := rawGet(t, srv, "", path+f)
-		routed, routedBody := rawGet(t, srv, "/healthz", path+f)
-		direct.Del("Date")
-		routed.Del("Date")
-		if !reflect.DeepEqual(direct, routed) || !bytes.Equal(directBody, routedBody) || len(directBody) == 0 {
-			t.Errorf("%s: direct answer %v (%d bytes), net/http's %v (%d bytes)", f, direct, len(directBody), routed, len(routedBody))
-		}
-	}
-	if n := directAnswers(t, srv) - before; n != len(files) {
-		t.Errorf("%d direct answers, want %d", n, len(files))
-	}
-}
-
-// rawGet sends GET first (if not empty), then GET path on a new
-// connection, and returns the second answer's header (with its status as
-// "Status") and body.
-func rawGet(t *testing.T, srv *httptest.Server, first, path string) (http.Header, []byte) {
-	t.Helper()
-	c, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := bufio.NewReader(c)
-	var resp *http.Response
-	var body []byte
-	for _, p := range []string{first, path} {
-		if p == "" {
-			continue
-		}
-		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: rawGet\r\n\r\n", p, srv.Listener.Addr())
-		if resp, err = http.ReadResponse(r, nil); err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		if body, err = io.ReadAll(resp.Body); err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-	}
-	resp.Header.Set("Status", resp.Status)
-	return resp.Header, body
-}
-
-// directAnswers reads livegate_http_direct_answers_total.
-func directAnswers(t *testing.T, srv *httptest.Server) int {
-	t.Helper()
-	_, b := get(t, srv.URL+"/metrics")
-	_, after, _ := bytes.Cut(b, []byte("\nlivegate_http_direct_answers_total "))
-	var n int
-	if _, err := fmt.Sscan(string(after), &n); err != nil {
-		t.Fatalf("no direct answer count in\n%s", b)
-	}
-	return n
 }
 
 // checkSegment decodes one fMP4 segment with ffprobe: it starts with a

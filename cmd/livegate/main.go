@@ -131,18 +131,10 @@ func (g *gateway) Close() {
 	g.hub.Close()
 }
 
-// newServer is the gateway's HTTP server, and ln wrapped in the
-// segmenter.Listener it serves: its connections send finished segments
-// with fewer system calls and packets, and answer the plain GETs of an
-// ended stream's files that open them without net/http
-// (web.Server.Answer), with the server's timeouts.
-func newServer(ln net.Listener, g *gateway, cfg *config) (*http.Server, net.Listener) {
-	sl := &segmenter.Listener{Listener: ln, Answer: g.site.Answer,
-		HeaderTimeout: time.Duration(cfg.HTTPHeaderTimeout), IdleTimeout: time.Duration(cfg.HTTPIdleTimeout)}
-	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: time.Duration(cfg.HTTPHeaderTimeout),
-		IdleTimeout: time.Duration(cfg.HTTPIdleTimeout), ConnContext: segmenter.ConnContext}
-	srv.RegisterOnShutdown(sl.CloseDirect)
-	return srv, sl
+// newServer is the gateway's HTTP server.
+func newServer(g *gateway, cfg *config) *http.Server {
+	return &http.Server{Handler: g.Handler(), ReadHeaderTimeout: time.Duration(cfg.HTTPHeaderTimeout),
+		IdleTimeout: time.Duration(cfg.HTTPIdleTimeout)}
 }
 
 // run serves until ctx ends, then shuts everything down in order.
@@ -156,7 +148,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv, ln := newServer(ln, g, cfg)
+	srv := newServer(g, cfg)
 	if len(cfg.PublishKeys) == 0 {
 		log.Warn("publishing is open to anyone who can reach this address: set --publish-key")
 	}

@@ -434,12 +434,6 @@ func (o *output) ServeFile(w http.ResponseWriter, r *http.Request, file string) 
 	o.seg.Handle(w, r, file)
 }
 
-// FinalFile implements web.FinalFiler: the files of the finished window.
-func (o *output) FinalFile(file string) (web.FinalFile, bool) {
-	f, ok := o.seg.Final(file)
-	return web.FinalFile{Fields: f.Fields, Body: f.File, Size: f.Size, Data: f.Data}, ok
-}
-
 // vod is a finished recording served as the stream.
 type vod struct{ rec *record.Recording }
 
