@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/livegate/livegate/bench/internal/loadgen"
@@ -126,20 +125,7 @@ func run(parent context.Context, cfg config, log io.Writer) (*report, error) {
 // for the process since 1.19; this makes it explicit) and warns when the
 // descriptors or ephemeral ports are too few for n clients.
 func checkLimits(n int, soft, hard *uint64) []string {
-	var warn []string
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
-		if rl.Cur < rl.Max {
-			rl.Cur = rl.Max
-			_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
-			_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-		}
-		*soft, *hard = rl.Cur, rl.Max
-		if rl.Cur < uint64(n)+64 {
-			warn = append(warn, fmt.Sprintf("RLIMIT_NOFILE is %d (hard %d), too low for %d clients: raise the hard limit (ulimit -Hn) to at least %d",
-				rl.Cur, rl.Max, n, n+64))
-		}
-	}
+	warn := raiseNofile(n, soft, hard)
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		f := strings.Fields(string(b))
 		if len(f) == 2 {
