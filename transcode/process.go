@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -28,14 +27,22 @@ const stderrTail = 20
 // maxLine bounds one logged stderr line; longer lines are cut.
 const maxLine = 1024
 
-// Process supervises one ffmpeg (or any program) in its own process group.
-// Set the fields, then call Start. Whoever calls Start must call Close
+// Process supervises one ffmpeg (or any program) in its own process group,
+// so a ^C meant for the gateway does not stop ffmpeg behind its back. Set
+// the fields, then call Start. Whoever calls Start must call Close
 // (idempotent) or Wait.
+//
+// Close asks the process to stop and kills it if it is still running after
+// StopTimeout. On Unix the request is SIGINT to the process group (ffmpeg
+// then finishes its output) and the kill is SIGKILL to the group. On Windows,
+// which has no signals for a process group, the request is the closing of
+// stdin (ffmpeg finishes at the end of its input) and the kill is
+// Process.Kill of ffmpeg alone (see process_windows.go).
 type Process struct {
 	Path        string        // program; default "ffmpeg"
 	Args        []string      // arguments without the program name, e.g. from Args
 	Logger      *slog.Logger  // ffmpeg's stderr lines are logged at Warn level; default slog.Default()
-	StopTimeout time.Duration // after SIGINT, SIGKILL the process group after this; default 3s
+	StopTimeout time.Duration // after Close asks it to stop, kill it after this; default 3s
 
 	cmd      *exec.Cmd
 	cancel   context.CancelFunc
@@ -45,7 +52,10 @@ type Process struct {
 	done     chan struct{} // closed when the process has been waited for
 	err      error         // the exit error; read after done
 	stopOnce sync.Once
-	stopped  atomic.Bool // Close asked the process to stop while it ran
+	stopped  atomic.Bool   // Close asked the process to stop while it ran
+	stopAt   time.Time     // when Close asked; written before stopped is set
+	exitAt   time.Time     // when the process was reaped; read after done
+	timeout  time.Duration // StopTimeout or its default
 }
 
 // ExitError reports a process that ended badly on its own.
@@ -93,12 +103,12 @@ func (p *Process) Start() (stdin io.WriteCloser, stdout io.ReadCloser, err error
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, path, p.Args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	newGroup(cmd)
 	// Close cancels ctx: ask the whole group to stop as a user's ^C would.
-	// Close itself sends SIGKILL to the group after the timeout; WaitDelay
-	// bounds waiting for the stderr copier if some child kept the pipe.
+	// Close itself kills the group after the timeout; WaitDelay bounds
+	// waiting for the stderr copier if some child kept the pipe.
 	cmd.Cancel = func() error {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+		interrupt(cmd.Process)
 		return nil
 	}
 	cmd.WaitDelay = timeout
@@ -128,7 +138,7 @@ func (p *Process) Start() (stdin io.WriteCloser, stdout io.ReadCloser, err error
 	}
 	outW.Close()
 
-	p.cmd, p.cancel, p.stdin, p.stdout = cmd, cancel, in, outR
+	p.cmd, p.cancel, p.stdin, p.stdout, p.timeout = cmd, cancel, in, outR, timeout
 	p.done = make(chan struct{})
 	go func() {
 		err := cmd.Wait()
@@ -138,7 +148,7 @@ func (p *Process) Start() (stdin io.WriteCloser, stdout io.ReadCloser, err error
 		} else if err != nil {
 			err = fmt.Errorf("transcode: wait for %s: %w", path, err)
 		}
-		p.err = err
+		p.err, p.exitAt = err, time.Now()
 		close(p.done)
 		cancel()
 	}()
@@ -149,9 +159,9 @@ func (p *Process) Start() (stdin io.WriteCloser, stdout io.ReadCloser, err error
 			select {
 			case <-p.done:
 			case <-time.After(timeout):
-				// The group leader is not reaped before done, so its
-				// group id cannot have been reused.
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				// Not reaped before done, so its pid (and group id)
+				// cannot have been reused.
+				kill(cmd.Process)
 			}
 		}
 	}()
@@ -169,16 +179,29 @@ func (p *Process) Wait() error {
 	}
 	<-p.done
 	p.stdout.Close()
-	var ee *ExitError
-	if p.stopped.Load() && errors.As(p.err, &ee) && (ee.Code == 255 || ee.Code < 0) {
-		// ffmpeg exits with 255 after SIGINT; -1 is SIGINT or SIGKILL itself.
+	if p.stopped.Load() && p.endedAsAsked() {
 		return nil
 	}
 	return p.err
 }
 
-// Close asks the process to stop (SIGINT to its process group, and its stdin
-// closed), kills the group with SIGKILL if it is still there after
+// endedAsAsked reports whether the process, which Close asked to stop,
+// ended because of that. ffmpeg exits with 255 after SIGINT; -1 is death by
+// SIGINT or SIGKILL itself; a clean exit (ffmpeg at the end of its closed
+// stdin) shows as the cancelled context; and an exit after the stop timeout
+// is Close's kill (on Windows a killed process exits with code 1). Call it
+// after done.
+func (p *Process) endedAsAsked() bool {
+	if errors.Is(p.err, context.Canceled) {
+		return true
+	}
+	var ee *ExitError
+	return errors.As(p.err, &ee) &&
+		(ee.Code == 255 || ee.Code < 0 || p.exitAt.Sub(p.stopAt) >= p.timeout)
+}
+
+// Close asks the process to stop (on Unix SIGINT to its process group; on
+// every OS its stdin closed), kills it if it is still there after
 // StopTimeout, and waits for it. It returns Wait's error: nil when the
 // process stopped as asked. Close is idempotent and
 // does nothing before Start.
@@ -192,6 +215,7 @@ func (p *Process) Close() error {
 			return
 		default:
 		}
+		p.stopAt = time.Now()
 		p.stopped.Store(true)
 		p.cancel()
 		_ = p.stdin.Close()
