@@ -269,6 +269,7 @@ func BenchmarkWindow(b *testing.B) {
 // a Content-Length, Range and HEAD like the finished window's.
 func TestLiveLength(t *testing.T) {
 	s := &Segmenter{Names: []string{"hi", "lo"}}
+	mustStart(s)
 	defer s.Close()
 	if err := s.Consume(bytes.NewReader(makeTS(t, "4"))); err != nil {
 		t.Fatal(err)

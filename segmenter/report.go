@@ -140,7 +140,7 @@ func (s *Segmenter) reportRendition(rep *reporter, dir string, info *playlist.Mu
 	}
 	for _, uri := range mediaPlaylists(info) {
 		if err := s.reportPlaylist(rep, dir, uri, fetch, discont); err != nil {
-			s.logger().Warn("report segments", "rendition", dir, "playlist", uri, "error", err)
+			s.Logger.Warn("report segments", "rendition", dir, "playlist", uri, "error", err)
 		}
 	}
 }
@@ -161,7 +161,7 @@ func (s *Segmenter) reportPlaylist(rep *reporter, dir, uri string, fetch func(st
 			continue
 		}
 		if next := rep.next[key]; next > 0 && msn > next {
-			s.logger().Warn("segments left the window before they were reported",
+			s.Logger.Warn("segments left the window before they were reported",
 				"rendition", dir, "playlist", uri, "missed", msn-next)
 		}
 		out := Segment{Rendition: dir, Playlist: uri, Sequence: msn, Name: stripQuery(seg.URI),

@@ -19,6 +19,7 @@ func TestOnSegment(t *testing.T) {
 			reported := map[string]Segment{} // rendition/name -> segment
 			last := map[string]uint64{}      // rendition/playlist -> last sequence reported
 			s := &Segmenter{Names: []string{"hi", "lo"}, Variant: variant}
+			mustStart(s)
 			s.OnSegment = func(seg Segment) {
 				key := seg.Rendition + "/" + seg.Playlist
 				if prev, ok := last[key]; ok && seg.Sequence <= prev {
@@ -83,6 +84,7 @@ func BenchmarkReportRound(b *testing.B) {
 	ts := makeTS(b, "6")
 	n := 0
 	s := &Segmenter{Names: []string{"hi", "lo"}, OnSegment: func(Segment) { n++ }}
+	mustStart(s)
 	defer s.Close()
 	if err := s.Consume(bytes.NewReader(ts)); err != nil {
 		b.Fatal(err)

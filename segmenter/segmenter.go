@@ -69,9 +69,10 @@ var ErrEnded = errors.New("stream ended")
 
 var validDir = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 
-// Segmenter turns ffmpeg's MPEG-TS into HLS. Set the fields, call Consume
-// with the transcoder's output, serve with Handle. Whoever creates it must
-// call Close (or End, which also releases the muxers).
+// Segmenter turns ffmpeg's MPEG-TS into HLS. Set the fields, call Start,
+// then Consume with the transcoder's output, and serve with Handle.
+// Whoever calls Start must call Close (End finishes the playlists; Close
+// releases them).
 type Segmenter struct {
 	// Names are the rendition directories in the order of the video tracks
 	// (e.g. "720p"). Missing names default to "r0", "r1", ...
@@ -124,26 +125,29 @@ type Rendition struct {
 	AverageBandwidth int
 }
 
-func (s *Segmenter) logger() *slog.Logger {
+// Start fills in the defaults and checks the settings.
+func (s *Segmenter) Start() error {
+	if s.SegmentCount == 0 {
+		s.SegmentCount = 7
+	}
+	if s.SegmentDuration == 0 {
+		s.SegmentDuration = time.Second
+	}
+	if s.PartDuration == 0 {
+		s.PartDuration = 200 * time.Millisecond
+	}
 	if s.Logger == nil {
-		return slog.Default()
+		s.Logger = slog.Default()
 	}
-	return s.Logger
-}
-
-func (s *Segmenter) readyChan() chan struct{} {
-	if s.ready == nil {
-		s.ready = make(chan struct{})
+	if s.SegmentCount < 1 || s.SegmentDuration < 0 || s.PartDuration < 0 {
+		return errors.New("segmenter: SegmentCount, SegmentDuration or PartDuration out of range")
 	}
-	return s.ready
+	s.ready = make(chan struct{})
+	return nil
 }
 
 // Ready is closed once every rendition has its first segments.
-func (s *Segmenter) Ready() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.readyChan()
-}
+func (s *Segmenter) Ready() <-chan struct{} { return s.ready }
 
 // MediaTime is the timestamp of the newest video frame written.
 func (s *Segmenter) MediaTime() time.Duration {
@@ -178,7 +182,7 @@ func (s *Segmenter) Consume(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	log := s.logger()
+	log := s.Logger
 	log.Debug("transcoder output started", "video_tracks", len(videos), "audio", audio != nil)
 	rd.OnDecodeError(func(err error) { log.Warn("transcoder output", "error", err) })
 
@@ -302,6 +306,9 @@ func (s *Segmenter) attach(videos []*mpegts.Track, audio *mpegts.Track) ([]*muxe
 	if s.ended || s.closed {
 		return nil, 0, ErrEnded
 	}
+	if s.ready == nil {
+		return nil, 0, errors.New("segmenter: not started")
+	}
 	if s.muxers != nil {
 		if len(videos) != len(s.muxers) || (audio == nil) != (s.muxers[0].audio == nil) {
 			return nil, 0, fmt.Errorf("continue stream: got %d video tracks (audio %t), running %d",
@@ -315,15 +322,6 @@ func (s *Segmenter) attach(videos []*mpegts.Track, audio *mpegts.Track) ([]*muxe
 			s.discontAt = append(s.discontAt, next+1)
 		}
 		return s.muxers, s.base, nil
-	}
-	if s.SegmentCount == 0 {
-		s.SegmentCount = 7
-	}
-	if s.SegmentDuration == 0 {
-		s.SegmentDuration = time.Second
-	}
-	if s.PartDuration == 0 {
-		s.PartDuration = 200 * time.Millisecond
 	}
 	for i := range videos {
 		dir := fmt.Sprintf("r%d", i)
@@ -339,7 +337,7 @@ func (s *Segmenter) attach(videos []*mpegts.Track, audio *mpegts.Track) ([]*muxe
 			mx.audio = &gohlslib.Track{Codec: &codecs.MPEG4Audio{Config: conf}, ClockRate: conf.SampleRate}
 			tracks = append(tracks, mx.audio)
 		}
-		log := s.logger().With("rendition", dir)
+		log := s.Logger.With("rendition", dir)
 		mx.m = &gohlslib.Muxer{
 			Tracks:             tracks,
 			Variant:            s.Variant.gohlslib(),
@@ -387,8 +385,8 @@ func (s *Segmenter) waitReady(muxers []*muxer) {
 			return // closed before it had content
 		}
 	}
-	close(s.readyChan())
-	s.logger().Debug("first segments ready")
+	close(s.ready)
+	s.Logger.Debug("first segments ready")
 }
 
 func fetchMultivariant(m *gohlslib.Muxer) (*playlist.Multivariant, error) {
@@ -612,14 +610,14 @@ func (s *Segmenter) End() {
 	finals := map[string]*playlist.Media{}
 	for _, mx := range muxers {
 		if err := freeze(mx, discont, frozen, finals); err != nil {
-			s.logger().Warn("freeze ended stream", "rendition", mx.dir, "error", err)
+			s.Logger.Warn("freeze ended stream", "rendition", mx.dir, "error", err)
 		}
 	}
 	alignEnds(finals, frozen)
 	for file, pl := range finals {
 		body, err := pl.Marshal()
 		if err != nil {
-			s.logger().Warn("freeze ended stream", "playlist", file, "error", err)
+			s.Logger.Warn("freeze ended stream", "playlist", file, "error", err)
 			continue
 		}
 		frozen[file] = body

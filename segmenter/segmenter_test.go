@@ -63,6 +63,7 @@ func TestVariants(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := &Segmenter{Names: []string{"hi", "lo"}, Variant: v}
+			mustStart(s)
 			defer s.Close()
 			if err := s.Consume(bytes.NewReader(ts)); err != nil {
 				t.Fatal(err)
@@ -229,6 +230,7 @@ func TestAlignEnds(t *testing.T) {
 // loopback HTTP, through gohlslib; the client runs in the same process.
 func BenchmarkLive(b *testing.B) {
 	s := &Segmenter{Names: []string{"hi", "lo"}}
+	mustStart(s)
 	defer s.Close()
 	if err := s.Consume(bytes.NewReader(makeTS(&testing.T{}, "4"))); err != nil {
 		b.Fatal(err)
@@ -271,6 +273,7 @@ func BenchmarkConsume(b *testing.B) {
 	b.SetBytes(int64(len(ts)))
 	for b.Loop() {
 		s := &Segmenter{Names: []string{"hi", "lo"}}
+		mustStart(s)
 		if err := s.Consume(bytes.NewReader(ts)); err != nil {
 			b.Fatal(err)
 		}
@@ -354,5 +357,12 @@ func TestSplitAnnexBLikeMediacommon(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("access unit %d differs:\n got %.200s\nwant %.200s", i, got[i], want[i])
 		}
+	}
+}
+
+// mustStart starts a Segmenter of a test, whose settings are valid.
+func mustStart(s *Segmenter) {
+	if err := s.Start(); err != nil {
+		panic(err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/livegate/livegate/ingest"
 	"github.com/livegate/livegate/segmenter"
+	"github.com/livegate/livegate/stream"
 	"github.com/livegate/livegate/transcode"
 )
 
@@ -181,7 +182,7 @@ func (c *config) ffmpegArgs(size string) ([]string, error) {
 	w, _ := strconv.Atoi(m[1])
 	h, _ := strconv.Atoi(m[2])
 	l := c.transcodeLadder()
-	return transcode.Args(l, format(ingest.ContainerWebM), l.Plan(w, h)), nil
+	return transcode.Args(l, stream.InputFormat(ingest.ContainerWebM), l.Plan(w, h)), nil
 }
 
 // errPrinted ends the program after --print-config.

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -20,8 +19,8 @@ import (
 
 	"github.com/livegate/livegate/chat"
 	"github.com/livegate/livegate/ingest"
-	"github.com/livegate/livegate/record"
 	"github.com/livegate/livegate/segmenter"
+	"github.com/livegate/livegate/stream"
 	"github.com/livegate/livegate/web"
 )
 
@@ -45,7 +44,7 @@ func main() {
 
 // gateway is every component of one livegate process, wired.
 type gateway struct {
-	hub   *hub
+	hub   *stream.Hub
 	rooms *chat.Server
 	pub   *ingest.Server
 	site  *web.Server
@@ -54,9 +53,6 @@ type gateway struct {
 // newGateway builds the components from the configuration. Whoever calls it
 // must call Close.
 func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
-	if _, err := exec.LookPath(cfg.FFmpeg); err != nil {
-		return nil, fmt.Errorf("ffmpeg: %w (install it: apt-get install -y ffmpeg)", err)
-	}
 	if cfg.Data != "" {
 		if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 			return nil, fmt.Errorf("data: %w", err)
@@ -64,16 +60,16 @@ func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
 	}
 	variant, _ := segmenter.ParseVariant(cfg.HLSVariant) // validated
 	g := &gateway{}
-	g.hub = &hub{
-		ladder: cfg.transcodeLadder(), ffmpeg: cfg.FFmpeg, variant: variant,
-		segments: cfg.HLSSegmentCount, keepEnded: time.Duration(cfg.KeepEnded), log: log,
+	g.hub = &stream.Hub{
+		Ladder: cfg.transcodeLadder(), FFmpeg: cfg.FFmpeg, Variant: variant,
+		SegmentCount: cfg.HLSSegmentCount, KeepEnded: time.Duration(cfg.KeepEnded),
+		RecordKeep: cfg.RecordKeep, Logger: log,
 	}
 	if cfg.Data != "" && cfg.Record {
-		g.hub.rec = &record.Store{Dir: filepath.Join(cfg.Data, "recordings"), Keep: cfg.RecordKeep,
-			Logger: log.With("component", "record")}
-		if err := g.hub.rec.Start(); err != nil {
-			return nil, fmt.Errorf("data: %w", err)
-		}
+		g.hub.RecordDir = filepath.Join(cfg.Data, "recordings")
+	}
+	if err := g.hub.Start(); err != nil {
+		return nil, err
 	}
 	g.rooms = &chat.Server{
 		MaxTextRunes:  cfg.ChatMaxTextRunes,

@@ -120,7 +120,7 @@ func TestRecording(t *testing.T) {
 		info.Duration < seconds-1.5 || len(info.Renditions) != 2 {
 		t.Errorf("api: %+v", info)
 	}
-	checkServed(t, base, dir, recordingDir)
+	checkServed(t, base, dir, "recording.d/")
 	checkThumbnail(t, base)
 	if _, b := get(t, base+mv.Variants[0].URI); !bytes.Contains(b, []byte("#EXT-X-ENDLIST")) {
 		t.Errorf("the last window's playlist is gone while held:\n%s", b)
@@ -163,8 +163,8 @@ func TestRecording(t *testing.T) {
 	checkServed(t, base, dir, "")
 	checkThumbnail(t, base)
 	// a player that began under recordingDir goes on
-	if code, b := get(t, base+recordingDir+mv.Variants[0].URI); code != http.StatusOK || !bytes.Contains(b, []byte("#EXT-X-ENDLIST")) {
-		t.Errorf("%s after keep_ended: %d\n%s", recordingDir+mv.Variants[0].URI, code, b)
+	if code, b := get(t, base+"recording.d/"+mv.Variants[0].URI); code != http.StatusOK || !bytes.Contains(b, []byte("#EXT-X-ENDLIST")) {
+		t.Errorf("%s after keep_ended: %d\n%s", "recording.d/"+mv.Variants[0].URI, code, b)
 	}
 
 	// a new gateway on the same data serves it too
