@@ -89,6 +89,9 @@ func (p *publisher) run() {
 	fed := make(chan struct{})
 	run := p.read(fed)
 	p.end(ending{kind: endDrop}) // no-op if an ending was recorded
+	if p.ending.close != 0 {
+		p.drain()
+	}
 	started := run != nil
 	p.queue.close()
 	if started {
@@ -265,6 +268,23 @@ func (p *publisher) feed(run Run, fed chan struct{}) {
 	}
 }
 
+// closeGrace is how long a client may take to answer our close frame.
+const closeGrace = time.Second
+
+// drain reads and discards what the client still sends after our close
+// frame, until its own close frame, an error or closeGrace: a socket
+// closed while the client sends is reset by the kernel, which can discard
+// the error and close frames just written to it.
+func (p *publisher) drain() {
+	p.conn.SetCloseHandler(func(int, string) error { return nil }) // ours is sent
+	p.conn.SetReadDeadline(time.Now().Add(closeGrace))
+	for {
+		if _, _, err := p.conn.NextReader(); err != nil {
+			return
+		}
+	}
+}
+
 // readError classifies how reading ended.
 func (p *publisher) readError(err error) {
 	var ce *websocket.CloseError
@@ -338,8 +358,9 @@ func (p *publisher) writer(done chan struct{}) {
 		}
 		p.conn.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(m.closeCode, m.reason), time.Now().Add(writeWait))
-		// give the client a moment to read the close, then cut
-		time.AfterFunc(time.Second, func() { p.conn.Close() })
+		// the client has closeGrace to answer (the reader drains until
+		// then), then the connection is cut
+		time.AfterFunc(closeGrace, func() { p.conn.Close() })
 	}
 	if !write(p.status()) {
 		return

@@ -60,8 +60,8 @@ const (
 	codeInternal    = websocket.CloseInternalServerErr // 1011
 )
 
-// Server serves publishers. Set the fields, then route requests to
-// ServePublish. Whoever creates it must call Close.
+// Server serves publishers. Set the fields, call Start, then route
+// requests to ServePublish. Whoever calls Start must call Close.
 type Server struct {
 	Backend Backend
 	// Keys, when not empty, are the accepted publish keys.
@@ -111,7 +111,12 @@ type stream struct {
 	started time.Time
 }
 
-func (s *Server) defaults() {
+// Start fills in the defaults and checks the settings; call it before
+// ServePublish.
+func (s *Server) Start() error {
+	if s.Backend == nil {
+		return errors.New("ingest: no Backend")
+	}
 	if s.MaxFrameBytes == 0 {
 		s.MaxFrameBytes = 1 << 20
 	}
@@ -139,6 +144,16 @@ func (s *Server) defaults() {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
+	for _, d := range []time.Duration{s.IdleTimeout, s.OverrunTimeout, s.Grace, s.FlushTimeout, s.StatusInterval} {
+		if d < 0 {
+			return errors.New("ingest: a timeout or interval is negative")
+		}
+	}
+	if s.MaxFrameBytes < 0 || s.BufferBytes < 0 || s.HeadBytes < 0 {
+		return errors.New("ingest: a size is negative")
+	}
+	s.streams = map[string]*stream{}
+	return nil
 }
 
 // Live reports whether a stream has a publishing session.
@@ -179,9 +194,6 @@ func newID() string {
 // ServePublish runs one publisher of the named stream, which the caller has
 // validated. It answers 401/403/409 before upgrading.
 func (s *Server) ServePublish(w http.ResponseWriter, r *http.Request, name string) {
-	s.mu.Lock()
-	s.defaults()
-	s.mu.Unlock()
 	q := r.URL.Query()
 	if status, ok := s.keyOK(q.Get("key")); !ok {
 		code := map[int]string{http.StatusUnauthorized: "key_required", http.StatusForbidden: "key_wrong"}[status]
@@ -242,9 +254,6 @@ func (s *Server) claim(name, session string) (*stream, *publisher, error) {
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, nil, errors.New("server shutting down")
-	}
-	if s.streams == nil {
-		s.streams = map[string]*stream{}
 	}
 	st := s.streams[name]
 	if st == nil {

@@ -6,6 +6,7 @@ package web
 import (
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -16,25 +17,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/livegate/livegate/streamname"
 )
 
 //go:embed assets
 var assets embed.FS
-
-// ValidName reports whether s is a valid stream name: the contract's
-// ^[A-Za-z0-9_-]{1,64}$, checked without a regexp (every request runs it).
-func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
 
 // Publisher serves /ingest/{stream} for a valid name.
 type Publisher interface {
@@ -104,7 +92,7 @@ type RenditionInfo struct {
 	Bandwidth int    `json:"bandwidth"`
 }
 
-// Server routes requests. Set the fields and use Handler.
+// Server routes requests. Set the fields, call Start, then serve Handler.
 type Server struct {
 	Publisher Publisher
 	Chat      Chat
@@ -124,38 +112,50 @@ type Server struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
-	once     sync.Once
 	viewers  viewers
 	requests sync.Map // route -> *atomic.Int64
 }
 
-func (s *Server) defaults() {
-	s.once.Do(func() {
-		if s.AllowOrigin == "" {
-			s.AllowOrigin = "*"
-		}
-		if s.StartWait == 0 {
-			s.StartWait = 10 * time.Second
-		}
-		if s.ViewerWindow == 0 {
-			s.ViewerWindow = 10 * time.Second
-		}
-		if s.MaxViewersTracked == 0 {
-			s.MaxViewersTracked = 100000
-		}
-		if s.RecordingsListed == 0 {
-			s.RecordingsListed = 50
-		}
-		if s.Logger == nil {
-			s.Logger = slog.Default()
-		}
-		s.viewers.window, s.viewers.max = s.ViewerWindow, s.MaxViewersTracked
-	})
+// Start fills in the defaults and checks the settings; call it before
+// Handler.
+func (s *Server) Start() error {
+	if s.Catalog == nil {
+		return errors.New("web: no Catalog")
+	}
+	if s.AllowOrigin == "" {
+		s.AllowOrigin = "*"
+	}
+	if s.StartWait == 0 {
+		s.StartWait = 10 * time.Second
+	}
+	if s.ViewerWindow == 0 {
+		s.ViewerWindow = 10 * time.Second
+	}
+	if s.MaxViewersTracked == 0 {
+		s.MaxViewersTracked = 100000
+	}
+	if s.RecordingsListed == 0 {
+		s.RecordingsListed = 50
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.StartWait < 0 || s.ViewerWindow < 0 || s.MaxViewersTracked < 0 || s.RecordingsListed < 0 {
+		return errors.New("web: StartWait, ViewerWindow, MaxViewersTracked or RecordingsListed negative")
+	}
+	s.viewers.window, s.viewers.max = s.ViewerWindow, s.MaxViewersTracked
+	return nil
+}
+
+// Close forgets the viewers counted. Idempotent.
+func (s *Server) Close() {
+	s.viewers.mu.Lock()
+	s.viewers.seenAt = nil
+	s.viewers.mu.Unlock()
 }
 
 // Handler returns every route of the contract.
 func (s *Server) Handler() http.Handler {
-	s.defaults()
 	static, _ := fs.Sub(assets, "assets")
 	mux := http.NewServeMux()
 	page := func(name string) http.HandlerFunc {
@@ -217,7 +217,7 @@ func jsonError(w http.ResponseWriter, status int, code, msg string) {
 // named rejects an invalid {stream} with 400 before anything else runs.
 func (s *Server) named(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !ValidName(r.PathValue("stream")) {
+		if !streamname.Valid(r.PathValue("stream")) {
 			jsonError(w, http.StatusBadRequest, "invalid_name", "stream names are 1 to 64 characters of A-Z a-z 0-9 _ -")
 			return
 		}
@@ -390,7 +390,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // Viewers estimates the distinct HLS clients of a stream over the window.
 func (s *Server) Viewers(stream string) int {
-	s.defaults()
 	return s.viewers.count(stream)
 }
 

@@ -1,8 +1,15 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +134,101 @@ func TestFFmpegArgs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEveryKeyReachesAComponent changes each key of the embedded defaults
+// in turn and checks that the components built from the configuration
+// differ: a key that reaches none is documented but does nothing.
+func TestEveryKeyReachesAComponent(t *testing.T) {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(defaultJSON, &keys); err != nil {
+		t.Fatal(err)
+	}
+	// values other than the defaults, for the keys a rule cannot derive
+	other := map[string]string{
+		"listen":            `"127.0.0.1:9999"`,
+		"data":              `"/tmp/livegate-other"`,
+		"publish_keys":      `["k"]`,
+		"nats_url":          `"nats://127.0.0.1:4333"`,
+		"ffmpeg":            `"/usr/local/bin/ffmpeg"`,
+		"ladder":            `[{"name":"360p","height":360,"video_kbps":600,"maxrate_kbps":642,"bufsize_kbits":1200}]`,
+		"x264_preset":       `"veryfast"`,
+		"hls_variant":       `"fmp4"`,
+		"live_allow_origin": `"https://a.example"`,
+		"allowed_origins":   `["https://a.example"]`,
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	base := plain(load2(t, `{"data":"/tmp/livegate-test"}`).gateway(log))
+	for key, def := range keys {
+		t.Run(key, func(t *testing.T) {
+			v, ok := other[key]
+			switch {
+			case ok:
+			case string(def) == "true" || string(def) == "false":
+				v = map[string]string{"true": "false", "false": "true"}[string(def)]
+			case def[0] == '"': // a duration: twice as long, or 1s for zero
+				d, err := time.ParseDuration(strings.Trim(string(def), `"`))
+				if err != nil {
+					t.Fatalf("no other value for %s=%s: add one to the table", key, def)
+				}
+				v = fmt.Sprintf("%q", max(2*d, time.Millisecond).String())
+			default: // a number: one more
+				n, err := strconv.ParseFloat(string(def), 64)
+				if err != nil {
+					t.Fatalf("no other value for %s=%s: add one to the table", key, def)
+				}
+				v = strconv.FormatFloat(n+1, 'f', -1, 64)
+			}
+			data := `"/tmp/livegate-test"`
+			if key == "data" {
+				data = v
+			}
+			c := load2(t, fmt.Sprintf(`{"data":%s, %q:%s}`, data, key, v))
+			g := c.gateway(log)
+			if key == "allowed_origins" { // inside the Origin checks, which plain cannot see
+				r, _ := http.NewRequest("GET", "http://127.0.0.1:8080/chat/x", nil)
+				r.Header.Set("Origin", "https://a.example")
+				if !g.pub.CheckOrigin(r) || !g.rooms.CheckOrigin(r) {
+					t.Error("allowed_origins does not reach the Origin checks")
+				}
+				return
+			}
+			if plain(g) == base {
+				t.Errorf("%s=%s changes no component", key, v)
+			}
+		})
+	}
+}
+
+// load2 loads the embedded defaults and a config file holding body.
+func load2(t *testing.T, body string) *config {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(file, []byte(body), 0o644)
+	c, err := load([]string{"--config", file}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// plain prints the plain values of the gateway and its components: every
+// exported field but functions, interfaces and pointers (loggers, wiring).
+func plain(g *gateway) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s\n", g.listen, g.data, g.natsURL)
+	for _, c := range []any{g.hub, g.rooms, g.pub, g.site, g.server} {
+		v := reflect.ValueOf(c).Elem()
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			switch f.Type.Kind() {
+			case reflect.Func, reflect.Interface, reflect.Pointer, reflect.Chan, reflect.Map:
+				continue
+			}
+			if f.IsExported() {
+				fmt.Fprintf(&b, "%s.%s=%v\n", v.Type().Name(), f.Name, v.Field(i).Interface())
+			}
+		}
+	}
+	return b.String()
 }

@@ -60,12 +60,12 @@ func startGateway(t *testing.T, edit func(*config)) *httptest.Server {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g, err := newGateway(cfg, log)
-	if err != nil {
+	g := cfg.gateway(log)
+	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(nil) // served as run serves it
-	srv.Config = newServer(g, cfg)
+	srv.Config = g.server
 	srv.Start()
 	t.Cleanup(func() { g.Close(); srv.Close() })
 	return srv

@@ -10,18 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
-
-	"github.com/livegate/livegate/chat"
-	"github.com/livegate/livegate/ingest"
-	"github.com/livegate/livegate/segmenter"
-	"github.com/livegate/livegate/stream"
-	"github.com/livegate/livegate/web"
 )
 
 func main() {
@@ -42,109 +34,19 @@ func main() {
 	}
 }
 
-// gateway is every component of one livegate process, wired.
-type gateway struct {
-	hub   *stream.Hub
-	rooms *chat.Server
-	pub   *ingest.Server
-	site  *web.Server
-}
-
-// newGateway builds the components from the configuration. Whoever calls it
-// must call Close.
-func newGateway(cfg *config, log *slog.Logger) (*gateway, error) {
-	if cfg.Data != "" {
-		if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
-			return nil, fmt.Errorf("data: %w", err)
-		}
-	}
-	variant, _ := segmenter.ParseVariant(cfg.HLSVariant) // validated
-	g := &gateway{}
-	g.hub = &stream.Hub{
-		Ladder: cfg.transcodeLadder(), FFmpeg: cfg.FFmpeg, Variant: variant,
-		SegmentCount: cfg.HLSSegmentCount, KeepEnded: time.Duration(cfg.KeepEnded),
-		RecordKeep: cfg.RecordKeep, Logger: log,
-	}
-	if cfg.Data != "" && cfg.Record {
-		g.hub.RecordDir = filepath.Join(cfg.Data, "recordings")
-	}
-	if err := g.hub.Start(); err != nil {
-		return nil, err
-	}
-	g.rooms = &chat.Server{
-		MaxTextRunes:  cfg.ChatMaxTextRunes,
-		MaxFrameBytes: cfg.ChatMaxFrameBytes,
-		HistorySize:   cfg.ChatHistory,
-		RatePerSecond: cfg.ChatRatePerSecond,
-		Burst:         cfg.ChatBurst,
-		SendQueue:     cfg.ChatSendQueue,
-		MaxViolations: cfg.ChatMaxViolations,
-		PingInterval:  time.Duration(cfg.ChatPingInterval),
-		WriteTimeout:  time.Duration(cfg.ChatWriteTimeout),
-		FlushInterval: chatWait(cfg.ChatFlushInterval),
-		FlushPerConn:  chatWait(cfg.ChatFlushPerConn),
-		CheckOrigin:   web.OriginChecker(cfg.AllowedOrigins),
-		Logger:        log.With("component", "chat"),
-	}
-	if cfg.NATSURL != "" {
-		bus, err := chat.NewNATSBus(cfg.NATSURL, log.With("component", "nats"))
-		if err != nil {
-			return nil, fmt.Errorf("nats_url: %w", err)
-		}
-		g.rooms.Bus = bus
-	}
-	if err := g.rooms.Start(); err != nil {
-		return nil, err
-	}
-	g.site = &web.Server{Catalog: g.hub, Chat: g.rooms, AllowOrigin: cfg.LiveAllowOrigin,
-		StartWait: time.Duration(cfg.StartWait), ViewerWindow: time.Duration(cfg.ViewerWindow),
-		MaxViewersTracked: cfg.MaxViewersTracked, RecordingsListed: cfg.RecordingsListed, Logger: log}
-	g.pub = &ingest.Server{
-		Backend:        g.hub,
-		Keys:           cfg.PublishKeys,
-		MaxFrameBytes:  cfg.IngestMaxFrameBytes,
-		IdleTimeout:    time.Duration(cfg.IngestIdleTimeout),
-		BufferBytes:    cfg.IngestBufferBytes,
-		OverrunTimeout: time.Duration(cfg.IngestOverrunTimeout),
-		Grace:          time.Duration(cfg.IngestGrace),
-		StatusInterval: time.Duration(cfg.IngestStatusInterval),
-		CheckOrigin:    web.OriginChecker(cfg.AllowedOrigins),
-		Viewers:        g.site.Viewers,
-		Logger:         log.With("component", "ingest"),
-	}
-	g.site.Publisher = g.pub
-	return g, nil
-}
-
-// Handler serves every route.
-func (g *gateway) Handler() http.Handler { return g.site.Handler() }
-
-// Close ends publishers (their streams end) and chat members, then the
-// streams' outputs. Idempotent.
-func (g *gateway) Close() {
-	g.pub.Close()
-	g.rooms.Close()
-	g.hub.Close()
-}
-
-// newServer is the gateway's HTTP server.
-func newServer(g *gateway, cfg *config) *http.Server {
-	return &http.Server{Handler: g.Handler(), ReadHeaderTimeout: time.Duration(cfg.HTTPHeaderTimeout),
-		IdleTimeout: time.Duration(cfg.HTTPIdleTimeout)}
-}
-
 // run serves until ctx ends, then shuts everything down in order.
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
-	g, err := newGateway(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer g.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
+	g := cfg.gateway(log)
+	ln, err := net.Listen("tcp", g.listen) // first: a taken port is the likeliest error
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := newServer(g, cfg)
+	if err := g.Start(); err != nil {
+		ln.Close()
+		return err
+	}
+	defer g.Close()
+	srv := g.server
 	if len(cfg.PublishKeys) == 0 {
 		log.Warn("publishing is open to anyone who can reach this address: set --publish-key")
 	}
@@ -167,14 +69,4 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	defer cancel()
 	srv.Shutdown(sctx)
 	return nil
-}
-
-// chatWait maps chat_flush_interval or chat_flush_per_conn to the
-// chat.Server field, whose "every event at once" is negative (0 there is
-// its default).
-func chatWait(d duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return time.Duration(d)
 }

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/livegate/livegate/chat"
+	"github.com/livegate/livegate/ingest"
+	"github.com/livegate/livegate/segmenter"
+	"github.com/livegate/livegate/stream"
+	"github.com/livegate/livegate/web"
+)
+
+// gateway is every component of one livegate process, wired: the plain
+// values of the configuration copied into each (gateway), then started in
+// order (Start).
+type gateway struct {
+	listen  string
+	data    string
+	natsURL string
+
+	hub    *stream.Hub
+	rooms  *chat.Server
+	pub    *ingest.Server
+	site   *web.Server
+	server *http.Server // its Handler is set by Start
+
+	started []interface{ Close() } // what Start started, in order
+}
+
+// gateway builds the components from the configuration, none started.
+func (c *config) gateway(log *slog.Logger) *gateway {
+	variant, _ := segmenter.ParseVariant(c.HLSVariant) // validated
+	origins := web.OriginChecker(c.AllowedOrigins)
+	g := &gateway{listen: c.Listen, data: c.Data, natsURL: c.NATSURL}
+	g.hub = &stream.Hub{
+		Ladder: c.transcodeLadder(), FFmpeg: c.FFmpeg, Variant: variant,
+		SegmentCount: c.HLSSegmentCount, KeepEnded: time.Duration(c.KeepEnded),
+		RecordKeep: c.RecordKeep, Logger: log,
+	}
+	if c.Data != "" && c.Record {
+		g.hub.RecordDir = filepath.Join(c.Data, "recordings")
+	}
+	g.rooms = &chat.Server{
+		MaxTextRunes:  c.ChatMaxTextRunes,
+		MaxFrameBytes: c.ChatMaxFrameBytes,
+		HistorySize:   c.ChatHistory,
+		WelcomeUsers:  c.ChatWelcomeUsers,
+		RatePerSecond: c.ChatRatePerSecond,
+		Burst:         c.ChatBurst,
+		SendQueue:     c.ChatSendQueue,
+		MaxViolations: c.ChatMaxViolations,
+		PingInterval:  time.Duration(c.ChatPingInterval),
+		WriteTimeout:  time.Duration(c.ChatWriteTimeout),
+		FlushInterval: chatWait(c.ChatFlushInterval),
+		FlushPerConn:  chatWait(c.ChatFlushPerConn),
+		CheckOrigin:   origins,
+		Logger:        log.With("component", "chat"),
+	}
+	g.site = &web.Server{Catalog: g.hub, Chat: g.rooms, AllowOrigin: c.LiveAllowOrigin,
+		StartWait: time.Duration(c.StartWait), ViewerWindow: time.Duration(c.ViewerWindow),
+		MaxViewersTracked: c.MaxViewersTracked, RecordingsListed: c.RecordingsListed, Logger: log}
+	g.pub = &ingest.Server{
+		Backend:        g.hub,
+		Keys:           c.PublishKeys,
+		MaxFrameBytes:  c.IngestMaxFrameBytes,
+		IdleTimeout:    time.Duration(c.IngestIdleTimeout),
+		BufferBytes:    c.IngestBufferBytes,
+		OverrunTimeout: time.Duration(c.IngestOverrunTimeout),
+		Grace:          time.Duration(c.IngestGrace),
+		StatusInterval: time.Duration(c.IngestStatusInterval),
+		CheckOrigin:    origins,
+		Viewers:        g.site.Viewers,
+		Logger:         log.With("component", "ingest"),
+	}
+	g.site.Publisher = g.pub
+	g.server = &http.Server{ReadHeaderTimeout: time.Duration(c.HTTPHeaderTimeout), IdleTimeout: time.Duration(c.HTTPIdleTimeout)}
+	return g
+}
+
+// Start starts the components in order; on an error it closes the ones
+// it started. Whoever calls Start must call Close.
+func (g *gateway) Start() error {
+	if g.data != "" {
+		if err := os.MkdirAll(g.data, 0o755); err != nil {
+			return fmt.Errorf("data: %w", err)
+		}
+	}
+	if g.natsURL != "" {
+		bus, err := chat.NewNATSBus(g.natsURL, g.hub.Logger.With("component", "nats"))
+		if err != nil {
+			return fmt.Errorf("nats_url: %w", err)
+		}
+		g.rooms.Bus = bus
+	}
+	for _, c := range []interface {
+		Start() error
+		Close()
+	}{g.hub, g.rooms, g.site, g.pub} {
+		if err := c.Start(); err != nil {
+			g.Close()
+			return err
+		}
+		g.started = append(g.started, c)
+	}
+	g.server.Handler = g.site.Handler()
+	return nil
+}
+
+// Close ends what Start started, last first: publishers (their streams
+// end), the site, chat members, then the streams' outputs. Idempotent.
+func (g *gateway) Close() {
+	for i := len(g.started) - 1; i >= 0; i-- {
+		g.started[i].Close()
+	}
+	g.started = nil
+}
+
+// chatWait maps chat_flush_interval or chat_flush_per_conn to the
+// chat.Server field, whose "every event at once" is negative (0 there is
+// its default).
+func chatWait(d duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
+}
