@@ -1,8 +1,15 @@
 // Package chat serves the chat room of each stream over WebSocket: names
-// unique in a room, presence with join and leave notices, renames, history,
-// and limits on size, rate and slow readers. A room's members may be spread
-// over several gateways: room traffic goes through a Bus, in-process by
-// default or over NATS.
+// unique in a room, presence with join and leave notices (summaries in a
+// big room), renames, history, and limits on size, rate and slow readers. A
+// room's members may be spread over several gateways: room traffic goes
+// through a Bus, in-process by default or over NATS.
+//
+// Frames are read and written by gorilla/websocket. Each connection has one
+// writer goroutine, running only while something waits to be written; it
+// hands gorilla the room's events (each encoded once for every member, as a
+// websocket.PreparedMessage), its own messages and control frames, and
+// sends what gorilla framed with one write (net.Buffers: writev on a TCP
+// connection).
 package chat
 
 import (
@@ -54,9 +61,20 @@ type Server struct {
 	// MaxViolations is how many errors in a row (rate limit, bad input)
 	// a connection may cause before it is closed with 1008; default 20.
 	MaxViolations int
-	// SendQueue is how many frames may wait for one slow reader before it is
-	// dropped; default 256.
+	// SendQueue is how many writes may wait for one slow reader before it
+	// is dropped: a flush of its room's events (however many), a message
+	// of its own, a ping or pong each count one, and what waits together
+	// is written together; default 256. WriteTimeout also drops a reader
+	// whose socket takes no byte for that long.
 	SendQueue int
+	// PresenceLimit is the largest room whose members get a join or leave
+	// event for each member; a bigger room gets instead at most one
+	// presence summary per flush ({"type":"presence","count":N,"joined":J,
+	// "left":L,"joined_users":[...],"left_users":[...]}, naming the first
+	// few). Notices for each member cost the square of a room's size as it
+	// fills (5,000 joins send 12.5 million of them), and beyond a couple of
+	// hundred names they say little: the chat panel lists 200. Default 200.
+	PresenceLimit int
 	// PingInterval is the keepalive period (a connection silent for two is
 	// dropped); default 30 s. WriteTimeout bounds each write; default 10 s.
 	PingInterval time.Duration
@@ -122,6 +140,9 @@ func (s *Server) Start() error {
 	if s.SendQueue == 0 {
 		s.SendQueue = 256
 	}
+	if s.PresenceLimit == 0 {
+		s.PresenceLimit = 200
+	}
 	if s.PingInterval == 0 {
 		s.PingInterval = 30 * time.Second
 	}
@@ -144,6 +165,7 @@ func (s *Server) Start() error {
 		{"MaxTextRunes", s.MaxTextRunes > 0}, {"MaxFrameBytes", s.MaxFrameBytes >= 256},
 		{"HistorySize", s.HistorySize >= 0}, {"WelcomeUsers", s.WelcomeUsers > 0}, {"RatePerSecond", s.RatePerSecond > 0},
 		{"Burst", s.Burst > 0}, {"MaxViolations", s.MaxViolations > 0}, {"SendQueue", s.SendQueue > 0},
+		{"PresenceLimit", s.PresenceLimit > 0},
 		{"PingInterval", s.PingInterval > 0}, {"WriteTimeout", s.WriteTimeout > 0},
 	} {
 		if !c.ok {
@@ -152,8 +174,9 @@ func (s *Server) Start() error {
 	}
 	s.upgrader = websocket.Upgrader{
 		// ReadBufferSize 0: gorilla reads through the reader our hijack
-		// hands it (readBufferSize). Frames go out with writev, never
-		// through gorilla's write buffer: a pool, so none is kept.
+		// hands it (readBufferSize). Its write buffer serves only a
+		// member's own messages, briefly: from a pool, so no idle
+		// connection keeps one.
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     s.originOK,
@@ -274,7 +297,7 @@ func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) 
 	if err != nil {
 		return // the upgrader answered
 	}
-	m := &member{srv: s, conn: conn, br: h.br, roomName: room, tokens: float64(s.Burst), last: time.Now()}
+	m := &member{srv: s, conn: conn, nc: h.nc, roomName: room, tokens: float64(s.Burst), last: time.Now()}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -296,15 +319,15 @@ func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) 
 // a hijacked reader of more than 256 bytes as its own.
 const readBufferSize = 512
 
-// hijacker hands gorilla/websocket a read buffer of readBufferSize that the
-// member can see (br), instead of net/http's 4 KiB one: the member waits
-// for input outside gorilla's reader when br holds nothing (member.serve).
+// hijacker hands gorilla/websocket the connection wrapped in a flushConn
+// (nc), through which the member's writer sends every frame, and a read
+// buffer of readBufferSize instead of net/http's 4 KiB one.
 type hijacker struct {
 	http.ResponseWriter
-	br *bufio.Reader
+	nc *flushConn
 }
 
-// Hijack hijacks the connection and replaces its reader.
+// Hijack hijacks the connection, wraps it and replaces its reader.
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := h.ResponseWriter.(http.Hijacker)
 	if !ok {
@@ -314,8 +337,8 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil || brw.Reader.Buffered() > 0 {
 		return c, brw, err // gorilla refuses a client that sent data early
 	}
-	h.br = bufio.NewReaderSize(c, readBufferSize)
-	return c, bufio.NewReadWriter(h.br, brw.Writer), nil
+	h.nc = &flushConn{Conn: c}
+	return h.nc, bufio.NewReadWriter(bufio.NewReaderSize(h.nc, readBufferSize), brw.Writer), nil
 }
 
 // Unwrap gives http.ResponseController the original writer.
@@ -335,9 +358,8 @@ func (s *Server) keepalive() {
 		s.mu.Lock()
 		members := s.connections()
 		s.mu.Unlock()
-		ping := outFrame{data: wsFrame(opPing, nil)}
 		for _, m := range members {
-			m.send(ping)
+			m.send(outItem{ctl: websocket.PingMessage})
 		}
 	}
 }
@@ -399,6 +421,17 @@ type presenceEvent struct {
 	Type  string `json:"type"`
 	User  User   `json:"user"`
 	Count int    `json:"count"`
+}
+
+// presenceSummary is what a room over PresenceLimit gets instead of join
+// and leave events: at most one a flush.
+type presenceSummary struct {
+	Type        string `json:"type"` // "presence"
+	Count       int    `json:"count"`
+	Joined      int    `json:"joined"` // since the last summary
+	Left        int    `json:"left"`
+	JoinedUsers []User `json:"joined_users,omitempty"` // the first presenceNames of them
+	LeftUsers   []User `json:"left_users,omitempty"`
 }
 
 type nickEvent struct {

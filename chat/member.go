@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,13 +14,15 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// member is one connection. Its reading runs in serve; writing runs in a
-// goroutine started only while frames wait, so an idle member costs one
-// goroutine (with a small stack) and a small read buffer.
+// member is one connection. Its reading runs in serve, through
+// gorilla/websocket's reader; its writing runs in write, a goroutine
+// started only while something waits to be written, so an idle member
+// costs one goroutine and a small read buffer. write is the only writer of
+// the connection: every frame, the close frames included, goes through it.
 type member struct {
 	srv      *Server
 	conn     *websocket.Conn
-	br       *bufio.Reader // conn's read buffer; nil: unknown
+	nc       *flushConn // conn's net.Conn
 	roomName string
 	room     *room
 	user     User // set by join, changed by rename (under the room's lock)
@@ -30,13 +31,12 @@ type member struct {
 	last       time.Time
 	violations int
 
-	// where this member's part of its room's unflushed batch begins (bytes,
-	// frames): it joined after the events before it. Under the room's lock.
-	from, fromN int
+	// from is where this member's part of its room's unflushed batch
+	// begins: it joined after the events before it. Under the room's lock.
+	from int
 
 	mu      sync.Mutex
-	pending net.Buffers    // frames to write; when closing, a close frame last
-	queued  int            // frames in pending
+	queue   []outItem      // writes waiting; when closing, a close frame last
 	writing bool           // a writer goroutine runs
 	closing bool           // a close frame is queued: nothing more is
 	closed  bool           // the connection is done for: nothing is written
@@ -46,116 +46,122 @@ type member struct {
 // closeGrace is how long a connection may take to answer our close frame.
 const closeGrace = time.Second
 
-// outFrame is encoded WebSocket frames (frames of them, 0 meaning 1), the
-// last one a close frame when close is set.
-type outFrame struct {
-	data   []byte
-	frames int
-	close  bool
+// outItem is one write a member owes its client: text messages (a room's
+// batch, prepared once for every member), or one message of its own, or a
+// control frame.
+type outItem struct {
+	batch []*websocket.PreparedMessage
+	text  []byte // a message for this member alone
+	ctl   int    // websocket.PingMessage, PongMessage or CloseMessage; 0: none
+	data  []byte // the control frame's payload
 }
 
-// wsFrame encodes one final, unmasked (server) frame. The writer sends the
-// frames of its queue with one writev, so a burst of events costs one
-// system call per member, not one per event; and a broadcast frame is
-// encoded once for every member.
-func wsFrame(op byte, payload []byte) []byte {
-	return appendFrame(make([]byte, 0, 10+len(payload)), op, payload)
+// closeItem is a close frame.
+func closeItem(code int, reason string) outItem {
+	return outItem{ctl: websocket.CloseMessage, data: websocket.FormatCloseMessage(code, reason)}
 }
 
-// appendFrame appends the frame wsFrame encodes to b.
-func appendFrame(b []byte, op byte, payload []byte) []byte {
-	n := len(payload)
-	switch {
-	case n < 126:
-		b = append(b, 0x80|op, byte(n))
-	case n < 1<<16:
-		b = append(b, 0x80|op, 126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x80|op, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, payload...)
-}
-
-// Frame opcodes.
-const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
-)
-
-// send queues frames; a member whose queue is full is dropped.
-func (m *member) send(f outFrame) {
+// send queues a write. A member whose queue holds SendQueue writes is
+// dropped: its writer has been stuck that long on a full socket.
+func (m *member) send(it outItem) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed || m.closing {
-		m.mu.Unlock()
 		return
 	}
-	if m.queued >= m.srv.SendQueue && !f.close {
+	if len(m.queue) >= m.srv.SendQueue && it.ctl != websocket.CloseMessage {
 		m.closed = true
-		m.pending = nil
-		m.mu.Unlock()
-		m.conn.Close() // a slow reader never holds the room back
+		m.queue = nil
+		m.nc.Close() // a slow reader never holds the room back
+		m.srv.Logger.Debug("chat: slow reader dropped", "room", m.roomName, "user", m.user.ID)
 		return
 	}
-	m.pending = append(m.pending, f.data)
-	m.queued += max(f.frames, 1)
-	m.closing = f.close
+	m.queue = append(m.queue, it)
+	m.closing = it.ctl == websocket.CloseMessage
+	m.startWriter()
+}
+
+// kick starts the writer for frames gorilla/websocket wrote itself.
+func (m *member) kick() {
+	m.mu.Lock()
+	if !m.closed {
+		m.startWriter()
+	}
+	m.mu.Unlock()
+}
+
+// startWriter starts the writer unless it runs. Called with m.mu held.
+func (m *member) startWriter() {
 	if !m.writing {
 		m.writing = true
 		m.writer.Add(1)
 		go m.write()
 	}
-	m.mu.Unlock()
 }
 
-func (m *member) sendBytes(b []byte) {
-	m.send(outFrame{data: wsFrame(opText, b)})
+func (m *member) sendText(b []byte) {
+	m.send(outItem{text: b})
 }
 
 // closeWith queues a close frame after what is pending.
 func (m *member) closeWith(code int, reason string) {
-	m.send(closeFrame(code, reason))
+	m.send(closeItem(code, reason))
 }
 
-func closeFrame(code int, reason string) outFrame {
-	return outFrame{data: wsFrame(opClose, websocket.FormatCloseMessage(code, reason)), close: true}
-}
-
-// write drains the queue, then ends. It is the only writer of the
-// connection (pings and pongs go through the queue too), but for the close
-// frames gorilla/websocket sends itself on a protocol error or a frame over
-// the read limit.
+// write drains the queue, then ends: each round hands what waits to
+// gorilla/websocket, which frames it into m.nc, and flushes that with one
+// write. After a close frame, the client has closeGrace to answer (serve
+// reads and drops what it sends meanwhile).
 func (m *member) write() {
 	defer m.writer.Done()
-	nc := m.conn.UnderlyingConn()
 	for {
 		m.mu.Lock()
-		batch, closing := m.pending, m.closing // nothing is queued after a close frame
-		m.pending, m.queued = nil, 0
-		if len(batch) == 0 || m.closed {
+		items := m.queue
+		m.queue = nil
+		if m.closed || len(items) == 0 && !m.nc.pending() {
 			m.writing = false
 			m.mu.Unlock()
 			return
 		}
 		m.mu.Unlock()
-		nc.SetWriteDeadline(time.Now().Add(m.srv.WriteTimeout))
-		err := writev(nc, batch)
+		closing := false
+		for _, it := range items {
+			m.encode(it) // an error here is gorilla's own close, already sent
+			closing = closing || it.ctl == websocket.CloseMessage
+		}
+		err := m.nc.flush(m.srv.WriteTimeout)
 		if err != nil || closing {
 			m.mu.Lock()
 			m.closed = true
 			m.writing = false
-			m.pending = nil
-			if err == nil {
-				// the client has closeGrace to answer; serve reads until then
-				nc.SetReadDeadline(time.Now().Add(closeGrace))
-			}
+			m.queue = nil
 			m.mu.Unlock()
 			if err != nil {
-				nc.Close()
+				m.nc.Close()
+			} else {
+				m.nc.SetReadDeadline(time.Now().Add(closeGrace))
 			}
 			return
 		}
+	}
+}
+
+// encode frames one queued write into m.nc.
+func (m *member) encode(it outItem) error {
+	switch {
+	case it.batch != nil:
+		for _, pm := range it.batch {
+			if err := m.conn.WritePreparedMessage(pm); err != nil {
+				return err
+			}
+		}
+		return nil
+	case it.text != nil:
+		m.nc.setCopying(true)
+		defer m.nc.setCopying(false)
+		return m.conn.WriteMessage(websocket.TextMessage, it.text)
+	default:
+		return m.conn.WriteControl(it.ctl, it.data, time.Now().Add(m.srv.WriteTimeout))
 	}
 }
 
@@ -166,141 +172,119 @@ type inbound struct {
 	Text string `json:"text"`
 }
 
-// serve reads the member's frames until the connection ends, then waits for
-// its writer and tells the Server it is gone.
-//
-// An idle member's goroutine is most of its cost, so its stack is kept at
-// the runtime's smallest (2 KiB): the runtime grows a stack as deep calls
-// need and halves it at a collection only while less than a quarter is in
-// use (plus 800 bytes of guard), so a member that ever decoded JSON, or
-// that waits deep inside gorilla/websocket's frame reader, idles on 4 or 8
-// KiB. So the member waits for input in waitReadable, a few small frames
-// deep, answers the keepalive (pings and pongs) itself (control), and
-// reads and handles each message on a short-lived goroutine (readOne),
-// which it waits for: one goroutine reads at a time, frames are handled in
-// order. gorilla's reader, which returns only at a data frame, is entered
-// only when one (or a frame it must judge) is next.
+// serve reads the member's messages until the connection ends, then ends
+// the member (finish).
 func (m *member) serve() {
-	defer m.finish()
+	var err error
+	defer func() { m.finish(err) }()
 	m.setup()
-	nc := m.conn.UnderlyingConn()
 	for {
-		if m.br != nil {
-			if m.br.Buffered() == 0 {
-				waitReadable(nc)
-			}
-			if m.control() {
-				continue
-			}
+		var typ int
+		var r io.Reader
+		if typ, r, err = m.conn.NextReader(); err != nil {
+			return
 		}
-		ok := make(chan bool, 1)
-		go func() { ok <- m.readOne() }()
-		if !<-ok {
+		if err = m.receive(typ, r); err != nil {
 			return
 		}
 	}
 }
 
-// readOne reads and handles one client message; false: the connection
-// failed.
-func (m *member) readOne() bool {
-	typ, r, err := m.conn.NextReader()
-	if err != nil {
-		return false // gorilla sends 1009 itself for a frame over the read limit
-	}
-	return m.receive(typ, r)
-}
-
-// control handles a ping or pong frame at the front of the read buffer
-// (final, masked, at most 125 bytes: anything else is left to gorilla) as
-// the handlers set up for gorilla do, and reports whether it did. It may
-// wait for the rest of such a frame.
-func (m *member) control() bool {
-	h, err := m.br.Peek(2)
-	if err != nil || h[0] != 0x80|opPing && h[0] != 0x80|opPong || h[1]&0x80 == 0 || h[1]&0x7f > 125 {
-		return false
-	}
-	op, n := h[0]&0xf, int(h[1]&0x7f)
-	f, err := m.br.Peek(6 + n)
-	if err != nil {
-		return false
-	}
-	payload := make([]byte, n)
-	for i := range payload {
-		payload[i] = f[6+i] ^ f[2+i%4]
-	}
-	m.br.Discard(6 + n)
-	if op == opPing {
-		m.pong(payload)
-	} else {
-		m.extendDeadline()
-	}
-	return true
-}
-
-// pong answers a ping.
-func (m *member) pong(data []byte) {
-	m.send(outFrame{data: wsFrame(opPong, data)})
-}
-
-// setup sets the read limit, deadline and control-frame handlers.
+// setup makes m.nc collect the writes and sets the read deadline and the
+// control-frame handlers, which queue their answers for the writer.
 func (m *member) setup() {
-	m.conn.SetReadLimit(m.srv.MaxFrameBytes)
+	m.nc.start(m.kick)
+	// Compression is never negotiated, so the level only names the frame a
+	// prepared message holds: 0 is the one NewPreparedMessage encodes,
+	// the connection's default (1) would encode each event a second time.
+	m.conn.SetCompressionLevel(0)
 	m.extendDeadline()
 	m.conn.SetPongHandler(func(string) error { m.extendDeadline(); return nil })
-	m.conn.SetPingHandler(func(data string) error { m.pong([]byte(data)); return nil })
+	m.conn.SetPingHandler(func(data string) error {
+		m.send(outItem{ctl: websocket.PongMessage, data: []byte(data)})
+		return nil
+	})
 	m.conn.SetCloseHandler(func(code int, _ string) error {
-		m.closeWith(websocket.CloseNormalClosure, "")
+		m.closeWith(code, "") // an answer, unless we closed first
 		return nil
 	})
 }
 
-// receive reads and handles one client frame; false: the connection failed.
-func (m *member) receive(typ int, r io.Reader) bool {
-	data, err := io.ReadAll(r)
+// receive reads and handles one client message; an error ends the
+// connection.
+func (m *member) receive(typ int, r io.Reader) error {
+	data, err := io.ReadAll(io.LimitReader(r, m.srv.MaxFrameBytes+1))
 	if err != nil {
-		return false
+		return err
 	}
 	if !m.extendDeadline() {
-		return true // closing: frames are read (and dropped) until the client's close
+		return nil // closing: messages are read (and dropped) until the client's close
+	}
+	if int64(len(data)) > m.srv.MaxFrameBytes {
+		// the rest of it is skipped by the next read
+		m.sendOwn(outItem{text: frame(errorEvent{Type: "error", Code: "too_long",
+			Message: fmt.Sprintf("frames are at most %d bytes", m.srv.MaxFrameBytes)})})
+		m.sendOwn(closeItem(websocket.CloseMessageTooBig, "frame too big"))
+		return nil
 	}
 	if typ != websocket.TextMessage {
 		m.violation("bad_request", "frames are JSON text")
-		return true
+		return nil
 	}
 	var in inbound
 	if err := json.Unmarshal(data, &in); err != nil {
 		m.violation("bad_request", "bad JSON: "+err.Error())
-		return true
+		return nil
 	}
 	m.handle(in) // a connection to end is sent a close: the loop reads until the answer
-	return true
+	return nil
 }
 
-// finish ends a served connection: the member leaves its room, a queued
-// close frame goes out (within WriteTimeout), the writer ends, and the
-// Server forgets the connection.
-func (m *member) finish() {
+// finish ends a served connection whose reading failed with err: the
+// member leaves its room; a close frame that waits (ours, an answer to the
+// client's, or gorilla's on a protocol error) goes out, within
+// WriteTimeout; after gorilla's, what the client still sends is read and
+// dropped for closeGrace, so that closing the socket on unread bytes (a
+// reset) does not discard the close frame before the client reads it;
+// then the socket closes, the writer ends, and the Server forgets the
+// connection.
+func (m *member) finish(err error) {
 	s := m.srv
 	if m.room != nil {
 		m.room.leave(m)
 	}
+	protocolError := readFailedOnBytes(err)
 	m.mu.Lock()
-	flush := m.closing && !m.closed
+	flush := m.writing && !m.closed && (m.closing || protocolError)
+	m.closing = true // nothing more is queued: no writer starts but for flush's
 	m.mu.Unlock()
 	if flush {
 		m.writer.Wait()
 	}
+	if protocolError {
+		m.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		io.Copy(io.Discard, m.nc)
+	}
 	m.mu.Lock()
 	m.closed = true // no writer starts after this
 	m.mu.Unlock()
-	m.conn.Close() // ends a writer blocked on a dead peer
+	m.nc.Close() // ends a writer blocked on a dead peer
 	m.writer.Wait()
 	s.mu.Lock()
 	delete(s.conns, m)
 	s.nconns.Add(-1)
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// readFailedOnBytes reports whether a read error is gorilla/websocket's
+// judgement of what the client sent (a protocol error, answered with a
+// close frame), rather than the client's close, the end of the connection
+// or a deadline.
+func readFailedOnBytes(err error) bool {
+	var ce *websocket.CloseError
+	var ne net.Error
+	return err != nil && !errors.As(err, &ce) && !errors.As(err, &ne) && !errors.Is(err, io.EOF)
 }
 
 // extendDeadline gives the client two ping intervals more to send something,
@@ -311,7 +295,7 @@ func (m *member) extendDeadline() bool {
 	if m.closing || m.closed {
 		return false
 	}
-	m.conn.SetReadDeadline(time.Now().Add(2 * m.srv.PingInterval))
+	m.nc.SetReadDeadline(time.Now().Add(2 * m.srv.PingInterval))
 	return true
 }
 
@@ -411,24 +395,24 @@ func (m *member) allow() bool {
 
 // violation answers an error; too many in a row close the connection (1008).
 func (m *member) violation(code, msg string) {
-	m.sendOwn(outFrame{data: wsFrame(opText, frame(errorEvent{Type: "error", Code: code, Message: msg}))})
+	m.sendOwn(outItem{text: frame(errorEvent{Type: "error", Code: code, Message: msg})})
 	m.violations++
 	if m.violations > m.srv.MaxViolations {
-		m.sendOwn(closeFrame(websocket.ClosePolicyViolation, "too many errors"))
+		m.sendOwn(closeItem(websocket.ClosePolicyViolation, "too many errors"))
 	}
 }
 
-// sendOwn queues a frame for this member alone after the room's events
+// sendOwn queues a write for this member alone after the room's events
 // that wait for it (see room.broadcast), which it would otherwise overtake.
 // Only the member's reading goroutine calls it.
-func (m *member) sendOwn(f outFrame) {
+func (m *member) sendOwn(it outItem) {
 	r := m.room
 	if r == nil {
-		m.send(f)
+		m.send(it)
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cut(m)
-	m.send(f)
+	m.send(it)
 }

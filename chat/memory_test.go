@@ -56,7 +56,7 @@ func TestIdleMemoryPerMember(t *testing.T) {
 	eventually(t, "the join notices to be written", func() bool {
 		for _, m := range s.room("idle").localMembers() {
 			m.mu.Lock()
-			busy := m.writing || len(m.pending) > 0
+			busy := m.writing || len(m.queue) > 0
 			m.mu.Unlock()
 			if busy {
 				return false

@@ -2,9 +2,12 @@ package chat
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // room is one chat room on this gateway: its local members and its view of
@@ -22,13 +25,17 @@ type room struct {
 	history []recent             // recent message events, oldest first
 	freed   bool                 // no longer the Server's room of that name
 
-	// Events wait here, encoded as frames one after the other, for the next
+	// Events wait here, each prepared once for every member, for the next
 	// flush: at most one write of room traffic per member every
 	// Server.FlushInterval (see broadcast).
-	out     []byte
-	outN    int         // frames in out
+	out     []*websocket.PreparedMessage
 	flushed time.Time   // the last flush
-	timer   *time.Timer // the next flush, while out waits
+	timer   *time.Timer // the next flush, while something waits
+
+	// Joins and leaves since the last flush, in a room over
+	// Server.PresenceLimit: the flush sends them as one summary.
+	joined, left         int
+	joinedSome, leftSome []User // the first presenceNames of them
 
 	fetch sync.Once // asks the other gateways for the history, once
 }
@@ -60,14 +67,28 @@ func (r *room) localMembers() []*member {
 	return out
 }
 
+// presenceNames is how many of the members who joined (and who left)
+// since the last summary a summary names.
+const presenceNames = 10
+
+// prepare encodes a server event as a WebSocket message, once for every
+// member.
+func prepare(b []byte) *websocket.PreparedMessage {
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
+	if err != nil {
+		panic(fmt.Sprintf("chat: prepare an event: %v", err)) // only compression can fail, and there is none
+	}
+	return pm
+}
+
 // broadcast sends one encoded event to every local member but skip, as the
-// same prepared bytes. Called with r.mu held.
+// same prepared message. Called with r.mu held.
 //
 // Events are batched: an event that comes after a quiet FlushInterval is
 // written at once; those that follow closer wait until FlushInterval has
 // passed since that write, and then go out together, one write per member
-// for the lot (the same bytes for every member, each from where it joined).
-// A busy room so costs at most one system call per member per
+// for the lot (the same frames for every member, each from where it
+// joined). A busy room so costs at most one system call per member per
 // FlushInterval, however many events it has. The interval shrinks on a
 // gateway with few connections (Server.flushWait); one that is not
 // positive has always passed: every event is written at once.
@@ -75,11 +96,47 @@ func (r *room) broadcast(b []byte, skip *member) {
 	if len(r.local) == 0 {
 		return
 	}
-	r.out = appendFrame(r.out, opText, b)
-	r.outN++
+	r.out = append(r.out, prepare(b))
 	if skip != nil {
-		skip.from, skip.fromN = len(r.out), r.outN
+		skip.from = len(r.out)
 	}
+	r.schedule()
+}
+
+// presence tells the local members but skip that u joined or left (kind
+// "join" or "leave"; b is that event encoded). A room of at most
+// PresenceLimit members gets the event; a bigger one, where a notice for
+// each member would cost the square of its size in a join storm and say
+// little to anyone, gets it counted in the next flush's summary. Called
+// with r.mu held, after the change.
+func (r *room) presence(kind string, u User, b []byte, skip *member) {
+	if len(r.local) == 0 {
+		return
+	}
+	if len(r.users) <= r.srv.PresenceLimit {
+		r.broadcast(b, skip)
+		return
+	}
+	if skip != nil {
+		skip.from = len(r.out) // the events before its join are not its
+	}
+	if kind == "join" {
+		r.joined++
+		if len(r.joinedSome) < presenceNames {
+			r.joinedSome = append(r.joinedSome, u)
+		}
+	} else {
+		r.left++
+		if len(r.leftSome) < presenceNames {
+			r.leftSome = append(r.leftSome, u)
+		}
+	}
+	r.schedule()
+}
+
+// schedule makes sure a flush comes: now, or once FlushInterval has passed
+// since the last. Called with r.mu held.
+func (r *room) schedule() {
 	if r.timer != nil {
 		return // a flush is due
 	}
@@ -97,28 +154,34 @@ func (r *room) broadcast(b []byte, skip *member) {
 // cut sends m its part of the waiting events now, so that a frame for it
 // alone can follow them. Called with r.mu held.
 func (r *room) cut(m *member) {
-	if r.outN > m.fromN {
-		m.send(outFrame{data: r.out[m.from:], frames: r.outN - m.fromN})
+	if len(r.out) > m.from {
+		m.send(outItem{batch: r.out[m.from:]})
 	}
-	m.from, m.fromN = len(r.out), r.outN
+	m.from = len(r.out)
 }
 
-// flush sends the waiting events to the local members. Called with r.mu held.
+// flush sends the waiting events, and the presence summary last, to the
+// local members. Called with r.mu held.
 func (r *room) flush() {
 	if r.timer != nil {
 		r.timer.Stop()
 		r.timer = nil
 	}
-	if r.outN == 0 {
+	if r.joined+r.left > 0 {
+		r.out = append(r.out, prepare(frame(presenceSummary{Type: "presence", Count: len(r.users),
+			Joined: r.joined, Left: r.left, JoinedUsers: r.joinedSome, LeftUsers: r.leftSome})))
+		r.joined, r.left, r.joinedSome, r.leftSome = 0, 0, nil, nil
+	}
+	if len(r.out) == 0 {
 		return
 	}
-	out, n := r.out, r.outN
-	r.out, r.outN, r.flushed = nil, 0, time.Now()
+	out := r.out
+	r.out, r.flushed = nil, time.Now()
 	for _, m := range r.local {
-		if n > m.fromN {
-			m.send(outFrame{data: out[m.from:], frames: n - m.fromN})
+		if len(out) > m.from {
+			m.send(outItem{batch: out[m.from:]})
 		}
-		m.from, m.fromN = 0, 0
+		m.from = 0
 	}
 }
 
@@ -172,10 +235,10 @@ func (r *room) join(m *member, name string) error {
 	for i, h := range r.history {
 		history[i] = h.frame
 	}
-	m.sendBytes(frame(welcomeEvent{Type: "welcome", You: m.user, Users: users, Count: len(r.users), History: history,
+	m.sendText(frame(welcomeEvent{Type: "welcome", You: m.user, Users: users, Count: len(r.users), History: history,
 		MaxText: r.srv.MaxTextRunes}))
 	ev := frame(presenceEvent{Type: "join", User: m.user, Count: len(r.users)})
-	r.broadcast(ev, m)
+	r.presence("join", m.user, ev, m)
 	r.srv.Bus.Publish(Event{Room: r.name, Kind: "join", User: m.user, Frame: ev})
 	return nil
 }
@@ -190,7 +253,7 @@ func (r *room) leave(m *member) {
 	delete(r.local, m.user.ID)
 	r.remove(m.user.ID)
 	ev := frame(presenceEvent{Type: "leave", User: m.user, Count: len(r.users)})
-	r.broadcast(ev, nil)
+	r.presence("leave", m.user, ev, nil)
 	r.srv.Bus.Publish(Event{Room: r.name, Kind: "leave", User: m.user, Frame: ev})
 	r.mu.Unlock()
 	r.srv.dropIfEmpty(r)
@@ -289,10 +352,14 @@ func (r *room) remote(ev Event) bool {
 	switch ev.Kind {
 	case "join":
 		r.add(ev.User, ev.Gateway)
+		r.presence(ev.Kind, ev.User, ev.Frame, nil)
+		return true
 	case "leave":
 		if _, ok := r.remove(ev.User.ID); !ok {
 			return true
 		}
+		r.presence(ev.Kind, ev.User, ev.Frame, nil)
+		return true
 	case "nick":
 		r.remove(ev.User.ID)
 		r.add(ev.User, ev.Gateway)
@@ -330,7 +397,7 @@ func (r *room) reconcile(gw string, members []User, gone bool) bool {
 			continue // present, or newer than a report that may predate it
 		}
 		u, _ := r.remove(id)
-		r.broadcast(frame(presenceEvent{Type: "leave", User: u, Count: len(r.users)}), nil)
+		r.presence("leave", u, frame(presenceEvent{Type: "leave", User: u, Count: len(r.users)}), nil)
 	}
 	for _, u := range members {
 		if _, known := r.users[u.ID]; !known {

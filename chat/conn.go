@@ -1,0 +1,113 @@
+package chat
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"time"
+)
+
+// writevMax is the most buffers one flush hands the socket at a time. A
+// TCP socket keeps the array of its largest writev (16 bytes a buffer) for
+// as long as it lives; with this cap, a member that once got a long batch
+// idles on at most 1 KiB of it.
+const writevMax = 64
+
+// flushConn is the net.Conn a connection's websocket.Conn writes to. It
+// writes through during the handshake; once the member's writer takes it
+// over (start), a write only collects the frame, and flush sends what was
+// collected at once: net.Buffers.WriteTo, one writev on a TCP connection,
+// for a batch of frames. So frames are encoded by gorilla/websocket, and a
+// burst of them still costs one system call.
+//
+// Collected frames are kept, not copied (they are prepared messages,
+// encoded once for every member, or control frames gorilla allocates for
+// each write), except while copying is set: a message written with
+// WriteMessage passes through gorilla's pooled write buffer. A write from
+// elsewhere than the writer (gorilla's own close frame on a protocol error)
+// calls kick, which starts the writer.
+type flushConn struct {
+	net.Conn
+
+	mu      sync.Mutex
+	kick    func() // set by start; nil: write through
+	copying bool
+	bufs    net.Buffers
+}
+
+// start makes writes collect, each followed by kick.
+func (c *flushConn) start(kick func()) {
+	c.mu.Lock()
+	c.kick = kick
+	c.mu.Unlock()
+}
+
+// Write collects p, or writes it through before start.
+func (c *flushConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	kick := c.kick
+	if kick == nil {
+		c.mu.Unlock()
+		return c.Conn.Write(p)
+	}
+	if c.copying {
+		p = bytes.Clone(p)
+	}
+	c.bufs = append(c.bufs, p)
+	c.mu.Unlock()
+	kick()
+	return len(p), nil
+}
+
+// SetWriteDeadline applies only before start: flush sets its own.
+func (c *flushConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	collecting := c.kick != nil
+	c.mu.Unlock()
+	if collecting {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// setCopying says whether the writes that follow must be copied.
+func (c *flushConn) setCopying(on bool) {
+	c.mu.Lock()
+	c.copying = on
+	c.mu.Unlock()
+}
+
+// pending reports whether frames wait for a flush.
+func (c *flushConn) pending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.bufs) > 0
+}
+
+// flush writes the collected frames within timeout: with writev on a TCP
+// connection, as one write on any other (a TLS connection would otherwise
+// make a record of each frame).
+func (c *flushConn) flush(timeout time.Duration) error {
+	c.mu.Lock()
+	bufs := c.bufs
+	c.bufs = nil
+	c.mu.Unlock()
+	if len(bufs) == 0 {
+		return nil
+	}
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	if _, tcp := c.Conn.(*net.TCPConn); !tcp {
+		bufs = net.Buffers{bytes.Join(bufs, nil)}
+	}
+	for len(bufs) > 0 {
+		n := min(len(bufs), writevMax)
+		part := bufs[:n:n]
+		if _, err := part.WriteTo(c.Conn); err != nil {
+			return err
+		}
+		bufs = bufs[n:]
+	}
+	return nil
+}
