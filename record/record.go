@@ -56,13 +56,21 @@ type Store struct {
 	// Keep is how many recordings of one stream are kept; a new one deletes
 	// the oldest beyond it. Default 5.
 	Keep int
+	// OpenFiles bounds the descriptors of recorded files that
+	// Recording.ServeFile keeps open between requests, across every
+	// recording (each request being answered holds one more, as without
+	// them). Default DefaultOpenFiles; negative: none kept, each request
+	// opens its file.
+	OpenFiles int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+
+	files *files // nil until Start
 }
 
 // Start checks the settings, creates Dir and finishes the recordings that
 // a gateway stopped hard left unfinished (see finishCutOff). A Dir belongs to
-// one gateway.
+// one gateway. Whoever calls Start should call Close.
 func (st *Store) Start() error {
 	if st.Dir == "" {
 		return errors.New("recordings directory not set")
@@ -73,14 +81,24 @@ func (st *Store) Start() error {
 	if st.Keep < 1 {
 		return fmt.Errorf("keep %d recordings: must be at least 1", st.Keep)
 	}
+	if st.OpenFiles == 0 {
+		st.OpenFiles = DefaultOpenFiles
+	}
 	if st.Logger == nil {
 		st.Logger = slog.Default()
 	}
+	st.files = newFiles(max(st.OpenFiles, 0))
 	if err := os.MkdirAll(st.Dir, 0o755); err != nil {
 		return fmt.Errorf("recordings directory: %w", err)
 	}
 	st.finishCutOff()
 	return nil
+}
+
+// Close closes the descriptors kept open; the recordings are still
+// served, each request opening its file. Idempotent.
+func (st *Store) Close() {
+	st.files.close()
 }
 
 // Create starts a recording of stream that began at start, and deletes the
@@ -107,7 +125,7 @@ func (st *Store) Create(stream string, start time.Time) (*Writer, error) {
 		dir = filepath.Join(parent, fmt.Sprintf("%s-%d", name, i))
 	}
 	st.prune(parent)
-	return &Writer{dir: dir, meta: Meta{Stream: stream, StartedAt: start.UTC()},
+	return &Writer{dir: dir, files: st.files, meta: Meta{Stream: stream, StartedAt: start.UTC()},
 		log: st.Logger.With("stream", stream, "recording", filepath.Base(dir)), lists: map[string]*mediaList{}}, nil
 }
 
@@ -124,10 +142,16 @@ func recordings(parent string) []string {
 	return names
 }
 
+// prune deletes the oldest recordings in parent beyond Keep, and closes
+// their descriptors first.
 func (st *Store) prune(parent string) {
 	names := recordings(parent)
 	for len(names) > st.Keep {
-		if err := os.RemoveAll(filepath.Join(parent, names[0])); err != nil {
+		dir := filepath.Join(parent, names[0])
+		st.files.forget(dir)
+		err := os.RemoveAll(dir)
+		st.files.forget(dir) // one opened while it was deleted
+		if err != nil {
 			st.Logger.Warn("delete old recording", "dir", filepath.Join(parent, names[0]), "error", err)
 		} else {
 			st.Logger.Info("deleted old recording", "dir", filepath.Join(parent, names[0]))
@@ -161,7 +185,7 @@ func (st *Store) Latest(stream string) (*Recording, error) {
 		if err != nil {
 			continue // not finished (still live, or the gateway stopped hard)
 		}
-		r := &Recording{dir: dir}
+		r := &Recording{dir: dir, files: st.files}
 		if err := json.Unmarshal(b, &r.Meta); err != nil {
 			st.Logger.Warn("recording metadata", "dir", dir, "error", err)
 			continue
@@ -191,7 +215,8 @@ type Rendition struct {
 // Recording is a finished recording on disk.
 type Recording struct {
 	Meta
-	dir string
+	dir   string
+	files *files // its Store's; nil: each request opens its file
 }
 
 // Dir is the recording's directory.
@@ -217,21 +242,24 @@ func (r *Recording) Multivariant() ([]byte, error) {
 }
 
 // ServeFile serves "DIR/NAME" of a rendition of the recording, with the
-// given Content-Type; 404 for any other name. Playlists are not cached (a
-// new broadcast reuses their names), segments are.
+// given Content-Type (the same for every request of a name); 404 for any
+// other name. Playlists are not cached by clients (a new broadcast reuses
+// their names), segments are (max-age=3600). Range, HEAD and conditional
+// requests are answered as http.ServeContent answers them. The file's
+// descriptor is kept open for the next request (see Store.OpenFiles).
 func (r *Recording) ServeFile(w http.ResponseWriter, req *http.Request, file, contentType string) {
 	dir, name, ok := strings.Cut(file, "/")
 	if !ok || !validDir.MatchString(dir) || !validFile.MatchString(name) {
 		http.NotFound(w, req)
 		return
 	}
-	w.Header().Set("Content-Type", contentType)
-	if strings.HasSuffix(name, ".m3u8") {
-		w.Header().Set("Cache-Control", "no-cache")
-	} else {
-		w.Header().Set("Cache-Control", "max-age=3600")
+	f, fd, err := r.files.get(filepath.Join(r.dir, dir, name), r.dir, contentType)
+	if err != nil {
+		httpError(w, req, err)
+		return
 	}
-	http.ServeFileFS(w, req, os.DirFS(r.dir), dir+"/"+name)
+	defer r.files.put(f, fd)
+	f.serve(w, req, fd)
 }
 
 // File is one file of a recording: its name in its rendition's directory
@@ -257,13 +285,14 @@ type Segment struct {
 // recording (logged once); the caller's stream goes on. Safe for
 // concurrent use.
 type Writer struct {
-	dir  string
-	log  *slog.Logger
-	mu   sync.Mutex
-	meta Meta
-	err  error    // the first disk error: nothing more is written
-	done bool     // finished: nothing more is written
-	list []string // media playlist keys in the order of their first segment
+	dir   string
+	files *files // the Store's, for the Recording
+	log   *slog.Logger
+	mu    sync.Mutex
+	meta  Meta
+	err   error    // the first disk error: nothing more is written
+	done  bool     // finished: nothing more is written
+	list  []string // media playlist keys in the order of their first segment
 	// lists are the media playlists by "rendition/playlist".
 	lists map[string]*mediaList
 }
@@ -466,7 +495,7 @@ func (w *Writer) Finish(index []byte, rends []Rendition, ended time.Time) (*Reco
 		}
 	}
 	w.log.Info("recording finished", "dir", w.dir, "duration", w.meta.Duration)
-	return &Recording{Meta: w.meta, dir: w.dir}, nil
+	return &Recording{Meta: w.meta, dir: w.dir, files: w.files}, nil
 }
 
 // alignEnds cuts the media playlists to the same last segment (a
