@@ -224,7 +224,7 @@ func (p *publisher) start(head []byte) (run Run, wait bool) {
 	out := p.st.out
 	s.mu.Unlock()
 	if out == nil {
-		if out, err = s.Backend.Open(p.st.name); err != nil {
+		if out, err = s.Backend.Open(p.st.name, p.st.private); err != nil {
 			return fail(err)
 		}
 		s.mu.Lock()

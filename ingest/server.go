@@ -13,18 +13,33 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livegate/livegate/access"
 )
 
-// Backend makes the media pipeline of streams. Declared here, implemented by
-// the binary that wires transcode and segmenter together.
+// Backend makes the media pipeline of streams (package stream).
 type Backend interface {
-	// Open prepares the output (HLS) of a stream that starts publishing.
-	Open(stream string) (Output, error)
+	// Open prepares the output (HLS) of a stream that starts publishing;
+	// a private stream is served only to holders of a view token.
+	Open(stream string, private bool) (Output, error)
+}
+
+// Authorizer checks a publisher before the upgrade (access.Policy).
+type Authorizer interface {
+	// Publish returns whether the stream is to be private, or the
+	// refusal, an *access.Error.
+	Publish(r *http.Request, stream string) (private bool, err error)
+}
+
+// Limiter bounds the connections of one client address (access.ConnLimit).
+type Limiter interface {
+	// Acquire takes a slot of addr; release gives it back.
+	Acquire(addr string) (release func(), ok bool)
 }
 
 // Output is the HLS output of one stream, across publisher reconnects.
@@ -64,8 +79,16 @@ const (
 // requests to ServePublish. Whoever calls Start must call Close.
 type Server struct {
 	Backend Backend
-	// Keys, when not empty, are the accepted publish keys.
-	Keys []string
+	// Auth checks publishers; nil: publishing is open.
+	Auth Authorizer
+	// MaxStreams bounds the streams being published at once, sessions
+	// within their grace period counted; 0: no bound.
+	MaxStreams int
+	// Conns, if set, bounds the connections of one client address.
+	Conns Limiter
+	// ClientAddr is a request's client address (for Conns); default the
+	// connection's peer address.
+	ClientAddr func(r *http.Request) string
 	// MaxFrameBytes is the largest binary frame accepted; default 1 MiB.
 	MaxFrameBytes int64
 	// IdleTimeout ends a publisher that sends nothing for that long; default 10 s.
@@ -109,6 +132,7 @@ type stream struct {
 	pub     *publisher
 	grace   *time.Timer
 	started time.Time
+	private bool
 }
 
 // Start fills in the defaults and checks the settings; call it before
@@ -144,6 +168,9 @@ func (s *Server) Start() error {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
+	if s.ClientAddr == nil {
+		s.ClientAddr = func(r *http.Request) string { host, _, _ := net.SplitHostPort(r.RemoteAddr); return host }
+	}
 	for _, d := range []time.Duration{s.IdleTimeout, s.OverrunTimeout, s.Grace, s.FlushTimeout, s.StatusInterval} {
 		if d < 0 {
 			return errors.New("ingest: a timeout or interval is negative")
@@ -170,21 +197,6 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 	json.NewEncoder(w).Encode(map[string]string{"error": code, "message": msg})
 }
 
-func (s *Server) keyOK(key string) (status int, ok bool) {
-	if len(s.Keys) == 0 {
-		return 0, true
-	}
-	if key == "" {
-		return http.StatusUnauthorized, false
-	}
-	for _, k := range s.Keys {
-		if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
-			return 0, true
-		}
-	}
-	return http.StatusForbidden, false
-}
-
 func newID() string {
 	b := make([]byte, 12)
 	rand.Read(b)
@@ -192,22 +204,32 @@ func newID() string {
 }
 
 // ServePublish runs one publisher of the named stream, which the caller has
-// validated. It answers 401/403/409 before upgrading.
+// validated. Every refusal comes before the upgrade: 401/403 (Auth), 429
+// (Conns), 409 (the stream has a publisher), 503 (MaxStreams).
 func (s *Server) ServePublish(w http.ResponseWriter, r *http.Request, name string) {
-	q := r.URL.Query()
-	if status, ok := s.keyOK(q.Get("key")); !ok {
-		code := map[int]string{http.StatusUnauthorized: "key_required", http.StatusForbidden: "key_wrong"}[status]
-		httpError(w, status, code, "publishing needs the right key (?key=...)")
-		return
-	}
 	if r.Header.Get("Origin") != "" && (s.CheckOrigin == nil || !s.CheckOrigin(r)) {
 		httpError(w, http.StatusForbidden, "origin", "origin not allowed")
 		return
 	}
-
-	st, old, err := s.claim(name, q.Get("session"))
+	var private bool
+	if s.Auth != nil {
+		var err error
+		if private, err = s.Auth.Publish(r, name); err != nil {
+			s.refuse(w, r, name, err)
+			return
+		}
+	}
+	if s.Conns != nil {
+		release, ok := s.Conns.Acquire(s.ClientAddr(r))
+		if !ok {
+			s.refuse(w, r, name, access.ErrTooManyConnections)
+			return
+		}
+		defer release()
+	}
+	st, old, err := s.claim(name, r.URL.Query().Get("session"), private)
 	if err != nil {
-		httpError(w, http.StatusConflict, "busy", err.Error())
+		s.refuse(w, r, name, err)
 		return
 	}
 	up := websocket.Upgrader{
@@ -247,22 +269,43 @@ func (s *Server) ServePublish(w http.ResponseWriter, r *http.Request, name strin
 	p.run()
 }
 
+// Refusals of ServePublish besides the Authorizer's.
+var (
+	errBusy     = &access.Error{Status: http.StatusServiceUnavailable, Code: "busy", Message: "this gateway publishes as many streams as it may"}
+	errShutdown = &access.Error{Status: http.StatusServiceUnavailable, Code: "shutdown", Message: "server shutting down"}
+)
+
+// refuse answers a refusal (an *access.Error) before the upgrade, and
+// logs it (never the request's key or token).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, stream string, err error) {
+	var e *access.Error
+	if !errors.As(err, &e) {
+		e = &access.Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+	}
+	s.Logger.Info("publisher refused", "stream", stream, "client", s.ClientAddr(r), "status", e.Status, "code", e.Code)
+	httpError(w, e.Status, e.Code, e.Message)
+}
+
 // claim reserves the stream for a new publisher, or for one resuming the
 // session (returning the connection it replaces, if still there).
-func (s *Server) claim(name, session string) (*stream, *publisher, error) {
+func (s *Server) claim(name, session string, private bool) (*stream, *publisher, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, nil, errors.New("server shutting down")
+		return nil, nil, errShutdown
 	}
 	st := s.streams[name]
 	if st == nil {
-		st = &stream{name: name, session: newID(), started: time.Now()}
+		if s.MaxStreams > 0 && len(s.streams) >= s.MaxStreams {
+			return nil, nil, errBusy
+		}
+		st = &stream{name: name, session: newID(), started: time.Now(), private: private}
 		s.streams[name] = st
 		return st, nil, nil
 	}
 	if session == "" || subtle.ConstantTimeCompare([]byte(session), []byte(st.session)) != 1 {
-		return nil, nil, fmt.Errorf("stream %s already has a publisher", name)
+		return nil, nil, &access.Error{Status: http.StatusConflict, Code: "busy",
+			Message: fmt.Sprintf("stream %s already has a publisher", name)}
 	}
 	if st.grace != nil {
 		st.grace.Stop()

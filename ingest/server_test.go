@@ -14,12 +14,15 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livegate/livegate/access"
 )
 
 // noBackend fails every stream: the refusals tested here come before it.
 type noBackend struct{}
 
-func (noBackend) Open(string) (Output, error) { return nil, errors.New("no backend in this test") }
+func (noBackend) Open(string, bool) (Output, error) {
+	return nil, errors.New("no backend in this test")
+}
 
 func startServer(t *testing.T, edit func(*Server)) *httptest.Server {
 	t.Helper()
@@ -115,5 +118,52 @@ func TestRefusedWhileSending(t *testing.T) {
 				conn.Close()
 			}
 		})
+	}
+}
+
+// TestRefusals checks each refusal before the upgrade: its status and the
+// contract's JSON error code.
+func TestRefusals(t *testing.T) {
+	tokens := access.Tokens{Secret: []byte("0123456789abcdef0123456789abcdef")}
+	view, _ := tokens.Mint(access.Claims{Stream: "s", Role: access.View}, time.Minute)
+	publish, _ := tokens.Mint(access.Claims{Stream: "s", Role: access.Publish}, time.Minute)
+	policy := &access.Policy{Keys: []string{"k"}, Tokens: tokens}
+	cases := []struct {
+		server string // "a": MaxStreams 2; "b": 2 connections per address
+		path   string
+		status int
+		code   string
+	}{
+		{"a", "s", 401, "token_missing"},
+		{"a", "s?key=nope", 403, "key_wrong"},
+		{"a", "s?token=" + view, 403, "token_wrong_role"},
+		{"a", "t?token=" + publish, 403, "token_wrong_stream"},
+		{"a", "s?token=" + publish, 101, ""}, // a publisher that stays
+		{"a", "s?key=k", 409, "busy"},        // one publisher per stream
+		{"a", "u?key=k", 101, ""},            // the second stream
+		{"a", "v?key=k", 503, "busy"},        // beyond MaxStreams
+		{"b", "s?key=k", 101, ""},            // first connection of 127.0.0.1
+		{"b", "s?key=k", 409, "busy"},        // refused: holds no slot
+		{"b", "u?key=k", 101, ""},            // second
+		{"b", "v?key=k", 429, "too_many_connections"},
+	}
+	servers := map[string]*httptest.Server{
+		"a": startServer(t, func(s *Server) { s.Auth, s.MaxStreams = policy, 2 }),
+		"b": startServer(t, func(s *Server) { s.Auth, s.Conns = policy, &access.ConnLimit{Max: 2} }),
+	}
+	for _, c := range cases {
+		url := "ws" + strings.TrimPrefix(servers[c.server].URL, "http") + "/ingest/" + c.path
+		conn, resp, err := websocket.DefaultDialer.Dial(url, nil)
+		if err == nil {
+			defer conn.Close()
+			resp.StatusCode = http.StatusSwitchingProtocols
+		} else if resp == nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		var body struct{ Error string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		if resp.StatusCode != c.status || body.Error != c.code {
+			t.Errorf("%s %s: %d %q, want %d %q", c.server, c.path[:1], resp.StatusCode, body.Error, c.status, c.code)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 type broadcast struct {
 	hub     *Hub
 	name    string
+	private bool
 	log     *slog.Logger
 	seg     *segmenter.Segmenter
 	started time.Time
@@ -48,8 +49,8 @@ type sample struct {
 	media time.Duration
 }
 
-func newBroadcast(h *Hub, name string) (*broadcast, error) {
-	b := &broadcast{hub: h, name: name, started: time.Now(), log: h.Logger.With("stream", name)}
+func newBroadcast(h *Hub, name string, private bool) (*broadcast, error) {
+	b := &broadcast{hub: h, name: name, private: private, started: time.Now(), log: h.Logger.With("stream", name)}
 	b.seg = &segmenter.Segmenter{Variant: h.Variant, SegmentCount: h.SegmentCount, Logger: b.log}
 	if err := b.seg.Start(); err != nil {
 		return nil, err
@@ -219,7 +220,7 @@ func (b *broadcast) finished() *record.Recording {
 // Info implements web.Stream.
 func (b *broadcast) Info() web.StreamInfo {
 	b.mu.Lock()
-	info := web.StreamInfo{Name: b.name, StartedAt: b.started, Live: b.ended.IsZero()}
+	info := web.StreamInfo{Name: b.name, StartedAt: b.started, Live: b.ended.IsZero(), Private: b.private}
 	if !b.ended.IsZero() {
 		ended := b.ended
 		info.EndedAt = &ended
@@ -249,6 +250,9 @@ func manifestRenditions(rends []segmenter.Rendition) []manifest.Rendition {
 	}
 	return out
 }
+
+// Private implements web.Stream.
+func (b *broadcast) Private() bool { return b.private }
 
 // Ready implements web.Stream.
 func (b *broadcast) Ready() <-chan struct{} { return b.seg.Ready() }

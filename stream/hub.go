@@ -97,11 +97,11 @@ func (h *Hub) Start() error {
 
 // Open implements ingest.Backend: a new broadcast of the named stream,
 // which replaces an ended one of the same name.
-func (h *Hub) Open(name string) (ingest.Output, error) {
+func (h *Hub) Open(name string, private bool) (ingest.Output, error) {
 	if h.isClosed() {
 		return nil, ErrClosed
 	}
-	b, err := newBroadcast(h, name)
+	b, err := newBroadcast(h, name, private)
 	if err != nil {
 		return nil, err
 	}

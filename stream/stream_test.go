@@ -132,7 +132,7 @@ func mediaPlaylist(t *testing.T, st web.Stream) (*playlist.Media, string) {
 // KeepEnded, without recording.
 func TestLife(t *testing.T) {
 	h := startHub(t, func(h *Hub) { h.KeepEnded = 2 * time.Second })
-	out, err := h.Open("life")
+	out, err := h.Open("life", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestLife(t *testing.T) {
 // run's first segment marked as a discontinuity.
 func TestResume(t *testing.T) {
 	h := startHub(t, func(h *Hub) { h.SegmentCount = 20 })
-	out, err := h.Open("again")
+	out, err := h.Open("again", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestResume(t *testing.T) {
 func TestRecordingHandover(t *testing.T) {
 	dir := t.TempDir()
 	h := startHub(t, func(h *Hub) { h.RecordDir, h.KeepEnded = dir, 2*time.Second })
-	out, err := h.Open("kept")
+	out, err := h.Open("kept", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestCrash(t *testing.T) {
 	if err := h.Start(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := h.Open("cut")
+	out, err := h.Open("cut", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestCrash(t *testing.T) {
 	h.Close()
 
 	bad := startHub(t, nil)
-	out, err = bad.Open("garbage")
+	out, err = bad.Open("garbage", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,3 +65,6 @@ func underDir(playlist []byte, dir string) []byte {
 	}
 	return out.Bytes()
 }
+
+// Private implements web.Stream.
+func (v vod) Private() bool { return false }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livegate/livegate/access"
 	"github.com/livegate/livegate/streamname"
 )
 
@@ -56,6 +57,8 @@ type Recorded interface {
 // Stream is the HLS output of one stream.
 type Stream interface {
 	Info() StreamInfo
+	// Private reports whether only holders of a view token may watch it.
+	Private() bool
 	// Ready is closed once the first segments of every rendition exist.
 	Ready() <-chan struct{}
 	// Multivariant returns the multivariant playlist.
@@ -78,6 +81,8 @@ type StreamInfo struct {
 	// Recording is true when the stream is not live and /live/ serves its
 	// newest finished recording, as VOD.
 	Recording bool `json:"recording"`
+	// Private is true for a stream only holders of a view token may watch.
+	Private bool `json:"private,omitempty"`
 	// RecordedAt is when that recording started (its broadcast's start).
 	RecordedAt *time.Time `json:"recorded_at,omitempty"`
 	// Duration is that recording's length in seconds.
@@ -92,11 +97,22 @@ type RenditionInfo struct {
 	Bandwidth int    `json:"bandwidth"`
 }
 
+// Access decides who may watch a private stream (access.Policy).
+type Access interface {
+	// PrivateByName reports whether a stream is private by its name alone.
+	PrivateByName(stream string) bool
+	// Require checks the request's token for role on stream: the refusal
+	// is an *access.Error.
+	Require(r *http.Request, stream string, role access.Role) (*access.Claims, error)
+}
+
 // Server routes requests. Set the fields, call Start, then serve Handler.
 type Server struct {
 	Publisher Publisher
 	Chat      Chat
 	Catalog   Catalog
+	// Access guards private streams; nil: every stream is public.
+	Access Access
 	// AllowOrigin is the Access-Control-Allow-Origin of /live/ responses;
 	// default "*". "-" sends none.
 	AllowOrigin string
@@ -114,6 +130,7 @@ type Server struct {
 
 	viewers  viewers
 	requests sync.Map // route -> *atomic.Int64
+	tokened  tokenedPlaylists
 }
 
 // Start fills in the defaults and checks the settings; call it before
@@ -173,7 +190,10 @@ func (s *Server) Handler() http.Handler {
 		s.Publisher.ServePublish(w, r, r.PathValue("stream"))
 	}))
 	mux.HandleFunc("GET /chat/{stream}", s.named(func(w http.ResponseWriter, r *http.Request) {
-		s.Chat.ServeRoom(w, r, r.PathValue("stream"))
+		name := r.PathValue("stream")
+		if s.allowed(w, r, name, s.Catalog.Stream(name)) {
+			s.Chat.ServeRoom(w, r, name)
+		}
 	}))
 
 	mux.HandleFunc("GET /live/{stream}/index.m3u8", s.cors(s.named(s.multivariant)))
@@ -270,6 +290,9 @@ func (s *Server) multivariant(w http.ResponseWriter, r *http.Request) {
 		}
 		st = s.Catalog.Stream(name)
 	}
+	if !s.allowed(w, r, name, st) {
+		return
+	}
 	if st == nil {
 		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
 		return
@@ -290,6 +313,9 @@ func (s *Server) multivariant(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusServiceUnavailable, "starting", err.Error())
 		return
 	}
+	if token := r.URL.Query().Get("token"); token != "" {
+		body = s.tokened.rewrite(token, name+"/index.m3u8", body)
+	}
 	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Write(body)
@@ -299,17 +325,28 @@ func (s *Server) liveFile(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("stream")
 	s.count("media")
 	st := s.Catalog.Stream(name)
+	if !s.allowed(w, r, name, st) {
+		return
+	}
 	if st == nil {
 		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
 		return
 	}
 	s.viewers.seen(name, clientKey(r.RemoteAddr, r.UserAgent()))
-	st.ServeFile(w, r, r.PathValue("file"))
+	file := r.PathValue("file")
+	if token := r.URL.Query().Get("token"); token != "" && strings.HasSuffix(file, ".m3u8") {
+		s.tokened.serve(w, r, token, name+"/"+file, func(w http.ResponseWriter, r *http.Request) { st.ServeFile(w, r, file) })
+		return
+	}
+	st.ServeFile(w, r, file)
 }
 
 func (s *Server) thumbnail(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("stream")
 	st := s.Catalog.Stream(name)
+	if !s.allowed(w, r, name, st) {
+		return
+	}
 	if st == nil {
 		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
 		return
@@ -322,6 +359,30 @@ func (s *Server) thumbnail(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "image/jpeg")
 	w.Header().Set("Cache-Control", "max-age=5")
 	w.Write(jpeg)
+}
+
+// allowed reports whether the request may see the named stream (st, nil
+// when it is not there): a private one, or one private by its name, needs
+// a view token for it. Otherwise it answers the refusal.
+func (s *Server) allowed(w http.ResponseWriter, r *http.Request, name string, st Stream) bool {
+	if s.Access == nil || !(st != nil && st.Private()) && !s.Access.PrivateByName(name) {
+		return true
+	}
+	_, err := s.Access.Require(r, name, access.View)
+	if err == nil {
+		return true
+	}
+	var e *access.Error
+	if !errors.As(err, &e) {
+		e = access.ErrTokenInvalid
+	}
+	s.Logger.Info("viewer refused", "stream", name, "path", r.URL.Path, "code", e.Code) // never the token
+	if r.Method == http.MethodHead {
+		w.WriteHeader(e.Status)
+		return false
+	}
+	jsonError(w, e.Status, e.Code, e.Message)
+	return false
 }
 
 func (s *Server) info(st Stream) StreamInfo {
@@ -340,7 +401,7 @@ func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) {
 	list := []StreamInfo{}
 	for _, name := range s.Catalog.Names() {
 		if st := s.Catalog.Stream(name); st != nil {
-			if info := s.info(st); info.Live {
+			if info := s.info(st); info.Live && !info.Private {
 				list = append(list, info)
 			}
 		}
@@ -356,7 +417,7 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
 	if c, ok := s.Catalog.(Recorded); ok {
 		for _, name := range c.Recorded() {
 			if st := s.Catalog.Stream(name); st != nil {
-				if info := s.info(st); info.Recording && !info.Live && info.RecordedAt != nil {
+				if info := s.info(st); info.Recording && !info.Live && !info.Private && info.RecordedAt != nil {
 					list = append(list, info)
 				}
 			}
@@ -369,6 +430,9 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
 func (s *Server) oneStream(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("stream")
 	st := s.Catalog.Stream(name)
+	if !s.allowed(w, r, name, st) {
+		return
+	}
 	if st == nil {
 		info := StreamInfo{Name: name, Renditions: []RenditionInfo{}}
 		if s.Chat != nil {
@@ -406,6 +470,9 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		info := s.info(st)
 		if info.Live {
 			live++
+		}
+		if info.Private {
+			continue // its name is not for everyone who can read metrics
 		}
 		lines = append(lines, fmt.Sprintf("livegate_viewers{stream=%q} %d\nlivegate_chat_users{stream=%q} %d\n",
 			name, info.Viewers, name, info.ChatUsers))

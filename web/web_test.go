@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/access"
 )
 
 type fakeStream struct {
@@ -15,12 +17,29 @@ type fakeStream struct {
 }
 
 func (f *fakeStream) Info() StreamInfo              { return f.info }
+func (f *fakeStream) Private() bool                 { return f.info.Private }
 func (f *fakeStream) Ready() <-chan struct{}        { return f.ready }
 func (f *fakeStream) Multivariant() ([]byte, error) { return []byte("#EXTM3U\n"), nil }
 func (f *fakeStream) Thumbnail() ([]byte, error)    { return []byte{0xFF, 0xD8}, nil }
 func (f *fakeStream) ServeFile(w http.ResponseWriter, r *http.Request, file string) {
+	if strings.HasSuffix(file, ".m3u8") {
+		w.Write([]byte(mediaPlaylist))
+		return
+	}
 	w.Write([]byte("file " + file))
 }
+
+// mediaPlaylist has a URI in every place a low-latency media playlist can.
+const mediaPlaylist = `#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-TARGETDURATION:1
+#EXT-X-MAP:URI="init.mp4"
+#EXT-X-PART:DURATION=0.2,URI="part1.mp4",INDEPENDENT=YES
+#EXTINF:1.0,
+seg1.mp4
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part2.mp4?x=1"
+#EXT-X-RENDITION-REPORT:URI="../480p/media.m3u8",LAST-MSN=1
+`
 
 type fakeCatalog map[string]*fakeStream
 
@@ -235,4 +254,88 @@ func started(t testing.TB, s *Server) *Server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestPrivate checks a private stream and a name private by the policy:
+// a view token for it is needed on every route that shows it, playlists
+// fetched with a token carry it on every URI, and lists leave it out.
+func TestPrivate(t *testing.T) {
+	ready := make(chan struct{})
+	close(ready)
+	policy := &access.Policy{Tokens: access.Tokens{Secret: []byte("0123456789abcdef0123456789abcdef")}, PrivateStreams: []string{"team-*"}}
+	mint := func(stream string, role access.Role) string {
+		tok, err := policy.Tokens.Mint(access.Claims{Stream: stream, Role: role}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	view, other := mint("secret", access.View), mint("open", access.View)
+	cat := fakeCatalog{
+		"secret": {info: StreamInfo{Name: "secret", Live: true, Private: true}, ready: ready},
+		"open":   {info: StreamInfo{Name: "open", Live: true}, ready: ready},
+	}
+	h := started(t, &Server{Catalog: cat, Access: policy, Publisher: fakePublisher{}, Chat: fakeChat{}}).Handler()
+	get := func(path string, header ...string) (int, string) {
+		req := httptest.NewRequest("GET", path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	for _, c := range []struct {
+		path   string
+		status int
+		body   string // substring
+	}{
+		{"/live/secret/index.m3u8", 401, `"token_missing"`},
+		{"/live/secret/index.m3u8?token=" + other, 403, `"token_wrong_stream"`},
+		{"/live/secret/index.m3u8?token=garbage", 403, `"token_invalid"`},
+		{"/live/secret/720p/seg1.mp4", 401, `"token_missing"`},
+		{"/live/secret/720p/seg1.mp4?token=" + view, 200, "file 720p/seg1.mp4"},
+		{"/live/secret/thumb.jpg", 401, `"token_missing"`},
+		{"/api/streams/secret", 401, `"token_missing"`},
+		{"/api/streams/secret?token=" + view, 200, `"private":true`},
+		{"/chat/secret", 401, `"token_missing"`},
+		{"/chat/secret?token=" + view, 200, "room secret"},
+		{"/live/team-x/index.m3u8", 401, `"token_missing"`}, // private by name, not live: no hint that it is not
+		{"/live/team-x/index.m3u8?token=" + mint("team-x", access.View), 404, "not_found"},
+		{"/live/open/index.m3u8", 200, "#EXTM3U"},
+	} {
+		if status, body := get(c.path); status != c.status || !strings.Contains(body, c.body) {
+			t.Errorf("%s: %d %q, want %d with %q", c.path[:min(len(c.path), 40)], status, body, c.status, c.body)
+		}
+	}
+	if status, _ := get("/live/secret/720p/seg1.mp4", "Authorization", "Bearer "+view); status != 200 {
+		t.Errorf("bearer token: %d", status)
+	}
+	// every URI of a playlist fetched with a token carries it
+	_, body := get("/live/secret/720p/media.m3u8?token=" + view)
+	for _, uri := range []string{`URI="init.mp4?token=` + view + `"`, `URI="part1.mp4?token=` + view + `"`, "seg1.mp4?token=" + view + "\n",
+		`URI="part2.mp4?x=1&token=` + view + `"`, `URI="../480p/media.m3u8?token=` + view + `"`} {
+		if !strings.Contains(body, uri) {
+			t.Errorf("rewritten playlist lacks %s:\n%s", uri, body)
+		}
+	}
+	for _, path := range []string{"/api/streams", "/metrics"} {
+		if _, body := get(path); strings.Contains(body, "secret") {
+			t.Errorf("%s shows the private stream: %s", path, body)
+		}
+	}
+}
+
+// TestTokenedCache: viewers sharing a token and a playlist version share
+// one rewrite; a new version is rewritten.
+func TestTokenedCache(t *testing.T) {
+	var c tokenedPlaylists
+	a := c.rewrite("tok", "s/m.m3u8", []byte("seg1.mp4\n"))
+	b := c.rewrite("tok", "s/m.m3u8", []byte("seg1.mp4\n"))
+	if &a[0] != &b[0] {
+		t.Error("the same version was rewritten twice")
+	}
+	if n := c.rewrite("tok", "s/m.m3u8", []byte("seg2.mp4\n")); string(n) != "seg2.mp4?token=tok\n" {
+		t.Errorf("new version: %q", n)
+	}
 }

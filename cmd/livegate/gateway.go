@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/livegate/livegate/access"
 	"github.com/livegate/livegate/chat"
 	"github.com/livegate/livegate/ingest"
 	"github.com/livegate/livegate/segmenter"
@@ -66,7 +67,7 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		MaxViewersTracked: c.MaxViewersTracked, RecordingsListed: c.RecordingsListed, Logger: log}
 	g.pub = &ingest.Server{
 		Backend:        g.hub,
-		Keys:           c.PublishKeys,
+		Auth:           &access.Policy{Keys: c.PublishKeys},
 		MaxFrameBytes:  c.IngestMaxFrameBytes,
 		IdleTimeout:    time.Duration(c.IngestIdleTimeout),
 		BufferBytes:    c.IngestBufferBytes,

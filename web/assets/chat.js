@@ -14,7 +14,9 @@
 //   chat-count    "N online"
 //   chat-users    list of online users (li, yours has class chat-mine)
 //   chat-log      message log (li.chat-msg for messages, li.chat-mine for
-//                 your own, li.chat-notice for join/leave/rename notices)
+//                 your own, li.chat-notice for join/leave/rename notices;
+//                 a big room sends presence summaries instead of joins and
+//                 leaves: the count follows them, without notices)
 //   chat-name     name input; chat-join its submit button (joins, or renames
 //                 once joined); chat-name-cancel cancels a rename
 //   chat-input    message input; chat-send its submit button;
@@ -168,6 +170,11 @@
         }
         case "join": people.set(m.user.id, m.user); online = m.count; renderUsers(); notice(m.user.name + " joined"); break;
         case "leave": people.delete(m.user.id); online = m.count; renderUsers(); notice(m.user.name + " left"); break;
+        case "presence": // a big room: joins and leaves since the last summary, a few of them named, no notices
+          (m.joined_users || []).forEach((u) => people.set(u.id, u));
+          (m.left_users || []).forEach((u) => people.delete(u.id));
+          online = m.count; renderUsers();
+          break;
         case "nick":
           people.set(m.user.id, m.user);
           if (me && m.user.id === me.id) {
