@@ -15,11 +15,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/livegate/livegate/access"
 	"github.com/livegate/livegate/streamname"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 //go:embed assets
@@ -125,11 +126,14 @@ type Server struct {
 	MaxViewersTracked int
 	// RecordingsListed bounds /api/recordings to the newest; default 50.
 	RecordingsListed int
+	// Metrics is where the server registers its metrics, and what
+	// /metrics shows (every component's); default a new registry.
+	Metrics *prometheus.Registry
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
 	viewers  viewers
-	requests sync.Map // route -> *atomic.Int64
+	requests *prometheus.CounterVec
 	tokened  tokenedPlaylists
 }
 
@@ -161,6 +165,17 @@ func (s *Server) Start() error {
 		return errors.New("web: StartWait, ViewerWindow, MaxViewersTracked or RecordingsListed negative")
 	}
 	s.viewers.window, s.viewers.max = s.ViewerWindow, s.MaxViewersTracked
+	if s.Metrics == nil {
+		s.Metrics = prometheus.NewRegistry()
+	}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "livegate_http_requests_total",
+		Help: "Requests by route: playlist (multivariant playlists) and media (every other file under /live/)."}, []string{"route"})
+	if err := s.Metrics.Register(s.requests); err != nil {
+		return fmt.Errorf("web: metrics: %w", err)
+	}
+	if err := s.Metrics.Register(collector{s}); err != nil {
+		return fmt.Errorf("web: metrics: %w", err)
+	}
 	return nil
 }
 
@@ -204,7 +219,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/streams", s.listStreams)
 	mux.HandleFunc("GET /api/recordings", s.listRecordings)
 	mux.HandleFunc("GET /api/streams/{stream}", s.named(s.oneStream))
-	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -268,13 +283,7 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) count(route string) {
-	c, ok := s.requests.Load(route)
-	if !ok {
-		c, _ = s.requests.LoadOrStore(route, new(atomic.Int64))
-	}
-	c.(*atomic.Int64).Add(1)
-}
+func (s *Server) count(route string) { s.requests.WithLabelValues(route).Inc() }
 
 func (s *Server) multivariant(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("stream")
@@ -457,38 +466,42 @@ func (s *Server) Viewers(stream string) int {
 	return s.viewers.count(stream)
 }
 
-func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	var b strings.Builder
+// collector reports the streams, their viewers and chat users when
+// /metrics is read.
+type collector struct{ s *Server }
+
+var (
+	streamsLiveDesc = prometheus.NewDesc("livegate_streams_live", "Streams being published.", nil, nil)
+	viewersDesc     = prometheus.NewDesc("livegate_viewers", "Distinct HLS clients of a stream over the viewer window.", []string{"stream"}, nil)
+	chatUsersDesc   = prometheus.NewDesc("livegate_chat_users", "Members of a stream's chat room, on every gateway.", []string{"stream"}, nil)
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- streamsLiveDesc
+	ch <- viewersDesc
+	ch <- chatUsersDesc
+}
+
+// Collect reports every stream the catalog holds; private ones count in
+// livegate_streams_live, but their names are not shown.
+func (c collector) Collect(ch chan<- prometheus.Metric) {
 	live := 0
-	var lines []string
-	for _, name := range s.Catalog.Names() {
-		st := s.Catalog.Stream(name)
+	for _, name := range c.s.Catalog.Names() {
+		st := c.s.Catalog.Stream(name)
 		if st == nil {
 			continue
 		}
-		info := s.info(st)
+		info := c.s.info(st)
 		if info.Live {
 			live++
 		}
 		if info.Private {
-			continue // its name is not for everyone who can read metrics
+			continue
 		}
-		lines = append(lines, fmt.Sprintf("livegate_viewers{stream=%q} %d\nlivegate_chat_users{stream=%q} %d\n",
-			name, info.Viewers, name, info.ChatUsers))
+		ch <- prometheus.MustNewConstMetric(viewersDesc, prometheus.GaugeValue, float64(info.Viewers), name)
+		ch <- prometheus.MustNewConstMetric(chatUsersDesc, prometheus.GaugeValue, float64(info.ChatUsers), name)
 	}
-	sort.Strings(lines)
-	fmt.Fprintf(&b, "# TYPE livegate_streams_live gauge\nlivegate_streams_live %d\n", live)
-	b.WriteString("# TYPE livegate_viewers gauge\n# TYPE livegate_chat_users gauge\n")
-	for _, l := range lines {
-		b.WriteString(l)
-	}
-	b.WriteString("# TYPE livegate_http_requests_total counter\n")
-	s.requests.Range(func(k, v any) bool {
-		fmt.Fprintf(&b, "livegate_http_requests_total{route=%q} %d\n", k, v.(*atomic.Int64).Load())
-		return true
-	})
-	w.Write([]byte(b.String()))
+	ch <- prometheus.MustNewConstMetric(streamsLiveDesc, prometheus.GaugeValue, float64(live))
 }
 
 // viewers counts distinct clients (address and user agent) per stream over
