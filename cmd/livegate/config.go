@@ -38,6 +38,12 @@ type config struct {
 	Record      bool     `json:"record"`
 	RecordKeep  int      `json:"record_keep"`
 
+	TLSCert       string   `json:"tls_cert"`
+	TLSKey        string   `json:"tls_key"`
+	ACMEDomains   []string `json:"acme_domains"`
+	ACMEDirectory string   `json:"acme_directory"`
+	ACMECA        string   `json:"acme_ca"`
+
 	Ladder     []rung `json:"ladder"`
 	AudioKbps  int    `json:"audio_kbps"`
 	FrameRate  int    `json:"frame_rate"`
@@ -117,6 +123,14 @@ func load(args []string, getenv func(string) string) (*config, error) {
 	data := fs.String("data", "", "data directory (env LIVEGATE_DATA)")
 	key := fs.String("publish-key", "", "require this key of every publisher (env LIVEGATE_PUBLISH_KEY)")
 	nats := fs.String("nats-url", "", "join other gateways through this NATS server (env LIVEGATE_NATS_URL)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate (chain) PEM `file`, read again when it changes (env LIVEGATE_TLS_CERT)")
+	tlsKey := fs.String("tls-key", "", "the private key PEM `file` of --tls-cert (env LIVEGATE_TLS_KEY)")
+	acmeDomain := new(string)
+	fs.Func("acme-domain", "serve HTTPS with certificates from ACME (Let's Encrypt) for this `name`; repeat or separate with commas for several; needs --data (env LIVEGATE_ACME_DOMAIN)", func(v string) error {
+		*acmeDomain = strings.TrimPrefix(*acmeDomain+","+v, ",")
+		return nil
+	})
+	acmeDirectory := fs.String("acme-directory", "", "the ACME server's directory `URL` (default Let's Encrypt production; env LIVEGATE_ACME_DIRECTORY)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as JSON and exit")
 	printArgs := fs.String("print-ffmpeg-args", "", "print the ffmpeg arguments the gateway runs for a WebM source of size `WxH`, one a line, and exit")
 	if err := fs.Parse(args); err != nil {
@@ -140,6 +154,11 @@ func load(args []string, getenv func(string) string) (*config, error) {
 		{data, "LIVEGATE_DATA", func(v string) { c.Data = v }},
 		{key, "LIVEGATE_PUBLISH_KEY", func(v string) { c.PublishKeys = []string{v} }},
 		{nats, "LIVEGATE_NATS_URL", func(v string) { c.NATSURL = v }},
+		{tlsCert, "LIVEGATE_TLS_CERT", func(v string) { c.TLSCert = v }},
+		{tlsKey, "LIVEGATE_TLS_KEY", func(v string) { c.TLSKey = v }},
+		{acmeDomain, "LIVEGATE_ACME_DOMAIN", func(v string) { c.ACMEDomains = splitList(v) }},
+		{acmeDirectory, "LIVEGATE_ACME_DIRECTORY", func(v string) { c.ACMEDirectory = v }},
+		{new(string), "LIVEGATE_ACME_CA", func(v string) { c.ACMECA = v }}, // no flag
 	} {
 		if v := getenv(o.env); v != "" {
 			o.set(v)
@@ -208,6 +227,9 @@ func (c *config) validate() error {
 	}
 	if c.NATSURL != "" && !strings.HasPrefix(c.NATSURL, "nats://") && !strings.HasPrefix(c.NATSURL, "tls://") {
 		return fmt.Errorf("nats_url: %q must start with nats:// or tls://", c.NATSURL)
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if c.FFmpeg == "" {
 		return errors.New("ffmpeg: empty")

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/acme/autocert"
 )
 
 func TestLoad(t *testing.T) {
@@ -66,6 +68,40 @@ func TestLoad(t *testing.T) {
 		{"allow origin with a newline", []string{"--config", "FILE:{\"live_allow_origin\":\"https://a.example\\r\\nX: y\"}"}, nil, nil, "live_allow_origin"},
 		{"http idle timeout too short", []string{"--config", "FILE:{\"http_idle_timeout\":\"0s\"}"}, nil, nil, "http_idle_timeout"},
 		{"http header timeout too short", []string{"--config", "FILE:{\"http_header_timeout\":\"1ms\"}"}, nil, nil, "http_header_timeout"},
+		{"tls and acme off by default, Let's Encrypt production", nil, nil, func(c *config) bool {
+			return c.TLSCert == "" && c.TLSKey == "" && len(c.ACMEDomains) == 0 && c.ACMEDirectory == autocert.DefaultACMEDirectory &&
+				c.ACMECA == ""
+		}, ""},
+		{"tls files", []string{"--tls-cert", "/c.pem", "--tls-key", "/k.pem"}, nil,
+			func(c *config) bool { return c.TLSCert == "/c.pem" && c.TLSKey == "/k.pem" }, ""},
+		{"tls files env", nil, map[string]string{"LIVEGATE_TLS_CERT": "/c.pem", "LIVEGATE_TLS_KEY": "/k.pem"},
+			func(c *config) bool { return c.TLSCert == "/c.pem" && c.TLSKey == "/k.pem" }, ""},
+		{"tls cert without key", []string{"--tls-cert", "/c.pem"}, nil, nil, "tls_key:"},
+		{"tls key without cert", nil, map[string]string{"LIVEGATE_TLS_KEY": "/k.pem"}, nil, "tls_cert:"},
+		{"acme domains env", []string{"--data", "/d"}, map[string]string{"LIVEGATE_ACME_DOMAIN": "a.example, b.example,", "LIVEGATE_ACME_CA": "/ca.pem",
+			"LIVEGATE_ACME_DIRECTORY": "https://127.0.0.1:14000/dir"},
+			func(c *config) bool {
+				return reflect.DeepEqual(c.ACMEDomains, []string{"a.example", "b.example"}) && c.ACMECA == "/ca.pem" &&
+					c.ACMEDirectory == "https://127.0.0.1:14000/dir"
+			}, ""},
+		{"acme domain flags", []string{"--data", "/d", "--acme-domain", "a.example", "--acme-domain", "b.example,c.example",
+			"--acme-directory", "https://acme-staging-v02.api.letsencrypt.org/directory"},
+			map[string]string{"LIVEGATE_ACME_DOMAIN": "env.example"},
+			func(c *config) bool {
+				return reflect.DeepEqual(c.ACMEDomains, []string{"a.example", "b.example", "c.example"}) &&
+					c.ACMEDirectory == "https://acme-staging-v02.api.letsencrypt.org/directory"
+			}, ""},
+		{"acme domains file", []string{"--config", "FILE:{\"data\":\"/d\",\"acme_domains\":[\"Live.Example.com\"]}"}, nil,
+			func(c *config) bool { return reflect.DeepEqual(c.ACMEDomains, []string{"Live.Example.com"}) }, ""},
+		{"acme needs data", []string{"--acme-domain", "a.example"}, nil, nil, "acme_domains: needs data"},
+		{"acme or files", []string{"--data", "/d", "--acme-domain", "a.example", "--tls-cert", "/c.pem", "--tls-key", "/k.pem"}, nil, nil, "acme_domains: cannot"},
+		{"acme single label", []string{"--data", "/d", "--acme-domain", "localhost"}, nil, nil, "acme_domains[0]"},
+		{"acme wildcard", []string{"--data", "/d", "--acme-domain", "a.example,*.a.example"}, nil, nil, "acme_domains[1]"},
+		{"acme ip", []string{"--data", "/d", "--acme-domain", "192.0.2.1"}, nil, nil, "acme_domains[0]"},
+		{"acme empty label", []string{"--data", "/d", "--acme-domain", "a..example"}, nil, nil, "acme_domains[0]"},
+		{"acme trailing dot", []string{"--data", "/d", "--acme-domain", "a.example."}, nil, nil, "acme_domains[0]"},
+		{"acme directory over http", []string{"--acme-directory", "http://127.0.0.1:14000/dir"}, nil, nil, "acme_directory"},
+		{"acme directory not a URL", []string{"--config", "FILE:{\"acme_directory\":\"letsencrypt\"}"}, nil, nil, "acme_directory"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -156,6 +192,17 @@ func TestEveryKeyReachesAComponent(t *testing.T) {
 		"hls_variant":       `"fmp4"`,
 		"live_allow_origin": `"https://a.example"`,
 		"allowed_origins":   `["https://a.example"]`,
+		"tls_cert":          `"/etc/livegate/other-cert.pem"`,
+		"tls_key":           `"/etc/livegate/other-key.pem"`,
+		"acme_domains":      `["live.example.com"]`,
+		"acme_directory":    `"https://acme-staging-v02.api.letsencrypt.org/directory"`,
+		"acme_ca":           `"/etc/livegate/acme-ca.pem"`,
+	}
+	// keys that validate only beside another: changed against a base that
+	// sets both
+	pairs := map[string]struct{ with, base string }{
+		"tls_cert": {`"tls_key":"/etc/livegate/key.pem"`, `"/etc/livegate/cert.pem"`},
+		"tls_key":  {`"tls_cert":"/etc/livegate/cert.pem"`, `"/etc/livegate/key.pem"`},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	base := plain(load2(t, `{"data":"/tmp/livegate-test"}`).gateway(log))
@@ -183,7 +230,13 @@ func TestEveryKeyReachesAComponent(t *testing.T) {
 			if key == "data" {
 				data = v
 			}
-			c := load2(t, fmt.Sprintf(`{"data":%s, %q:%s}`, data, key, v))
+			base := base
+			with := ""
+			if p, ok := pairs[key]; ok {
+				with = p.with + ", "
+				base = plain(load2(t, fmt.Sprintf(`{"data":%s, %s%q:%s}`, data, with, key, p.base)).gateway(log))
+			}
+			c := load2(t, fmt.Sprintf(`{"data":%s, %s%q:%s}`, data, with, key, v))
 			g := c.gateway(log)
 			if key == "allowed_origins" { // inside the Origin checks, which plain cannot see
 				r, _ := http.NewRequest("GET", "http://127.0.0.1:8080/chat/x", nil)
@@ -217,6 +270,7 @@ func load2(t *testing.T, body string) *config {
 func plain(g *gateway) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s %s\n", g.listen, g.data, g.natsURL)
+	fmt.Fprintf(&b, "tls %s %s acme %v %s %s\n", g.tlsCert, g.tlsKey, g.acmeDomains, g.acmeDirectory, g.acmeCA)
 	for _, c := range []any{g.hub, g.rooms, g.pub, g.site, g.server} {
 		v := reflect.ValueOf(c).Elem()
 		for i := range v.NumField() {

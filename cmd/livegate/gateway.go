@@ -24,6 +24,11 @@ type gateway struct {
 	data    string
 	natsURL string
 
+	tlsCert, tlsKey string   // serve HTTPS with this pair (tls.go)
+	acmeDomains     []string // or with certificates from ACME for these names
+	acmeDirectory   string
+	acmeCA          string
+
 	hub    *stream.Hub
 	rooms  *chat.Server
 	pub    *ingest.Server
@@ -37,7 +42,8 @@ type gateway struct {
 func (c *config) gateway(log *slog.Logger) *gateway {
 	variant, _ := segmenter.ParseVariant(c.HLSVariant) // validated
 	origins := web.OriginChecker(c.AllowedOrigins)
-	g := &gateway{listen: c.Listen, data: c.Data, natsURL: c.NATSURL}
+	g := &gateway{listen: c.Listen, data: c.Data, natsURL: c.NATSURL, tlsCert: c.TLSCert, tlsKey: c.TLSKey,
+		acmeDomains: c.ACMEDomains, acmeDirectory: c.ACMEDirectory, acmeCA: c.ACMECA}
 	g.hub = &stream.Hub{
 		Ladder: c.transcodeLadder(), FFmpeg: c.FFmpeg, Variant: variant,
 		SegmentCount: c.HLSSegmentCount, KeepEnded: time.Duration(c.KeepEnded),
