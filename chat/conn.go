@@ -23,9 +23,10 @@ const writevMax = 64
 // Collected frames are kept, not copied (they are prepared messages,
 // encoded once for every member, or control frames gorilla allocates for
 // each write), except while copying is set: a message written with
-// WriteMessage passes through gorilla's pooled write buffer. A write from
-// elsewhere than the writer (gorilla's own close frame on a protocol error)
-// calls kick, which starts the writer.
+// WriteMessage passes through gorilla's pooled write buffer. The first
+// write after a flush calls kick, which starts the writer unless it runs:
+// a write from elsewhere than the writer (gorilla's own close frame on a
+// protocol error) is flushed too.
 type flushConn struct {
 	net.Conn
 
@@ -35,7 +36,7 @@ type flushConn struct {
 	bufs    net.Buffers
 }
 
-// start makes writes collect, each followed by kick.
+// start makes writes collect; the first after a flush calls kick.
 func (c *flushConn) start(kick func()) {
 	c.mu.Lock()
 	c.kick = kick
@@ -53,9 +54,12 @@ func (c *flushConn) Write(p []byte) (int, error) {
 	if c.copying {
 		p = bytes.Clone(p)
 	}
+	first := len(c.bufs) == 0
 	c.bufs = append(c.bufs, p)
 	c.mu.Unlock()
-	kick()
+	if first {
+		kick()
+	}
 	return len(p), nil
 }
 

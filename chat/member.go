@@ -73,7 +73,7 @@ func (m *member) send(it outItem) {
 		m.closed = true
 		m.queue = nil
 		m.nc.Close() // a slow reader never holds the room back
-		m.srv.Logger.Debug("chat: slow reader dropped", "room", m.roomName, "user", m.user.ID)
+		m.srv.Logger.Debug("chat: slow reader dropped", "room", m.roomName)
 		return
 	}
 	m.queue = append(m.queue, it)
