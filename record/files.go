@@ -304,10 +304,9 @@ func (f *file) serve(w http.ResponseWriter, req *http.Request, fd *os.File) {
 	// The header goes out now, so that net/http sends the whole body from
 	// the file: it would otherwise read the body's first 512 bytes into a
 	// buffer to go with the header (for Content-Type sniffing, which a
-	// given Content-Type makes moot).
-	if http.NewResponseController(w).Flush() != nil {
-		return
-	}
+	// given Content-Type makes moot). Errors: a writer that cannot flush
+	// sends the header with the body; a broken connection fails the copy.
+	http.NewResponseController(w).Flush()
 	io.CopyN(w, fd, f.size)
 }
 
