@@ -157,8 +157,8 @@ func (m *member) encode(it outItem) error {
 		}
 		return nil
 	case it.text != nil:
-		m.nc.setCopying(true)
-		defer m.nc.setCopying(false)
+		m.nc.setCopying(true, it.text)
+		defer m.nc.setCopying(false, nil)
 		return m.conn.WriteMessage(websocket.TextMessage, it.text)
 	default:
 		return m.conn.WriteControl(it.ctl, it.data, time.Now().Add(m.srv.WriteTimeout))
