@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livegate/livegate/access"
 	"github.com/livegate/livegate/ingest"
 	"github.com/livegate/livegate/segmenter"
 	"github.com/livegate/livegate/stream"
@@ -43,6 +44,13 @@ type config struct {
 	ACMEDomains   []string `json:"acme_domains"`
 	ACMEDirectory string   `json:"acme_directory"`
 	ACMECA        string   `json:"acme_ca"`
+
+	TokenSecret    string   `json:"token_secret"`
+	PrivateStreams []string `json:"private_streams"`
+	TrustedProxies []string `json:"trusted_proxies"`
+	MaxStreams     int      `json:"max_streams"`
+	MaxConnsPerIP  int      `json:"max_conns_per_ip"`
+	HTTPMaxHeader  int      `json:"http_max_header_bytes"`
 
 	Ladder     []rung `json:"ladder"`
 	AudioKbps  int    `json:"audio_kbps"`
@@ -158,7 +166,8 @@ func load(args []string, getenv func(string) string) (*config, error) {
 		{tlsKey, "LIVEGATE_TLS_KEY", func(v string) { c.TLSKey = v }},
 		{acmeDomain, "LIVEGATE_ACME_DOMAIN", func(v string) { c.ACMEDomains = splitList(v) }},
 		{acmeDirectory, "LIVEGATE_ACME_DIRECTORY", func(v string) { c.ACMEDirectory = v }},
-		{new(string), "LIVEGATE_ACME_CA", func(v string) { c.ACMECA = v }}, // no flag
+		{new(string), "LIVEGATE_ACME_CA", func(v string) { c.ACMECA = v }},           // no flag
+		{new(string), "LIVEGATE_TOKEN_SECRET", func(v string) { c.TokenSecret = v }}, // no flag: a secret in argv shows in ps
 	} {
 		if v := getenv(o.env); v != "" {
 			o.set(v)
@@ -231,6 +240,12 @@ func (c *config) validate() error {
 	if err := c.validateTLS(); err != nil {
 		return err
 	}
+	if err := c.policy().Validate(); err != nil {
+		return err
+	}
+	if _, err := access.ParseProxies(c.TrustedProxies); err != nil {
+		return err
+	}
 	if c.FFmpeg == "" {
 		return errors.New("ffmpeg: empty")
 	}
@@ -283,6 +298,9 @@ func (c *config) validate() error {
 		{"viewer_window", c.ViewerWindow >= duration(time.Second), "at least 1s"},
 		{"max_viewers_tracked", c.MaxViewersTracked > 0, "positive"},
 		{"recordings_listed", c.RecordingsListed > 0, "positive"},
+		{"max_streams", c.MaxStreams >= 0, "0 (the number of CPU cores) or more"},
+		{"max_conns_per_ip", c.MaxConnsPerIP >= 0, "0 (no limit) or more"},
+		{"http_max_header_bytes", c.HTTPMaxHeader >= 4096 && c.HTTPMaxHeader <= 1<<20, "between 4096 and 1048576"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
@@ -301,4 +319,9 @@ func (c *config) transcodeLadder() transcode.Ladder {
 		})
 	}
 	return l
+}
+
+// policy is the access policy of the configuration.
+func (c *config) policy() *access.Policy {
+	return &access.Policy{Keys: c.PublishKeys, Tokens: access.Tokens{Secret: []byte(c.TokenSecret)}, PrivateStreams: c.PrivateStreams}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/acme/autocert"
 )
 
@@ -192,6 +193,9 @@ func TestEveryKeyReachesAComponent(t *testing.T) {
 		"hls_variant":       `"fmp4"`,
 		"live_allow_origin": `"https://a.example"`,
 		"allowed_origins":   `["https://a.example"]`,
+		"token_secret":      `"0123456789abcdef0123456789abcdef"`,
+		"private_streams":   `["team-*"]`,
+		"trusted_proxies":   `["10.0.0.0/8"]`,
 		"tls_cert":          `"/etc/livegate/other-cert.pem"`,
 		"tls_key":           `"/etc/livegate/other-key.pem"`,
 		"acme_domains":      `["live.example.com"]`,
@@ -203,6 +207,8 @@ func TestEveryKeyReachesAComponent(t *testing.T) {
 	pairs := map[string]struct{ with, base string }{
 		"tls_cert": {`"tls_key":"/etc/livegate/key.pem"`, `"/etc/livegate/cert.pem"`},
 		"tls_key":  {`"tls_cert":"/etc/livegate/cert.pem"`, `"/etc/livegate/key.pem"`},
+		// private streams are watched with view tokens
+		"private_streams": {`"token_secret":"0123456789abcdef0123456789abcdef"`, `[]`},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	base := plain(load2(t, `{"data":"/tmp/livegate-test"}`).gateway(log))
@@ -246,6 +252,14 @@ func TestEveryKeyReachesAComponent(t *testing.T) {
 				}
 				return
 			}
+			if key == "trusted_proxies" { // inside the client address functions
+				r, _ := http.NewRequest("GET", "http://127.0.0.1:8080/chat/x", nil)
+				r.RemoteAddr, r.Header["X-Forwarded-For"] = "10.0.0.1:5000", []string{"203.0.113.9"}
+				if g.pub.ClientAddr(r) != "203.0.113.9" {
+					t.Error("trusted_proxies does not reach the client addresses")
+				}
+				return
+			}
 			if plain(g) == base {
 				t.Errorf("%s=%s changes no component", key, v)
 			}
@@ -265,24 +279,50 @@ func load2(t *testing.T, body string) *config {
 	return c
 }
 
-// plain prints the plain values of the gateway and its components: every
-// exported field but functions, interfaces and pointers (loggers, wiring).
+// plain prints the plain values of the gateway and its components, and of
+// what they point to: every exported field but functions (loggers and
+// registries aside).
 func plain(g *gateway) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %s\n", g.listen, g.data, g.natsURL)
-	fmt.Fprintf(&b, "tls %s %s acme %v %s %s\n", g.tlsCert, g.tlsKey, g.acmeDomains, g.acmeDirectory, g.acmeCA)
-	for _, c := range []any{g.hub, g.rooms, g.pub, g.site, g.server} {
-		v := reflect.ValueOf(c).Elem()
-		for i := range v.NumField() {
-			f := v.Type().Field(i)
-			switch f.Type.Kind() {
-			case reflect.Func, reflect.Interface, reflect.Pointer, reflect.Chan, reflect.Map:
-				continue
+	fmt.Fprintf(&b, "%s %s %s %s %s %v %s %s\n", g.listen, g.data, g.natsURL, g.tlsCert, g.tlsKey, g.acmeDomains, g.acmeDirectory, g.acmeCA)
+	seen := map[uintptr]bool{}
+	var walk func(path string, v reflect.Value)
+	walk = func(path string, v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Func, reflect.Chan:
+			return
+		case reflect.Interface:
+			if !v.IsNil() {
+				walk(path, v.Elem())
 			}
-			if f.IsExported() {
-				fmt.Fprintf(&b, "%s.%s=%v\n", v.Type().Name(), f.Name, v.Field(i).Interface())
+			return
+		case reflect.Pointer:
+			if v.IsNil() || seen[v.Pointer()] {
+				return
+			}
+			seen[v.Pointer()] = true
+			switch v.Interface().(type) {
+			case *slog.Logger, *prometheus.Registry:
+				return
+			}
+			walk(path, v.Elem())
+			return
+		case reflect.Struct:
+			exported := false
+			for i := range v.NumField() {
+				if f := v.Type().Field(i); f.IsExported() {
+					exported = true
+					walk(path+"."+f.Name, v.Field(i))
+				}
+			}
+			if exported {
+				return
 			}
 		}
+		fmt.Fprintf(&b, "%s=%v\n", path, v)
+	}
+	for _, c := range []any{g.hub, g.rooms, g.pub, g.site, g.server} {
+		walk(reflect.TypeOf(c).Elem().Name(), reflect.ValueOf(c))
 	}
 	return b.String()
 }

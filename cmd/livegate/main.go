@@ -1,7 +1,7 @@
 // Command livegate is the live-streaming gateway: browsers publish over a
 // WebSocket, ffmpeg encodes an ABR ladder, viewers watch low-latency HLS and
 // talk in a chat room per stream. With no arguments it serves on
-// 127.0.0.1:8080 with embedded defaults.
+// 127.0.0.1:8080 with embedded defaults; `livegate token` prints a token.
 package main
 
 import (
@@ -17,6 +17,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		if err := mintToken(os.Args[2:], os.Getenv, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "livegate token:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg, err := load(os.Args[1:], os.Getenv)
 	if errors.Is(err, errPrinted) {
