@@ -185,14 +185,17 @@ func certNames(leaf *x509.Certificate) string {
 
 // acmeCerts obtains and renews certificates for a few names over ACME with
 // autocert, and adds what autocert leaves out: a failed attempt is logged,
-// and the next one waits (a minute, doubling up to an hour) so that a
-// broken setup does not run into the CA's rate limits with every
-// handshake; a certificate that comes near its end without renewal is
-// logged too.
+// and the next one waits, a minute (as autocert does) doubling with each
+// failure in a row up to an hour, so that a broken setup does not run into
+// the CA's rate limits; a certificate that comes near its end without
+// renewal is logged too (autocert renews in the background, 30 days ahead,
+// and tells nobody when that fails).
 type acmeCerts struct {
 	manager *autocert.Manager
 	log     *slog.Logger
 	domains map[string]bool
+	get     func(*tls.ClientHelloInfo) (*tls.Certificate, error) // the manager's
+	now     func() time.Time
 
 	mu     sync.Mutex
 	failed map[string]acmeFailure
@@ -228,7 +231,7 @@ func newACMECerts(domains []string, directory, caFile, cacheDir string, log *slo
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 		client.HTTPClient = &http.Client{Transport: tr}
 	}
-	a := &acmeCerts{log: log, domains: map[string]bool{}, failed: map[string]acmeFailure{},
+	a := &acmeCerts{log: log, domains: map[string]bool{}, now: time.Now, failed: map[string]acmeFailure{},
 		ready: map[string]bool{}, warned: map[string]time.Time{}}
 	for _, d := range domains {
 		a.domains[strings.ToLower(d)] = true
@@ -239,6 +242,7 @@ func newACMECerts(domains []string, directory, caFile, cacheDir string, log *slo
 		HostPolicy: autocert.HostWhitelist(domains...),
 		Client:     client,
 	}
+	a.get = a.manager.GetCertificate
 	log.Info("acme: certificates from "+directory, "domains", strings.Join(domains, ","),
 		"cache", filepath.Join(cacheDir, cacheName(directory)))
 	return a, nil
@@ -263,18 +267,18 @@ func (a *acmeCerts) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 	name := strings.TrimSuffix(strings.ToLower(hello.ServerName), ".")
 	if isChallenge(hello) || !a.domains[name] {
 		// the CA's challenge, or a name autocert refuses (scanners, IP addresses)
-		return a.manager.GetCertificate(hello)
+		return a.get(hello)
 	}
 	a.mu.Lock()
 	f := a.failed[name]
 	a.mu.Unlock()
-	if now := time.Now(); now.Before(f.until) {
+	if now := a.now(); now.Before(f.until) {
 		return nil, fmt.Errorf("acme: no certificate for %s, next attempt in %s: %w", name, f.until.Sub(now).Round(time.Second), f.err)
 	}
-	cert, err := a.manager.GetCertificate(hello)
+	cert, err := a.get(hello)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := time.Now()
+	now := a.now()
 	if err != nil {
 		f := a.failed[name]
 		if now.Before(f.until) {
@@ -297,7 +301,7 @@ func (a *acmeCerts) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 		a.log.Info("acme: certificate ready", "domain", name, "issuer", leaf.Issuer.CommonName,
 			"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	if time.Until(leaf.NotAfter) < expiryWarning && now.Sub(a.warned[name]) >= time.Hour {
+	if leaf.NotAfter.Sub(now) < expiryWarning && now.Sub(a.warned[name]) >= time.Hour {
 		a.warned[name] = now
 		a.log.Warn("acme: the certificate ends soon and renewal has not succeeded yet", "domain", name,
 			"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))

@@ -119,7 +119,7 @@ func (l *logBuffer) String() string {
 
 // count returns how many lines match the regular expression.
 func (l *logBuffer) count(re string) int {
-	return len(regexp.MustCompile("(?m)" + re).FindAllStringIndex(l.String(), -1))
+	return len(regexp.MustCompile("(?m)"+re).FindAllStringIndex(l.String(), -1))
 }
 
 // servedCert returns the certificate a TLS server at addr presents for
@@ -436,4 +436,3 @@ func apiStream(t *testing.T, client *http.Client, base, name string) (int, map[s
 	json.NewDecoder(bufio.NewReader(resp.Body)).Decode(&m)
 	return resp.StatusCode, m
 }
-
