@@ -93,8 +93,9 @@ func isTail(p, b []byte) bool {
 // pending reports whether frames wait for a flush.
 func (c *flushConn) pending() bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.bufs) > 0
+	n := len(c.bufs)
+	c.mu.Unlock()
+	return n > 0
 }
 
 // flush writes the collected frames within timeout: with writev on a TCP
