@@ -108,7 +108,7 @@ func (c *certFiles) Load() error {
 	if err != nil {
 		return fmt.Errorf("tls_key: %w", err)
 	}
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	cert, err := loadPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return fmt.Errorf("tls_cert, tls_key: %s and %s: %w", c.CertFile, c.KeyFile, err)
 	}
@@ -144,7 +144,7 @@ func (c *certFiles) reload() {
 		return
 	}
 	c.seen = [2]os.FileInfo{ci, ki}
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	cert, err := loadPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		c.fail("tls: new certificate files do not load, serving the previous certificate", err)
 		return
@@ -168,6 +168,15 @@ func (c *certFiles) logLoaded(msg string, leaf *x509.Certificate) {
 		c.Logger.Warn("tls: the certificate ends soon or has ended: renew it (the files are read again when they change)",
 			"cert", c.CertFile, "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
+}
+
+// loadPair reads a certificate and its key, the leaf parsed.
+func loadPair(certFile, keyFile string) (tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err == nil && cert.Leaf == nil { // GODEBUG=x509keypairleaf=0
+		cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	}
+	return cert, err
 }
 
 // sameFile reports whether a and b describe the same unchanged file.
