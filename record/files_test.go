@@ -307,8 +307,8 @@ func TestCloseAndBound(t *testing.T) {
 	}
 }
 
-// BenchmarkServeFile: GETs of one recorded segment over loopback, one
-// keep-alive client per goroutine: kept descriptors (ServeFile), a file
+// BenchmarkServeFile: GETs of one recorded file over loopback, 8 keep-alive
+// clients per CPU: kept descriptors (ServeFile), a file
 // opened per request (ServeFile without a Store), and the way before
 // (http.ServeFileFS on os.DirFS, which copies through user space).
 func BenchmarkServeFile(b *testing.B) {
@@ -337,6 +337,7 @@ func BenchmarkServeFile(b *testing.B) {
 				srv := httptest.NewServer(http.HandlerFunc(c.serve))
 				defer srv.Close()
 				b.SetBytes(int64(size))
+				b.SetParallelism(8) // clients enough to keep the server busy
 				b.RunParallel(func(pb *testing.PB) {
 					client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 					buf := make([]byte, 64<<10)
