@@ -167,9 +167,9 @@ func (st *Store) prune(parent string) {
 		err := os.RemoveAll(dir)
 		st.files.forget(dir) // one opened while it was deleted
 		if err != nil {
-			st.Logger.Warn("delete old recording", "dir", filepath.Join(parent, names[0]), "error", err)
+			st.Logger.Warn("delete old recording", "dir", dir, "error", err)
 		} else {
-			st.Logger.Info("deleted old recording", "dir", filepath.Join(parent, names[0]))
+			st.Logger.Info("deleted old recording", "dir", dir)
 		}
 		names = names[1:]
 	}
