@@ -119,9 +119,9 @@ type Segmenter struct {
 	final     []Rendition // the renditions of the finished window
 	ended     bool
 	closed    bool
-	base      int64 // 90 kHz offset added to every timestamp of the current Consume
-	last      int64 // highest video timestamp written, 90 kHz
-	discontAt []uint64 // muxer numbers of the segments that begin a new transcoder run
+	base      int64        // 90 kHz offset added to every timestamp of the current Consume
+	last      int64        // highest video timestamp written, 90 kHz
+	discontAt []uint64     // muxer numbers of the segments that begin a new transcoder run
 	mediaTime atomic.Int64 // highest video timestamp, 90 kHz
 
 	// Set by Start from Continue, fixed after: served media sequence

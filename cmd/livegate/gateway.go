@@ -36,9 +36,9 @@ type gateway struct {
 	dir     *cluster.Directory // with natsURL: the stream directory (its Advertise set by run when empty)
 	catalog *cluster.Catalog   // with natsURL: what web serves streams from
 	rooms   *chat.Server
-	pub    *ingest.Server
-	site   *web.Server
-	server *http.Server // its Handler is set by Start
+	pub     *ingest.Server
+	site    *web.Server
+	server  *http.Server // its Handler is set by Start
 
 	started []interface{ Close() } // what Start started, in order
 }
