@@ -202,8 +202,10 @@ func (b *broadcast) state(c segmenter.Continuity) []byte {
 }
 
 // Handoff implements ingest.Output: the segmenter stops without
-// finishing the playlists, the recording of what was made here is
-// finished, and the broadcast leaves the Hub (its recording is served).
+// finishing the playlists and the broadcast leaves the Hub; the recording
+// of what was made here is finished after Handoff returns (its thumbnail
+// takes an ffmpeg run: the state is wanted at once) and served from then
+// on. Hub.Close waits for it.
 func (b *broadcast) Handoff() []byte {
 	var still []byte
 	var rends []web.RenditionInfo
@@ -224,10 +226,14 @@ func (b *broadcast) Handoff() []byte {
 	ended := b.ended
 	b.mu.Unlock()
 	b.log.Info("stream handed off to another gateway", "sequence", c.Sequence)
-	if b.rec != nil {
-		b.finishRecording(ended, still, rends)
-	}
 	b.hub.drop(b)
+	if b.rec != nil {
+		b.hub.finishing.Add(1)
+		go func() {
+			defer b.hub.finishing.Done()
+			b.finishRecording(ended, still, rends)
+		}()
+	}
 	return out
 }
 

@@ -62,6 +62,8 @@ type Hub struct {
 	streams map[string]*broadcast
 	vods    map[string]*record.Recording // newest finished recording by stream, once looked up
 	closed  bool
+
+	finishing sync.WaitGroup // recordings of handed-off broadcasts being finished
 }
 
 // Start fills in the defaults, checks the settings and ffmpeg, and opens
@@ -228,6 +230,7 @@ func (h *Hub) Close() {
 	for _, b := range streams {
 		b.close()
 	}
+	h.finishing.Wait()
 }
 
 // InputFormat is ffmpeg's name of a publisher's container ("matroska",

@@ -355,8 +355,12 @@ func TestHandoff(t *testing.T) {
 	if a.Live("moving") || len(a.Names()) != 0 {
 		t.Errorf("the handed-off stream is still held: live %v, names %v", a.Live("moving"), a.Names())
 	}
-	if st := a.Stream("moving"); st == nil || !st.Info().Recording {
-		t.Error("the part made before the handoff is not served as a recording")
+	deadline := time.Now().Add(30 * time.Second) // finished after Handoff returned
+	for st := a.Stream("moving"); st == nil || !st.Info().Recording; st = a.Stream("moving") {
+		if time.Now().After(deadline) {
+			t.Fatal("the part made before the handoff is not served as a recording")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	next, err := b.Open("moving", false, &ingest.Resume{State: state, Exact: true})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +36,46 @@ func startJetStream(t *testing.T) string {
 	}
 	t.Cleanup(ns.Shutdown)
 	return ns.ClientURL()
+}
+
+// runLogged is runGateway, with the gateway's log shown when the test
+// fails.
+func runLogged(t *testing.T, name, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var lines []string
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("gateway %s log:\n%s", name, strings.Join(lines, "\n"))
+			mu.Unlock()
+		}
+	})
+	addr := ""
+	sc := bufio.NewScanner(stderr)
+	for addr == "" && sc.Scan() {
+		lines = append(lines, sc.Text())
+		if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatalf("gateway %s stopped before it listened:\n%s", name, strings.Join(lines, "\n"))
+	}
+	go func() {
+		for sc.Scan() {
+			mu.Lock()
+			lines = append(lines, sc.Text())
+			mu.Unlock()
+		}
+	}()
+	return cmd, addr
 }
 
 // publishAt is publishAs (WebM) to a WebSocket URL.
@@ -273,8 +315,8 @@ func TestClusterRollingRestart(t *testing.T) {
 	needTools(t)
 	nats := startJetStream(t)
 	bin := buildGateway(t)
-	procA, addrA := runGateway(t, bin, "--nats-url", nats)
-	_, addrB := runGateway(t, bin, "--nats-url", nats)
+	procA, addrA := runLogged(t, "A", bin, "--nats-url", nats)
+	_, addrB := runLogged(t, "B", bin, "--nats-url", nats)
 	B := "http://" + addrB
 
 	first := publishAt(t, "ws://"+addrA+"/ingest/roll", "640x360", 120)
@@ -291,6 +333,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	follow := followPlaylist(t, B+"/live/roll/360p/video1_stream.m3u8")
 
 	procA.Process.Signal(syscall.SIGTERM)
+	termAt := time.Now()
 	exited := make(chan error, 1)
 	go func() { exited <- procA.Wait() }()
 	var lastErr map[string]any
@@ -307,6 +350,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	if got := liveSession(t, second, 60*time.Second); got != session {
 		t.Errorf("session on B %q, want %q", got, session)
 	}
+	t.Logf("the publisher was live again on B %s after SIGTERM to A", time.Since(termAt))
 	select {
 	case err := <-exited:
 		if err != nil {
