@@ -281,11 +281,23 @@ func startNginx(t *testing.T, upstream string) *nginxEdge {
 			t.Fatal(err)
 		}
 	}
-	loc, err := os.ReadFile("nginx/locations.conf")
-	if err != nil {
-		t.Fatal(err)
+	// the repository's files, paths replaced as deploy/check.sh does
+	paths := [][2]string{
+		{"/etc/nginx/livegate/", dir + "/livegate/"},
+		{"/var/cache/nginx/livegate", dir + "/cache"},
+		{"/run/nginx-livegate-collapse.sock", dir + "/collapse.sock"},
 	}
-	os.WriteFile(filepath.Join(dir, "livegate", "locations.conf"), loc, 0o644)
+	for _, f := range []string{"locations.conf", "collapse.conf"} {
+		b, err := os.ReadFile(filepath.Join("nginx", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := string(b)
+		for _, r := range paths {
+			conf = strings.ReplaceAll(conf, r[0], r[1])
+		}
+		os.WriteFile(filepath.Join(dir, "livegate", f), []byte(conf), 0o644)
+	}
 	single, err := os.ReadFile("nginx/single.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -294,12 +306,10 @@ func startNginx(t *testing.T, upstream string) *nginxEdge {
 	for attempt := 0; attempt < 3; attempt++ {
 		port := freePort(t)
 		conf := string(single)
-		for _, r := range [][2]string{
-			{"/etc/nginx/livegate/", dir + "/livegate/"},
-			{"/var/cache/nginx/livegate", dir + "/cache"},
-			{"server 127.0.0.1:8080;", "server " + upstream + ";"},
-			{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
-		} {
+		for _, r := range append(paths[:2:2],
+			[2]string{"server 127.0.0.1:8080;", "server " + upstream + ";"},
+			[2]string{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
+		) {
 			if !strings.Contains(conf, r[0]) {
 				t.Fatalf("nginx/single.conf has no %q to replace", r[0])
 			}
@@ -317,7 +327,8 @@ pid %[3]s/nginx.pid;
 error_log %[3]s/error.log warn;
 events { worker_connections 8192; }
 http {
-	access_log off;
+	log_format edge '$server_addr $upstream_cache_status $request_time $status $uri?$args';
+	access_log %[3]s/access.log edge buffer=256k flush=1s;
 	client_body_temp_path %[3]s/tmp/body;
 	proxy_temp_path %[3]s/tmp/proxy;
 	fastcgi_temp_path %[3]s/tmp/fastcgi;

@@ -46,6 +46,25 @@ type probeStats struct {
 	versions int // distinct playlist versions (media playlists changed)
 	errors   int
 	lastErr  string
+	// gaps is the time between consecutive new parts of one playlist at
+	// the origin, as the prober saw them: 200 ms apiece when the stream is
+	// made in real time. A gap of more than 2 s is a stall of the origin
+	// itself, which no edge can hide.
+	gaps loadgen.Histogram
+	// stalls counts those, longest the longest gap.
+	stalls  int
+	longest time.Duration
+}
+
+// gap records the time between two new parts of a playlist.
+func (p *probeStats) gap(d time.Duration) {
+	p.gaps.Record(d)
+	if d > 2*time.Second {
+		p.mu.Lock()
+		p.stalls++
+		p.longest = max(p.longest, d)
+		p.mu.Unlock()
+	}
 }
 
 func (p *probeStats) add(requests, parts, versions int) {
@@ -127,6 +146,7 @@ func mediaPlaylists(mv *playlist.Multivariant) []string {
 func (p *prober) follow(ctx context.Context, mediaURL string) {
 	f := follower{LL: true, Back: 1 << 30} // the first reload: everything listed
 	var query, last string
+	var lastNew time.Time
 	started := false
 	for ctx.Err() == nil {
 		u := mediaURL
@@ -164,6 +184,12 @@ func (p *prober) follow(ctx context.Context, mediaURL string) {
 			if it.Part >= 0 && started { // the first reload's were made before
 				parts++
 			}
+		}
+		if parts > 0 {
+			if !lastNew.IsZero() {
+				p.Stats.gap(at.Sub(lastNew))
+			}
+			lastNew = at
 		}
 		started = true
 		p.Stats.add(0, parts, versions)

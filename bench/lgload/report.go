@@ -105,19 +105,27 @@ type streamReport struct {
 	// that appeared (every media playlist), the playlist versions (each
 	// new part makes one) and its own requests (playlists only), to
 	// subtract from the origin's request count.
-	PartsListed      int            `json:"parts_listed"`
-	PlaylistVersions int            `json:"playlist_versions"`
-	ProbeRequests    int            `json:"probe_requests"`
-	ProbeErrors      int            `json:"probe_errors"`
-	ProbeLastError   string         `json:"probe_last_error,omitempty"`
-	EdgeCache        map[string]int `json:"edge_cache,omitempty"` // X-Cache headers the viewers got (HIT, MISS, ...)
-	Chat             *chatReport    `json:"chat,omitempty"`       // with -chat
-	speeds           []float64
+	PartsListed      int `json:"parts_listed"`
+	PlaylistVersions int `json:"playlist_versions"`
+	ProbeRequests    int `json:"probe_requests"`
+	ProbeErrors      int `json:"probe_errors"`
+	// The time between new parts of a playlist at the origin (200 ms when
+	// the stream is made in real time), and the origin's own stalls (gaps
+	// over 2 s): the stalls no edge can hide.
+	ListingGapP50  float64        `json:"listing_gap_p50_ms"`
+	ListingGapP99  float64        `json:"listing_gap_p99_ms"`
+	ListingGapMax  float64        `json:"listing_gap_max_ms"`
+	OriginStalls   int            `json:"origin_stalls"`
+	OriginLongest  float64        `json:"origin_longest_stall_s"`
+	ProbeLastError string         `json:"probe_last_error,omitempty"`
+	EdgeCache      map[string]int `json:"edge_cache,omitempty"` // X-Cache headers the viewers got (HIT, MISS, ...)
+	Chat           *chatReport    `json:"chat,omitempty"`       // with -chat
+	speeds         []float64
 }
 
 // fill computes the per-stream and total figures.
 func (r *report) fill(streams []*stream, window time.Duration) {
-	var media, reloads, edge, delivery, chat loadgen.Histogram
+	var media, reloads, edge, delivery, gaps, chat loadgen.Histogram
 	tot := streamReport{Name: "total", Renditions: map[string]int{}}
 	var allSpeeds []float64
 	secs := window.Seconds()
@@ -157,7 +165,10 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 		s.probe.mu.Lock()
 		sr.PartsListed, sr.PlaylistVersions, sr.ProbeRequests = s.probe.parts, s.probe.versions, s.probe.requests
 		sr.ProbeErrors, sr.ProbeLastError = s.probe.errors, s.probe.lastErr
+		sr.OriginStalls, sr.OriginLongest = s.probe.stalls, round3(s.probe.longest.Seconds())
 		s.probe.mu.Unlock()
+		sr.setGaps(&s.probe.gaps)
+		gaps.Merge(&s.probe.gaps)
 		sr.setDelivery(&s.delivery)
 		delivery.Merge(&s.delivery)
 		sr.setRates(secs, &s.media, &s.reloads, &s.edge)
@@ -185,6 +196,8 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 		tot.PlaylistVersions += sr.PlaylistVersions
 		tot.ProbeRequests += sr.ProbeRequests
 		tot.ProbeErrors += sr.ProbeErrors
+		tot.OriginStalls += sr.OriginStalls
+		tot.OriginLongest = max(tot.OriginLongest, sr.OriginLongest)
 		if sr.ProbeLastError != "" {
 			tot.ProbeLastError = sr.ProbeLastError
 		}
@@ -215,6 +228,7 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 	}
 	tot.setRates(secs, &media, &reloads, &edge)
 	tot.setDelivery(&delivery)
+	tot.setGaps(&gaps)
 	if tot.Chat != nil {
 		tot.Chat.setLatency(&chat)
 	}
@@ -237,6 +251,11 @@ func (s *streamReport) setDelivery(h *loadgen.Histogram) {
 	s.DeliveryP50, s.DeliveryP99, s.DeliveryMax = loadgen.Ms(h.Quantile(0.5)), loadgen.Ms(h.Quantile(0.99)), loadgen.Ms(h.Max())
 }
 
+// setGaps fills the listing gap quantiles.
+func (s *streamReport) setGaps(h *loadgen.Histogram) {
+	s.ListingGapP50, s.ListingGapP99, s.ListingGapMax = loadgen.Ms(h.Quantile(0.5)), loadgen.Ms(h.Quantile(0.99)), loadgen.Ms(h.Max())
+}
+
 // printSummary writes a human summary of r.
 func printSummary(w io.Writer, r *report) {
 	fmt.Fprintf(w, "lgload: %d publishers x %d viewers (%s), %.1f s window, lgload used %.2f cores\n",
@@ -250,8 +269,9 @@ func printSummary(w io.Writer, r *report) {
 			s.EdgeP50, s.EdgeP99, s.Stalls, s.Errors)
 	}
 	for _, s := range rows {
-		fmt.Fprintf(w, "%-10s delivery after listing p50 %.0f ms p99 %.0f ms max %.0f ms, late (> %.0f ms) %d of %d; origin: %d parts, %d playlist versions listed, prober %d requests",
-			s.Name, s.DeliveryP50, s.DeliveryP99, s.DeliveryMax, r.Config.LateMs, s.Late, s.Delivered, s.PartsListed, s.PlaylistVersions, s.ProbeRequests)
+		fmt.Fprintf(w, "%-10s delivery after listing p50 %.0f ms p99 %.0f ms max %.0f ms, late (> %.0f ms) %d of %d; origin: %d parts, %d playlist versions listed (gaps p50 %.0f ms max %.0f ms, %d stalls), prober %d requests",
+			s.Name, s.DeliveryP50, s.DeliveryP99, s.DeliveryMax, r.Config.LateMs, s.Late, s.Delivered, s.PartsListed, s.PlaylistVersions,
+			s.ListingGapP50, s.ListingGapMax, s.OriginStalls, s.ProbeRequests)
 		if len(s.EdgeCache) > 0 {
 			keys := slices.Sorted(maps.Keys(s.EdgeCache))
 			var parts []string
