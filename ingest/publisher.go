@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ type publisher struct {
 
 	bytes   atomic.Int64
 	lagging atomic.Bool
+	clock   captureClock // only the reading goroutine uses it
 
 	endOnce sync.Once
 	ending  ending
@@ -152,9 +154,26 @@ func (p *publisher) read(fed chan struct{}) (run Run) {
 			return run
 		}
 		if typ == websocket.TextMessage {
-			var hello struct{ Type, Mime string }
-			if json.Unmarshal(data, &hello) == nil && hello.Type == "hello" {
-				p.log.Info("publisher hello", "mime", hello.Mime)
+			var msg struct {
+				Type, Mime string
+				Clock      float64 // hello: when media time zero was captured, ms since 1970 on the publisher's clock
+				T          float64 // clock: the publisher's clock when it sent the frame, ms since 1970
+			}
+			if json.Unmarshal(data, &msg) != nil {
+				continue
+			}
+			now := time.Now()
+			switch msg.Type {
+			case "hello":
+				p.log.Info("publisher hello", "mime", msg.Mime, "capture_clock", msg.Clock > 0)
+				p.clock.hello(msg.Clock, now)
+			case "clock":
+				p.clock.sample(msg.T, now)
+			}
+			if t, ok := p.clock.start(); ok && run != nil {
+				if c, ok := run.(Captured); ok {
+					c.CaptureStart(t)
+				}
 			}
 			continue
 		}
@@ -170,6 +189,11 @@ func (p *publisher) read(fed chan struct{}) (run Run) {
 					continue // need more of the header
 				}
 				return nil
+			}
+			if t, ok := p.clock.start(); ok {
+				if c, ok := run.(Captured); ok {
+					c.CaptureStart(t)
+				}
 			}
 			go p.feed(run, fed)
 			data, head = head, nil
@@ -314,6 +338,9 @@ type status struct {
 	Viewers  int     `json:"viewers"`
 	Buffered int     `json:"buffered"`
 	Lagging  bool    `json:"lagging"`
+	// ViewerLatency is how many seconds the viewers are behind the
+	// camera (the median of their reports), absent while none reported.
+	ViewerLatency *float64 `json:"viewer_latency,omitempty"`
 }
 
 func (p *publisher) status() []byte {
@@ -328,6 +355,12 @@ func (p *publisher) status() []byte {
 	}
 	if p.srv.Viewers != nil {
 		st.Viewers = p.srv.Viewers(p.st.name)
+	}
+	if p.srv.ViewerLatency != nil {
+		if v, ok := p.srv.ViewerLatency(p.st.name); ok {
+			v = math.Round(v*100) / 100
+			st.ViewerLatency = &v
+		}
 	}
 	st.Lagging = p.lagging.Load() && st.Buffered > p.srv.BufferBytes/2
 	if !st.Lagging {

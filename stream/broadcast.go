@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livegate/livegate/ingest"
@@ -51,7 +52,7 @@ type sample struct {
 
 func newBroadcast(h *Hub, name string, private bool) (*broadcast, error) {
 	b := &broadcast{hub: h, name: name, private: private, started: time.Now(), log: h.Logger.With("stream", name)}
-	b.seg = &segmenter.Segmenter{Variant: h.Variant, SegmentCount: h.SegmentCount, Logger: b.log}
+	b.seg = &segmenter.Segmenter{Variant: h.Variant, SegmentCount: h.SegmentCount, PartHoldBack: h.PartHoldBack, Logger: b.log}
 	if err := b.seg.Start(); err != nil {
 		return nil, err
 	}
@@ -92,7 +93,7 @@ func (b *broadcast) Transcode(c ingest.Container, width, height int) (ingest.Run
 	}
 	r := &run{proc: p, stdin: stdin, consumed: make(chan error, 1)}
 	go func() {
-		err := b.seg.Consume(stdout)
+		err := b.seg.ConsumeCaptured(stdout, r.captured)
 		if err != nil {
 			p.Close() // nobody reads its output any more
 		}
@@ -318,6 +319,19 @@ type run struct {
 	proc     *transcode.Process
 	stdin    io.WriteCloser
 	consumed chan error
+	capture  atomic.Pointer[time.Time] // when the run's media time zero was captured, once told
+}
+
+// CaptureStart implements ingest.Captured: the segments of this run are
+// dated from t (see segmenter.ConsumeCaptured).
+func (r *run) CaptureStart(t time.Time) { r.capture.Store(&t) }
+
+// captured is the run's segmenter.CaptureClock.
+func (r *run) captured() (time.Time, bool) {
+	if t := r.capture.Load(); t != nil {
+		return *t, true
+	}
+	return time.Time{}, false
 }
 
 func (r *run) Write(p []byte) (int, error) { return r.stdin.Write(p) }

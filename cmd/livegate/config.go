@@ -45,6 +45,7 @@ type config struct {
 
 	HLSVariant      string   `json:"hls_variant"`
 	HLSSegmentCount int      `json:"hls_segment_count"`
+	HLSPartHoldBack duration `json:"hls_part_hold_back"`
 	KeepEnded       duration `json:"keep_ended"`
 	LiveAllowOrigin string   `json:"live_allow_origin"`
 	StartWait       duration `json:"start_wait"`
@@ -76,6 +77,10 @@ type config struct {
 	ViewerWindow      duration `json:"viewer_window"`
 	MaxViewersTracked int      `json:"max_viewers_tracked"`
 	RecordingsListed  int      `json:"recordings_listed"`
+
+	LatencyReportInterval duration `json:"latency_report_interval"`
+	LatencyReportWindow   duration `json:"latency_report_window"`
+	LatencyReporters      int      `json:"latency_reporters"`
 }
 
 // rung is one rendition of the ladder in config units.
@@ -233,6 +238,8 @@ func (c *config) validate() error {
 		msg string
 	}{
 		{"hls_segment_count", c.HLSSegmentCount >= minSegments, fmt.Sprintf("at least %d for this variant", minSegments)},
+		{"hls_part_hold_back", c.HLSPartHoldBack >= duration(400*time.Millisecond) && c.HLSPartHoldBack <= duration(10*time.Second),
+			"between 400ms (twice the 200ms part) and 10s"},
 		{"keep_ended", c.KeepEnded >= duration(time.Second), "at least 1s"},
 		{"record_keep", c.RecordKeep >= 1, "at least 1"},
 		{"live_allow_origin", !strings.ContainsFunc(c.LiveAllowOrigin, func(r rune) bool { return r <= ' ' || r >= 0x7f }),
@@ -261,6 +268,9 @@ func (c *config) validate() error {
 		{"viewer_window", c.ViewerWindow >= duration(time.Second), "at least 1s"},
 		{"max_viewers_tracked", c.MaxViewersTracked > 0, "positive"},
 		{"recordings_listed", c.RecordingsListed > 0, "positive"},
+		{"latency_report_interval", c.LatencyReportInterval >= duration(time.Second), "at least 1s"},
+		{"latency_report_window", c.LatencyReportWindow >= c.LatencyReportInterval, "at least latency_report_interval"},
+		{"latency_reporters", c.LatencyReporters > 0, "positive"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

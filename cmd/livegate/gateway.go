@@ -40,7 +40,7 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 	g := &gateway{listen: c.Listen, data: c.Data, natsURL: c.NATSURL}
 	g.hub = &stream.Hub{
 		Ladder: c.transcodeLadder(), FFmpeg: c.FFmpeg, Variant: variant,
-		SegmentCount: c.HLSSegmentCount, KeepEnded: time.Duration(c.KeepEnded),
+		SegmentCount: c.HLSSegmentCount, PartHoldBack: time.Duration(c.HLSPartHoldBack), KeepEnded: time.Duration(c.KeepEnded),
 		RecordKeep: c.RecordKeep, Logger: log,
 	}
 	if c.Data != "" && c.Record {
@@ -64,7 +64,9 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 	}
 	g.site = &web.Server{Catalog: g.hub, Chat: g.rooms, AllowOrigin: c.LiveAllowOrigin,
 		StartWait: time.Duration(c.StartWait), ViewerWindow: time.Duration(c.ViewerWindow),
-		MaxViewersTracked: c.MaxViewersTracked, RecordingsListed: c.RecordingsListed, Logger: log}
+		MaxViewersTracked: c.MaxViewersTracked, RecordingsListed: c.RecordingsListed,
+		LatencyInterval: time.Duration(c.LatencyReportInterval), LatencyWindow: time.Duration(c.LatencyReportWindow),
+		LatencyReporters: c.LatencyReporters, Logger: log}
 	g.pub = &ingest.Server{
 		Backend:        g.hub,
 		Auth:           &access.Policy{Keys: c.PublishKeys},
@@ -76,6 +78,7 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		StatusInterval: time.Duration(c.IngestStatusInterval),
 		CheckOrigin:    origins,
 		Viewers:        g.site.Viewers,
+		ViewerLatency:  g.site.ViewerLatency,
 		Logger:         log.With("component", "ingest"),
 	}
 	g.site.Publisher = g.pub
