@@ -34,7 +34,7 @@ type options struct {
 	jsonPath      string
 	skipBrowser   bool
 	skipReference bool
-	skipExternal  bool // no pass with a default hls.js page on another origin
+	skipExternal  bool   // no pass with a default hls.js page on another origin
 	gateway       string // binary; "" builds ./cmd/livegate
 	config        string // gateway --config; "" for its defaults
 	addr          string // a gateway already running on loopback; "" starts one
