@@ -128,9 +128,20 @@ func gatewayPassPage(ctx context.Context, o options, addr, stream, codec string,
 	}
 	defer in.Close()
 	base := "http://" + addr
+	hello := false
 	ep := endpoint{
-		name:     "livegate",
-		send:     in.Send,
+		name: "livegate",
+		// the capture clock: media time zero is the first byte sent, as
+		// for the listing delays
+		send: func(b []byte) error {
+			if !hello {
+				hello = true
+				if err := in.Hello("video/webm", time.Now()); err != nil {
+					return err
+				}
+			}
+			return in.Send(b)
+		},
 		finish:   in.Close,
 		playable: masterPlayable(&http.Client{}, base+"/live/"+stream+"/index.m3u8"),
 		blocking: true,
