@@ -134,7 +134,9 @@
       recorder.ondataavailable = (e) => { if (e.data && e.data.size && ws.readyState === 1) { ws.send(e.data); sentBytes += e.data.size; connSent += e.data.size; } };
       recorder.start(100);
       // the hello still comes first: the first chunk follows 100 ms later
-      ws.send(JSON.stringify({ type: "hello", mime: state.mime, clock: Date.now() }));
+      const clock = Date.now();
+      window.__livegate.clock0 = clock;
+      ws.send(JSON.stringify({ type: "hello", mime: state.mime, clock }));
       if (!adapting) say(reconnects ? "Reconnected, live again." : "Connected, starting…", "state-live");
       adapting = false;
     };
