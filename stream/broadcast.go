@@ -53,6 +53,11 @@ type sample struct {
 func newBroadcast(h *Hub, name string, private bool) (*broadcast, error) {
 	b := &broadcast{hub: h, name: name, private: private, started: time.Now(), log: h.Logger.With("stream", name)}
 	b.seg = &segmenter.Segmenter{Variant: h.Variant, SegmentCount: h.SegmentCount, PartHoldBack: h.PartHoldBack, Logger: b.log}
+	if f := h.Ladder.FirstSegment; f > 0 && f < time.Second {
+		// the muxers cut at each keyframe at least this far from the last
+		// cut: the short first segment, then every second
+		b.seg.SegmentDuration = f
+	}
 	if err := b.seg.Start(); err != nil {
 		return nil, err
 	}

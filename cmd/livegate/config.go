@@ -46,6 +46,7 @@ type config struct {
 	HLSVariant      string   `json:"hls_variant"`
 	HLSSegmentCount int      `json:"hls_segment_count"`
 	HLSPartHoldBack duration `json:"hls_part_hold_back"`
+	HLSFirstSegment duration `json:"hls_first_segment"`
 	KeepEnded       duration `json:"keep_ended"`
 	LiveAllowOrigin string   `json:"live_allow_origin"`
 	StartWait       duration `json:"start_wait"`
@@ -240,6 +241,8 @@ func (c *config) validate() error {
 		{"hls_segment_count", c.HLSSegmentCount >= minSegments, fmt.Sprintf("at least %d for this variant", minSegments)},
 		{"hls_part_hold_back", c.HLSPartHoldBack >= duration(400*time.Millisecond) && c.HLSPartHoldBack <= duration(10*time.Second),
 			"between 400ms (twice the 200ms part) and 10s"},
+		{"hls_first_segment", c.HLSFirstSegment == 0 || c.HLSFirstSegment >= duration(200*time.Millisecond) && c.HLSFirstSegment <= duration(time.Second),
+			"0s, or between 200ms and 1s"},
 		{"keep_ended", c.KeepEnded >= duration(time.Second), "at least 1s"},
 		{"record_keep", c.RecordKeep >= 1, "at least 1"},
 		{"live_allow_origin", !strings.ContainsFunc(c.LiveAllowOrigin, func(r rune) bool { return r <= ' ' || r >= 0x7f }),
@@ -281,7 +284,8 @@ func (c *config) validate() error {
 }
 
 func (c *config) transcodeLadder() transcode.Ladder {
-	l := transcode.Ladder{AudioBitrate: c.AudioKbps * 1000, FrameRate: c.FrameRate, Preset: c.X264Preset}
+	l := transcode.Ladder{AudioBitrate: c.AudioKbps * 1000, FrameRate: c.FrameRate, Preset: c.X264Preset,
+		FirstSegment: time.Duration(c.HLSFirstSegment)}
 	for _, r := range c.Ladder {
 		l.Renditions = append(l.Renditions, transcode.Rendition{
 			Name: r.Name, Height: r.Height, VideoBitrate: r.VideoKbps * 1000,
