@@ -192,6 +192,7 @@ const fig = (r) => {
   const b = r.best || {};
   return {
     joined: r.connected,
+    closed_joining: r.closes_joining,
     connect_s: r.connect_seconds + r.settle_seconds,
     delivered_per_sec: b.delivered_per_sec || 0,
     peak_per_sec: Math.max(0, ...(r.steps || []).map((x) => x.delivered_per_sec)),
@@ -245,6 +246,7 @@ fs.writeFileSync(reportPath, JSON.stringify(out, null, 2) + '\n');
 const num = (v, d = 0) => (v === undefined || v === null ? '-' : Number(v).toFixed(d));
 const rows = [
   ['clients joined', (x) => `${x.joined}/${clients}`, null],
+  ['closed while joining', (x) => num(x.closed_joining), null],
   ['join + settle (s)', (x) => num(x.connect_s, 1), null],
   ['max delivered msgs/s', (x) => num(x.delivered_per_sec), ratios.delivered_per_sec],
   ['  at rate (msg/s)', (x) => num(x.rate), null],

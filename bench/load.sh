@@ -29,6 +29,8 @@ out=${OUT_DIR:-$(mktemp -d -t lgload-XXXXXX)}
 mkdir -p "$out"
 go build -o "$out/livegate" ./cmd/livegate
 go build -o "$out/lgload" ./bench/lgload
+# the streams scenarios go past the cores (max_streams' default)
+echo '{"max_streams": 100}' >"$out/gateway.json"
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 free -h | sed -n 1,2p
@@ -64,7 +66,7 @@ scenario() {
 	shift
 	local port
 	port=$(free_port)
-	"$out/livegate" --listen "127.0.0.1:$port" >"$out/$name.gateway.log" 2>&1 &
+	"$out/livegate" --listen "127.0.0.1:$port" --config "$out/gateway.json" >"$out/$name.gateway.log" 2>&1 &
 	gw_pid=$!
 	for _ in $(seq 100); do
 		curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break

@@ -1,3 +1,8 @@
+//go:build linux
+
+// The benchmark scripts read Linux's /proc (CPU times, cpuinfo, loadavg), so
+// their smoke tests run on Linux only.
+
 package bench
 
 import (
@@ -64,14 +69,32 @@ func readJSON(t *testing.T, path string, v any) {
 
 func TestDeliverySmoke(t *testing.T) {
 	dir := smoke(t, "delivery.sh", []string{"ffmpeg", "python3", "curl", "nginx"})
-	for _, name := range []string{"livegate", "nginx"} {
-		var r struct {
-			URLs, Requests, Errors int
-			RequestsPerS           float64 `json:"requests_per_s"`
+	type figures map[string]any
+	var report struct {
+		Modes map[string]struct {
+			Livegate, Nginx figures
+			Ratio           figures `json:"livegate/nginx"`
 		}
-		readJSON(t, filepath.Join(dir, "out", name+".1.json"), &r)
-		if r.URLs < 2 || r.Requests == 0 || r.Errors != 0 || r.RequestsPerS <= 0 {
-			t.Errorf("%s: %+v; want requests for the init segment and segments, no errors", name, r)
+	}
+	readJSON(t, filepath.Join(dir, "report.json"), &report)
+	keys := []string{"requests_per_s", "mb_per_s", "p50_ms", "p99_ms", "server_us_per_request"}
+	for _, mode := range []string{"ended", "recording", "live-segments", "live-parts"} {
+		for _, name := range []string{"livegate", "nginx"} {
+			var r struct {
+				URLs, Requests, Errors int
+			}
+			readJSON(t, filepath.Join(dir, "out", mode, name+".1.json"), &r)
+			if r.URLs < 2 || r.Requests == 0 || r.Errors != 0 {
+				t.Errorf("%s %s: %+v; want requests for at least 2 files, no errors", mode, name, r)
+			}
+		}
+		m := report.Modes[mode]
+		for side, fig := range map[string]figures{"livegate": m.Livegate, "nginx": m.Nginx, "livegate/nginx": m.Ratio} {
+			for _, k := range keys {
+				if _, ok := fig[k]; !ok {
+					t.Errorf("report: %s %s %s missing", mode, side, k)
+				}
+			}
 		}
 	}
 }

@@ -92,6 +92,11 @@ if [ ! -s "$input" ]; then
 	mv "$input.part" "$input"
 fi
 mapfile -t targs < <("$out/livegate" --print-ffmpeg-args 1280x720)
+# as many streams as the passes publish (max_streams defaults to the cores);
+# a gateway built before max_streams existed has no such bound
+echo '{"max_streams": 100}' >"$out/gateway.json"
+gwconf=()
+"$out/livegate" --config "$out/gateway.json" --print-config >/dev/null 2>&1 && gwconf=(--config "$out/gateway.json")
 printf '%s\n' "${targs[@]}" >"$out/ffmpeg-args.txt"
 
 machine="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -h | awk '/^Mem:/ {print $2}') RAM, $(ffmpeg -version | head -1 | cut -d' ' -f1-3)"
@@ -152,7 +157,7 @@ livegate_pass() {
 	local n=$1 d=$2 port gw base i m
 	port=$(free_port)
 	base=http://127.0.0.1:$port
-	"$out/livegate" --listen "127.0.0.1:$port" >"$d/gateway.log" 2>&1 &
+	"$out/livegate" --listen "127.0.0.1:$port" "${gwconf[@]}" >"$d/gateway.log" 2>&1 &
 	gw=$!
 	pids+=("$gw")
 	for _ in $(seq 100); do curl -sf "$base/healthz" >/dev/null 2>&1 && break; sleep 0.1; done

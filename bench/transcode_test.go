@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package bench holds the benchmark scripts; its tests run short smoke
 // passes of them (each must run and produce its report), never timed
 // assertions: the figures go in BENCHMARKS.md.

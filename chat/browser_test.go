@@ -124,7 +124,7 @@ func TestBrowserPanel(t *testing.T) {
 	browser := panelBrowser(t)
 	var current atomic.Pointer[Server] // the room server; replaced to test reconnection
 	newServer := func() *Server {
-		s := &Server{RatePerSecond: 1000, Burst: 1000, CheckOrigin: func(r *http.Request) bool {
+		s := &Server{RatePerSecond: 1000, Burst: 1000, PresenceLimit: 2, CheckOrigin: func(r *http.Request) bool {
 			return r.Header.Get("Origin") == "http://"+r.Host
 		}}
 		if err := s.Start(); err != nil {
@@ -221,6 +221,30 @@ func TestBrowserPanel(t *testing.T) {
 		bob.do(`q("chat-jump").click()`)
 		alice.say("back at the bottom")
 		bob.until("following again", `(() => { const l = q("chat-log"); return texts(".chat-msg").some((s) => s.endsWith("back at the bottom")) && l.scrollHeight - l.scrollTop - l.clientHeight < 5 })()`)
+	})
+
+	t.Run("a big room's presence summaries", func(t *testing.T) {
+		// over PresenceLimit (2), joins and leaves come as summaries: the
+		// count and list follow, without notices
+		var guests []*client
+		for _, name := range []string{"carol", "dave"} {
+			c := dial(t, hs, "chat/party")
+			c.send(map[string]string{"type": "join", "name": name})
+			c.expect("welcome")
+			guests = append(guests, c)
+		}
+		for _, b := range []*tab{alice, bob} {
+			b.until("4 online", `q("chat-count").textContent === "4 online" && texts("[data-testid=chat-users] li").join() === "al,carol,dave,robert"`)
+		}
+		guests[1].conn.Close()
+		for _, b := range []*tab{alice, bob} {
+			b.until("3 online", `q("chat-count").textContent === "3 online" && texts("[data-testid=chat-users] li").join() === "al,carol,robert"`)
+			if v := b.eval(`texts(".chat-notice").filter((s) => /carol|dave/.test(s)).join()`); v != "" {
+				t.Fatalf("%s: notices in a big room: %v", b.name, v)
+			}
+		}
+		guests[0].conn.Close() // back to 2: a leave event again
+		alice.until("carol's leave notice", `texts(".chat-notice").includes("carol left") && q("chat-count").textContent === "2 online"`)
 	})
 
 	t.Run("reconnect", func(t *testing.T) {

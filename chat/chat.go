@@ -45,8 +45,8 @@ type Server struct {
 	Bus Bus
 	// MaxTextRunes is the longest message text; default 500.
 	MaxTextRunes int
-	// MaxFrameBytes is the largest frame a client may send (bigger: close
-	// 1009); default 4096.
+	// MaxFrameBytes is the largest message a client may send (bigger: an
+	// error too_long, then close 1009); default 4096.
 	MaxFrameBytes int64
 	// HistorySize is how many recent messages a newcomer gets; default 50.
 	HistorySize int

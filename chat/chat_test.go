@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -449,5 +450,176 @@ func TestFlushScaling(t *testing.T) {
 		if m := alice.expect("message"); m["text"] != fmt.Sprint("m", i) {
 			t.Fatalf("message %d: %v", i, m)
 		}
+	}
+}
+
+// TestJoinStorm joins many members at once and then lets them all leave,
+// watched by the first member. No one may lose their seat: a batch of
+// events is one write for the slow-reader bound, however many events it
+// holds (with SendQueue 2, counting events would drop the watcher at its
+// first batch). A room of at most PresenceLimit members gets a join or
+// leave event for each; a bigger one a presence summary instead, at most
+// one per flush, whose counts add up.
+func TestJoinStorm(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		members       int // joining after the watcher
+		presenceLimit int
+	}{
+		{"events, batched", 60, 1000},
+		{"summaries", 150, 20},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const flush = 100 * time.Millisecond
+			s := &Server{SendQueue: 2, PresenceLimit: c.presenceLimit, FlushInterval: flush, FlushPerConn: time.Second}
+			hs := startServer(t, s)
+			watcher, _ := join(t, hs, "r", "watcher")
+			type tally struct{ joins, leaves, joined, left, summaries, count int }
+			var got tally
+			// read returns once the room's count reaches want
+			read := func(want int) {
+				t.Helper()
+				for got.count != want {
+					m := watcher.next()
+					switch m["type"] {
+					case "join":
+						got.joins++
+					case "leave":
+						got.leaves++
+					case "presence":
+						got.summaries++
+						got.joined += int(m["joined"].(float64))
+						got.left += int(m["left"].(float64))
+						for _, k := range []string{"joined_users", "left_users"} {
+							if us, _ := m[k].([]any); len(us) > presenceNames || len(us) == 0 && m[k] != nil {
+								t.Fatalf("%s: %v", k, m)
+							}
+						}
+					default:
+						t.Fatalf("watcher got %v", m)
+					}
+					if m["type"] != "presence" && m["count"].(float64) > float64(c.presenceLimit) {
+						t.Fatalf("a %s event in a room of %v over the limit %d", m["type"], m["count"], c.presenceLimit)
+					}
+					got.count = int(m["count"].(float64))
+				}
+			}
+
+			start := time.Now()
+			clients := make([]*client, c.members)
+			var wg sync.WaitGroup
+			for i := range clients {
+				wg.Go(func() {
+					conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/r", nil)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					conn.WriteJSON(map[string]string{"type": "join", "name": fmt.Sprint("m", i)})
+					clients[i] = &client{t, conn}
+					go func() { // read everything, as a client does
+						for {
+							if _, _, err := conn.ReadMessage(); err != nil {
+								return
+							}
+						}
+					}()
+				})
+			}
+			wg.Wait()
+			read(c.members + 1)
+			joinedIn := time.Since(start)
+			if got.joins+got.joined != c.members || got.leaves+got.left != 0 {
+				t.Fatalf("after the joins: %+v, want %d joins in all", got, c.members)
+			}
+			if max := int(joinedIn/flush) + 2; got.summaries > max {
+				t.Errorf("%d summaries in %s: more than one a flush", got.summaries, joinedIn)
+			}
+			if c.members+1 > c.presenceLimit && (got.summaries == 0 || got.joins != c.presenceLimit-1) {
+				t.Errorf("%+v: want a join event up to %d members, summaries beyond", got, c.presenceLimit)
+			}
+			if n := s.Users("r"); n != c.members+1 {
+				t.Fatalf("%d members, want %d: someone was dropped", n, c.members+1)
+			}
+
+			got = tally{count: got.count}
+			for _, cl := range clients {
+				cl.conn.Close()
+			}
+			read(1)
+			if got.leaves+got.left != c.members || got.joins+got.joined != 0 {
+				t.Fatalf("after the leaves: %+v, want %d leaves in all", got, c.members)
+			}
+		})
+	}
+}
+
+// TestSlowReaderCountsWrites: what waits for a slow reader is counted in
+// writes, a flush of the room's events (however many) being one. A
+// watcher that stops reading, with small socket buffers, gets batches of
+// 250 big messages, one flush each (the test flushes; the room would wait
+// an hour): the first blocks its writer; with SendQueue 3, three more may
+// wait (counted in frames, the second would already be 250 of 3), and a
+// fourth drops the watcher.
+func TestSlowReaderCountsWrites(t *testing.T) {
+	for _, c := range []struct {
+		batches int
+		dropped bool
+	}{{4, false}, {5, true}} {
+		t.Run(fmt.Sprint(c.batches, " batches"), func(t *testing.T) {
+			s := &Server{SendQueue: 3, FlushInterval: time.Hour, FlushPerConn: time.Hour, RatePerSecond: 1e6, Burst: 1e6,
+				WriteTimeout: time.Minute}
+			hs := startServer(t, s)
+			d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				if err == nil {
+					c.(*net.TCPConn).SetReadBuffer(64 << 10)
+				}
+				return c, err
+			}}
+			conn, _, err := d.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/r", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			watcher := &client{t, conn}
+			watcher.send(map[string]string{"type": "join", "name": "watcher"})
+			watcher.expect("welcome")
+			for _, m := range s.room("r").localMembers() {
+				m.nc.Conn.(*net.TCPConn).SetWriteBuffer(64 << 10)
+			}
+			talker, _ := join(t, hs, "r", "talker")
+			go func() { // the talker reads its echoes
+				talker.conn.SetReadDeadline(time.Time{})
+				for {
+					if _, _, err := talker.conn.ReadMessage(); err != nil {
+						return
+					}
+				}
+			}()
+			const perBatch = 250 // 375 KB: more than the socket buffers hold
+			text := strings.Repeat("€", 490)
+			for b := range c.batches {
+				for i := range perBatch {
+					talker.send(map[string]string{"type": "message", "text": fmt.Sprint(b, " ", i, text)})
+				}
+				r := s.room("r")
+				eventually(t, "the batch", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.out) >= perBatch })
+				r.mu.Lock()
+				r.flush()
+				r.mu.Unlock()
+			}
+			if c.dropped {
+				eventually(t, "the watcher to be dropped", func() bool { return s.Users("r") == 1 })
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+			if n := s.Users("r"); n != 2 {
+				t.Fatalf("%d members: the watcher was dropped", n)
+			}
+			for range c.batches * perBatch {
+				watcher.expect("message")
+			}
+		})
 	}
 }

@@ -22,20 +22,24 @@ const writevMax = 64
 //
 // Collected frames are kept, not copied (they are prepared messages,
 // encoded once for every member, or control frames gorilla allocates for
-// each write), except while copying is set: a message written with
-// WriteMessage passes through gorilla's pooled write buffer. A write from
-// elsewhere than the writer (gorilla's own close frame on a protocol error)
-// calls kick, which starts the writer.
+// each write), except while a message of the member's own is written
+// (copying): gorilla's WriteMessage frames its head in a pooled write
+// buffer, which another connection may reuse before the flush, and passes
+// the rest of the message on as it is; that tail (of own) is kept. The first
+// write after a flush calls kick, which starts the writer unless it runs:
+// a write from elsewhere than the writer (gorilla's own close frame on a
+// protocol error) is flushed too.
 type flushConn struct {
 	net.Conn
 
 	mu      sync.Mutex
 	kick    func() // set by start; nil: write through
 	copying bool
+	own     []byte // while copying: the message being written
 	bufs    net.Buffers
 }
 
-// start makes writes collect, each followed by kick.
+// start makes writes collect; the first after a flush calls kick.
 func (c *flushConn) start(kick func()) {
 	c.mu.Lock()
 	c.kick = kick
@@ -50,12 +54,15 @@ func (c *flushConn) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 		return c.Conn.Write(p)
 	}
-	if c.copying {
+	if c.copying && !isTail(p, c.own) {
 		p = bytes.Clone(p)
 	}
+	first := len(c.bufs) == 0
 	c.bufs = append(c.bufs, p)
 	c.mu.Unlock()
-	kick()
+	if first {
+		kick()
+	}
 	return len(p), nil
 }
 
@@ -70,18 +77,25 @@ func (c *flushConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(t)
 }
 
-// setCopying says whether the writes that follow must be copied.
-func (c *flushConn) setCopying(on bool) {
+// setCopying says whether the writes that follow must be copied, but for
+// the tail of own.
+func (c *flushConn) setCopying(on bool, own []byte) {
 	c.mu.Lock()
-	c.copying = on
+	c.copying, c.own = on, own
 	c.mu.Unlock()
+}
+
+// isTail reports whether p is the end of b, in b's own memory.
+func isTail(p, b []byte) bool {
+	return len(p) > 0 && len(p) <= len(b) && &p[len(p)-1] == &b[len(b)-1]
 }
 
 // pending reports whether frames wait for a flush.
 func (c *flushConn) pending() bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.bufs) > 0
+	n := len(c.bufs)
+	c.mu.Unlock()
+	return n > 0
 }
 
 // flush writes the collected frames within timeout: with writev on a TCP

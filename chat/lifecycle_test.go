@@ -1,8 +1,11 @@
 package chat
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -227,5 +230,105 @@ func TestWelcomeCarriesTheTextLimit(t *testing.T) {
 	_, w := join(t, hs, "r", "a")
 	if w["max_text"] != 140.0 {
 		t.Fatalf("max_text %v, want 140", w["max_text"])
+	}
+}
+
+// TestCloseWhileSending closes connections whose clients keep sending
+// and read late: each must still read everything the server sent, the
+// error frame (if any) and the close frame with its code. A client that
+// reads late leaves the server's last frames in its socket's send queue;
+// closing a socket with unread bytes in its receive queue sends a reset
+// and discards that send queue, so the client would see 1006. So after its
+// close frame the server reads (and drops) what comes until the client's
+// answer (or closeGrace). Repeated, since a reset only sometimes wins.
+func TestCloseWhileSending(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		first   func(*websocket.Conn) error // sent once after the backlog, before the flood
+		flood   string                      // then sent over and over
+		code    int                         // the close code expected
+		errCode string                      // the last text frame before it, an error; "": a message
+		all     bool                        // every echo comes before the close
+	}{
+		{"too many violations", nil, `{"type":"dance"}`, websocket.ClosePolicyViolation, "bad_request", true},
+		{"frame too big", func(c *websocket.Conn) error {
+			return c.WriteMessage(websocket.TextMessage, []byte(`{"type":"message","text":"`+strings.Repeat("x", 8000)+`"}`))
+		}, `{"type":"dance"}`, websocket.CloseMessageTooBig, "too_long", true},
+		{"protocol error", func(c *websocket.Conn) error {
+			_, err := c.UnderlyingConn().Write([]byte{0x83, 0x80, 0, 0, 0, 0}) // reserved opcode 3, masked, empty
+			return err
+		}, `{"type":"dance"}`, websocket.CloseProtocolError, "", false}, // gorilla's close frame overtakes the echoes
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Server{MaxViolations: 5, RatePerSecond: 1e6, Burst: 1e6, SendQueue: 10000}
+			hs := startServer(t, s)
+			d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				if err == nil {
+					c.(*net.TCPConn).SetReadBuffer(65536)
+				}
+				return c, err
+			}}
+			text := strings.Repeat("y", 500)
+			for i := range 10 {
+				conn, _, err := d.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/r", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cl := &client{t, conn}
+				cl.send(map[string]string{"type": "join", "name": fmt.Sprint("n", i)})
+				cl.expect("welcome")
+				// a backlog of echoes that the client leaves unread for a while
+				for range 200 {
+					cl.send(map[string]string{"type": "message", "text": text})
+				}
+				if c.first != nil {
+					if err := c.first(conn); err != nil {
+						t.Fatal(err)
+					}
+				}
+				flooding := make(chan struct{})
+				go func() { // until the client answers the server's close frame
+					defer close(flooding)
+					for conn.WriteMessage(websocket.TextMessage, []byte(c.flood)) == nil {
+					}
+				}()
+				time.Sleep(100 * time.Millisecond)
+				var last map[string]any
+				echoes := 0
+				conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				for {
+					_, msg, err := conn.ReadMessage()
+					var ce *websocket.CloseError
+					if errors.As(err, &ce) {
+						if ce.Code != c.code {
+							t.Fatalf("round %d: close %d (%v) after %d of 200 echoes, want %d", i, ce.Code, err, echoes, c.code)
+						}
+						break
+					}
+					if err != nil {
+						t.Fatalf("round %d: read: %v after %d of 200 echoes, want close %d", i, err, echoes, c.code)
+					}
+					last = map[string]any{}
+					json.Unmarshal(msg, &last)
+					if last["type"] == "message" {
+						echoes++
+					}
+				}
+				if c.all && echoes != 200 {
+					t.Fatalf("round %d: %d of 200 echoes", i, echoes)
+				}
+				if c.errCode != "" && (last["type"] != "error" || last["code"] != c.errCode) {
+					t.Fatalf("round %d: last frame before the close %v, want error %s", i, last, c.errCode)
+				}
+				conn.Close()
+				<-flooding
+			}
+			eventually(t, "every connection to end", func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return len(s.conns) == 0
+			})
+		})
 	}
 }

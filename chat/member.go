@@ -73,7 +73,7 @@ func (m *member) send(it outItem) {
 		m.closed = true
 		m.queue = nil
 		m.nc.Close() // a slow reader never holds the room back
-		m.srv.Logger.Debug("chat: slow reader dropped", "room", m.roomName, "user", m.user.ID)
+		m.srv.Logger.Debug("chat: slow reader dropped", "room", m.roomName)
 		return
 	}
 	m.queue = append(m.queue, it)
@@ -115,39 +115,56 @@ func (m *member) closeWith(code int, reason string) {
 func (m *member) write() {
 	defer m.writer.Done()
 	for {
-		m.mu.Lock()
-		items := m.queue
-		m.queue = nil
-		if m.closed || len(items) == 0 && !m.nc.pending() {
-			m.writing = false
-			m.mu.Unlock()
+		items, ok := m.take()
+		if !ok {
 			return
 		}
-		m.mu.Unlock()
-		closing := false
-		for _, it := range items {
-			m.encode(it) // an error here is gorilla's own close, already sent
-			closing = closing || it.ctl == websocket.CloseMessage
+		for i := range items {
+			m.encode(&items[i]) // an error here is gorilla's own close, already sent
 		}
-		err := m.nc.flush(m.srv.WriteTimeout)
-		if err != nil || closing {
-			m.mu.Lock()
-			m.closed = true
-			m.writing = false
-			m.queue = nil
-			m.mu.Unlock()
-			if err != nil {
-				m.nc.Close()
-			} else {
-				m.nc.SetReadDeadline(time.Now().Add(closeGrace))
-			}
+		if !m.flush(len(items) > 0 && items[len(items)-1].ctl == websocket.CloseMessage) {
 			return
 		}
 	}
 }
 
+// take takes the queue for a writer round; false: nothing waits (neither
+// in the queue nor in m.nc), the writer ends.
+func (m *member) take() ([]outItem, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	items := m.queue
+	m.queue = nil
+	if m.closed || len(items) == 0 && !m.nc.pending() {
+		m.writing = false
+		return nil, false
+	}
+	return items, true
+}
+
+// flush sends what a round framed; false: the writer ends, the connection
+// being done for (a failed write, or a close frame sent: its socket closes
+// once the client answers, or after closeGrace).
+func (m *member) flush(closing bool) bool {
+	err := m.nc.flush(m.srv.WriteTimeout)
+	if err == nil && !closing {
+		return true
+	}
+	m.mu.Lock()
+	m.closed = true
+	m.writing = false
+	m.queue = nil
+	m.mu.Unlock()
+	if err != nil {
+		m.nc.Close()
+	} else {
+		m.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	}
+	return false
+}
+
 // encode frames one queued write into m.nc.
-func (m *member) encode(it outItem) error {
+func (m *member) encode(it *outItem) error {
 	switch {
 	case it.batch != nil:
 		for _, pm := range it.batch {
@@ -157,9 +174,10 @@ func (m *member) encode(it outItem) error {
 		}
 		return nil
 	case it.text != nil:
-		m.nc.setCopying(true)
-		defer m.nc.setCopying(false)
-		return m.conn.WriteMessage(websocket.TextMessage, it.text)
+		m.nc.setCopying(true, it.text)
+		err := m.conn.WriteMessage(websocket.TextMessage, it.text)
+		m.nc.setCopying(false, nil)
+		return err
 	default:
 		return m.conn.WriteControl(it.ctl, it.data, time.Now().Add(m.srv.WriteTimeout))
 	}

@@ -156,3 +156,50 @@ func TestLateGatewayGetsHistory(t *testing.T) {
 		t.Fatalf("history after a new message: %d messages, want 6", n)
 	}
 }
+
+// TestBigRoomAcrossGateways: a gateway applies the presence limit to the
+// members of other gateways too: their joins and leaves, over the limit,
+// reach its members as summaries.
+func TestBigRoomAcrossGateways(t *testing.T) {
+	url := startNATS(t)
+	s1, _ := natsGateway(t, url)
+	s2, _ := natsGateway(t, url)
+	s1.PresenceLimit, s2.PresenceLimit = 3, 3
+	hs1, hs2 := startServer(t, s1), startServer(t, s2)
+	alice, _ := join(t, hs1, "show", "alice")
+	eventually(t, "gateway 2 to see alice", func() bool { return s2.Users("show") == 1 })
+
+	// count follows alice's view until it reaches want; it returns the
+	// joins and leaves she was told of, one by one and summed up
+	count := 1
+	follow := func(want int) (events, summed int) {
+		t.Helper()
+		for count != want {
+			m := alice.next()
+			switch m["type"] {
+			case "join", "leave":
+				events++
+			case "presence":
+				summed += int(m["joined"].(float64)) + int(m["left"].(float64))
+			default:
+				t.Fatalf("alice got %v", m)
+			}
+			count = int(m["count"].(float64))
+		}
+		return events, summed
+	}
+	var others []*client
+	for i := range 8 {
+		c, _ := join(t, hs2, "show", fmt.Sprint("m", i))
+		others = append(others, c)
+	}
+	if events, summed := follow(9); events != 2 || summed != 6 {
+		t.Fatalf("joins: %d events and %d in summaries, want 2 (to 3 members) and 6", events, summed)
+	}
+	for _, c := range others {
+		c.conn.Close()
+	}
+	if events, summed := follow(1); events+summed != 8 || events > 3 {
+		t.Fatalf("leaves: %d events and %d in summaries, want 8 in all, events only from 3 members down", events, summed)
+	}
+}

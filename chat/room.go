@@ -114,6 +114,11 @@ func (r *room) presence(kind string, u User, b []byte, skip *member) {
 		return
 	}
 	if len(r.users) <= r.srv.PresenceLimit {
+		before := len(r.users) + 1
+		if kind == "join" {
+			before = len(r.users) - 1
+		}
+		r.summarize(before) // the changes that came before this one go first
 		r.broadcast(b, skip)
 		return
 	}
@@ -151,6 +156,18 @@ func (r *room) schedule() {
 	r.flush()
 }
 
+// summarize adds the summary of the joins and leaves not yet told, if
+// any, to the waiting events; count is the room's size after them. Called
+// with r.mu held.
+func (r *room) summarize(count int) {
+	if r.joined+r.left == 0 {
+		return
+	}
+	r.out = append(r.out, prepare(frame(presenceSummary{Type: "presence", Count: count,
+		Joined: r.joined, Left: r.left, JoinedUsers: r.joinedSome, LeftUsers: r.leftSome})))
+	r.joined, r.left, r.joinedSome, r.leftSome = 0, 0, nil, nil
+}
+
 // cut sends m its part of the waiting events now, so that a frame for it
 // alone can follow them. Called with r.mu held.
 func (r *room) cut(m *member) {
@@ -167,11 +184,7 @@ func (r *room) flush() {
 		r.timer.Stop()
 		r.timer = nil
 	}
-	if r.joined+r.left > 0 {
-		r.out = append(r.out, prepare(frame(presenceSummary{Type: "presence", Count: len(r.users),
-			Joined: r.joined, Left: r.left, JoinedUsers: r.joinedSome, LeftUsers: r.leftSome})))
-		r.joined, r.left, r.joinedSome, r.leftSome = 0, 0, nil, nil
-	}
+	r.summarize(len(r.users))
 	if len(r.out) == 0 {
 		return
 	}

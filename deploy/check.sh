@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validates the deploy files with what runs without Docker: nginx -t on both
-# nginx configs (gateway host names mapped to loopback), the systemd unit
+# nginx configs, alone and with the TLS server of tls.conf (gateway host
+# names mapped to loopback, a throwaway certificate), the systemd unit
 # with systemd-analyze if present, compose.yaml as YAML, and the Dockerfile's
 # build steps (go build as the image does).
 set -euo pipefail
@@ -8,18 +9,26 @@ cd "$(dirname "$0")"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/livegate" "$tmp/cache"
 cp nginx/locations.conf "$tmp/livegate/"
-for conf in single compose; do
+# a throwaway self-signed certificate for tls.conf
+(cd "$tmp" && go run "$(go env GOROOT)/src/crypto/tls/generate_cert.go" --host live.example.com >/dev/null 2>&1) \
+  || { echo "nginx/tls.conf: could not make a test certificate" >&2; exit 1; }
+sed -e "s|/etc/nginx/livegate/|$tmp/livegate/|; s|/etc/letsencrypt/live/live.example.com/fullchain.pem|$tmp/cert.pem|; s|/etc/letsencrypt/live/live.example.com/privkey.pem|$tmp/key.pem|; s|/var/www/letsencrypt|$tmp/www|" \
+  nginx/tls.conf > "$tmp/tls.conf"
+for conf in single compose single+tls compose+tls; do
+  base=${conf%+tls}
   sed -e "s|/etc/nginx/livegate/|$tmp/livegate/|; s|/var/cache/nginx/livegate|$tmp/cache|; s|gateway1:8080|127.0.0.1:8081|; s|gateway2:8080|127.0.0.1:8082|" \
-    "nginx/$conf.conf" > "$tmp/$conf.conf"
+    "nginx/$base.conf" > "$tmp/$base.conf"
+  includes="include $tmp/$base.conf;" label="nginx/$base.conf"
+  if [[ $conf == *+tls ]]; then includes+=" include $tmp/tls.conf;" label+=" + nginx/tls.conf"; fi
   cat > "$tmp/nginx-$conf.conf" <<EOC
 pid $tmp/nginx.pid;
 error_log stderr;
 events {}
-http { access_log off; include $tmp/$conf.conf; }
+http { access_log off; $includes }
 EOC
   nginx -t -q -c "$tmp/nginx-$conf.conf" -p "$tmp" 2>&1 | grep -v "could not open error log" || true
-  nginx -t -q -c "$tmp/nginx-$conf.conf" -p "$tmp" 2>/dev/null || { echo "nginx/$conf.conf: invalid" >&2; exit 1; }
-  echo "nginx/$conf.conf: ok"
+  nginx -t -q -c "$tmp/nginx-$conf.conf" -p "$tmp" 2>/dev/null || { echo "$label: invalid" >&2; exit 1; }
+  echo "$label: ok"
 done
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify livegate.service 2>&1 | grep -v "not found\|Command /usr/local/bin/livegate" || true

@@ -301,6 +301,12 @@ func (f *file) serve(w http.ResponseWriter, req *http.Request, fd *os.File) {
 	h["Accept-Ranges"] = acceptRanges
 	h["Content-Length"] = f.length
 	w.WriteHeader(http.StatusOK)
+	// The header goes out now, so that net/http sends the whole body from
+	// the file: it would otherwise read the body's first 512 bytes into a
+	// buffer to go with the header (for Content-Type sniffing, which a
+	// given Content-Type makes moot). Errors: a writer that cannot flush
+	// sends the header with the body; a broken connection fails the copy.
+	http.NewResponseController(w).Flush()
 	io.CopyN(w, fd, f.size)
 }
 

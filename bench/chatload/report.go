@@ -10,25 +10,29 @@ import (
 
 // report is the outcome of a run; it is also the -json file.
 type report struct {
-	URL            string   `json:"url"`
-	Clients        int      `json:"clients"`
-	Senders        int      `json:"senders"`
-	Connected      int64    `json:"connected"`
-	Failed         int64    `json:"failed"`
-	ConnectSeconds float64  `json:"connect_seconds"`
-	SettleSeconds  float64  `json:"settle_seconds"`
-	JoinFrames     int64    `json:"join_frames"`
-	LeaveFrames    int64    `json:"leave_frames"`
-	ErrorFrames    int64    `json:"error_frames"`
-	RateLimited    int64    `json:"rate_limited"`
-	ForeignFrames  int64    `json:"foreign_messages"`
-	Closes         int64    `json:"closes"`
-	Errors         []string `json:"errors,omitempty"`
-	Warnings       []string `json:"warnings,omitempty"`
-	NofileSoft     uint64   `json:"nofile_soft"`
-	NofileHard     uint64   `json:"nofile_hard"`
-	Memory         memory   `json:"memory"`
-	Steps          []step   `json:"steps"`
+	URL            string  `json:"url"`
+	Clients        int     `json:"clients"`
+	Senders        int     `json:"senders"`
+	Connected      int64   `json:"connected"`
+	Failed         int64   `json:"failed"`
+	ConnectSeconds float64 `json:"connect_seconds"`
+	SettleSeconds  float64 `json:"settle_seconds"`
+	JoinFrames     int64   `json:"join_frames"`
+	LeaveFrames    int64   `json:"leave_frames"`
+	PresenceFrames int64   `json:"presence_frames"`
+	ErrorFrames    int64   `json:"error_frames"`
+	RateLimited    int64   `json:"rate_limited"`
+	ForeignFrames  int64   `json:"foreign_messages"`
+	Closes         int64   `json:"closes"`
+	// ClosesJoining is how many of Closes came before the room settled:
+	// clients the server dropped while the others joined.
+	ClosesJoining int64    `json:"closes_joining"`
+	Errors        []string `json:"errors,omitempty"`
+	Warnings      []string `json:"warnings,omitempty"`
+	NofileSoft    uint64   `json:"nofile_soft"`
+	NofileHard    uint64   `json:"nofile_hard"`
+	Memory        memory   `json:"memory"`
+	Steps         []step   `json:"steps"`
 	// Best is the passing step with the most delivered messages per
 	// second, or nil when no step passed.
 	Best *step `json:"best"`
@@ -63,8 +67,8 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "chatload report: %s\n", r.URL)
 	fmt.Fprintf(w, "  clients   %d connected, %d failed of %d in %.1fs (settled %.1fs later); %d senders\n",
 		r.Connected, r.Failed, r.Clients, r.ConnectSeconds, r.SettleSeconds, r.Senders)
-	fmt.Fprintf(w, "  frames    join %d, leave %d, error %d (rate_limited %d), foreign messages %d; unexpected closes %d\n",
-		r.JoinFrames, r.LeaveFrames, r.ErrorFrames, r.RateLimited, r.ForeignFrames, r.Closes)
+	fmt.Fprintf(w, "  frames    join %d, leave %d, presence %d, error %d (rate_limited %d), foreign messages %d; unexpected closes %d (%d while joining)\n",
+		r.JoinFrames, r.LeaveFrames, r.PresenceFrames, r.ErrorFrames, r.RateLimited, r.ForeignFrames, r.Closes, r.ClosesJoining)
 	m := r.Memory
 	if m.ServerPID != 0 {
 		fmt.Fprintf(w, "  memory    server RSS %d KiB before, %d KiB idle, %d KiB end: %.1f KiB per idle connection\n",

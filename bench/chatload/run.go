@@ -65,7 +65,7 @@ func run(parent context.Context, cfg config, log io.Writer) (*report, error) {
 	r.room.Settle(ctx, cfg.settleMax)
 	rep.SettleSeconds = time.Since(settleStart).Seconds()
 	c := r.room.Counts()
-	rep.Connected, rep.Failed = c.Connected, c.Failed
+	rep.Connected, rep.Failed, rep.ClosesJoining = c.Connected, c.Failed, c.Closes
 
 	if cfg.serverPID != 0 {
 		if kib, err := readRSS(cfg.serverPID); err == nil {
@@ -108,7 +108,7 @@ func run(parent context.Context, cfg config, log io.Writer) (*report, error) {
 	progressWG.Wait()
 
 	c = r.room.Counts()
-	rep.JoinFrames, rep.LeaveFrames = c.JoinFrames, c.LeaveFrames
+	rep.JoinFrames, rep.LeaveFrames, rep.PresenceFrames = c.JoinFrames, c.LeaveFrames, c.PresenceFrames
 	rep.ErrorFrames, rep.RateLimited = c.ErrorFrames, c.RateLimited
 	rep.ForeignFrames, rep.Closes = c.ForeignFrames, c.Closes
 	rep.Errors = r.room.Errors()

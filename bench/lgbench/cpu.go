@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"runtime"
 	"time"
 
@@ -21,11 +22,15 @@ type cpuSampler struct {
 }
 
 // startCPUSampler starts sampling gw, or only the benchmark and the machine
-// when gw is nil.
-func startCPUSampler(gw *gatewayProc) *cpuSampler {
+// when gw is nil. Off Linux, where there is no /proc to read the figures
+// from, it returns nil and loadgen.ErrNoProc; stop on nil returns nil.
+func startCPUSampler(gw *gatewayProc) (*cpuSampler, error) {
+	if _, err := loadgen.ReadMachineCPU(); errors.Is(err, loadgen.ErrNoProc) {
+		return nil, err
+	}
 	c := &cpuSampler{gw: gw, quit: make(chan struct{}), done: make(chan struct{})}
 	go c.loop()
-	return c
+	return c, nil
 }
 
 func (c *cpuSampler) loop() {
@@ -77,8 +82,11 @@ type cpuReport struct {
 }
 
 // stop ends sampling and returns the CPU used between p's steady-state
-// start and its end (the whole sampling when p is nil).
+// start and its end (the whole sampling when p is nil); nil when c is nil.
 func (c *cpuSampler) stop(p *pass) *cpuReport {
+	if c == nil {
+		return nil
+	}
 	close(c.quit)
 	<-c.done
 	from, to := time.Time{}, time.Now()

@@ -8,9 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/livegate/livegate/bench/internal/loadgen"
@@ -20,6 +20,9 @@ import (
 // directory into dir and returns the binary's path.
 func buildGateway(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "livegate")
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/livegate/livegate/cmd/livegate")
@@ -58,7 +61,7 @@ func startGateway(ctx context.Context, bin, config, dir string) (*gatewayProc, e
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	loadgen.OwnGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("gateway: start %s: %w", bin, err)
@@ -96,18 +99,23 @@ func startGateway(ctx context.Context, bin, config, dir string) (*gatewayProc, e
 func (g *gatewayProc) pid() int { return g.cmd.Process.Pid }
 
 // stop ends the gateway with SIGINT, then SIGKILL to its process group after
-// 5 s, and kills any ffmpeg child seen that outlived it. Safe to call twice.
+// 5 s, and kills any ffmpeg child seen that outlived it. Windows cannot send
+// SIGINT: there the gateway is killed at once. Safe to call twice.
 func (g *gatewayProc) stop() {
-	g.cmd.Process.Signal(os.Interrupt)
+	if err := g.cmd.Process.Signal(os.Interrupt); err != nil {
+		g.cmd.Process.Kill() // Windows, or the gateway has exited
+	}
 	select {
 	case <-g.exited:
 	case <-time.After(5 * time.Second):
-		syscall.Kill(-g.pid(), syscall.SIGKILL)
+		loadgen.KillGroup(g.pid())
 		<-g.exited
 	}
 	for k := range g.seen {
 		if st, err := loadgen.ReadProcStat(k.pid); err == nil && st.Start == k.start {
-			syscall.Kill(k.pid, syscall.SIGKILL)
+			if p, err := os.FindProcess(k.pid); err == nil {
+				p.Kill()
+			}
 		}
 	}
 	g.log.Close()

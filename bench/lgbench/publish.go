@@ -6,7 +6,6 @@ import (
 	"io"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/livegate/livegate/bench/internal/loadgen"
@@ -51,7 +50,7 @@ func startSource(ctx context.Context, ffmpeg, codec string, seconds float64) (*s
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, ffmpeg, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	loadgen.DieWithParent(cmd)
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -11,8 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/livegate/livegate/bench/internal/loadgen"
 )
 
 // referenceArgs returns ffmpeg's arguments for the reference: the published
@@ -120,7 +121,7 @@ type segmenter struct {
 // when ctx ends.
 func startSegmenter(ctx context.Context, ffmpeg, dir string) (*segmenter, error) {
 	s := &segmenter{cmd: exec.CommandContext(ctx, ffmpeg, referenceArgs(dir)...)}
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	loadgen.DieWithParent(s.cmd)
 	s.cmd.WaitDelay = 2 * time.Second
 	s.cmd.Stderr = &s.stderr
 	in, err := s.cmd.StdinPipe()

@@ -72,7 +72,10 @@ func runGateway(ctx context.Context, o options, tmp string, b *browser, rep *rep
 
 	var cpu *cpuSampler
 	if gw != nil {
-		cpu = startCPUSampler(gw)
+		var err error
+		if cpu, err = startCPUSampler(gw); err != nil {
+			logf.Printf("no CPU figures: %v", err)
+		}
 	}
 	p, err := gatewayPass(ctx, o, addr, "bench-"+o.codec, o.codec, o.duration, b, false, logf)
 	if cpu != nil {
@@ -197,7 +200,10 @@ func runReference(ctx context.Context, o options, tmp string, b *browser, logf *
 		playable: mediaPlayable(&http.Client{}, srv.base+"/hls/index.m3u8"),
 		page:     srv.base + "/",
 	}
-	cpu := startCPUSampler(nil)
+	cpu, err := startCPUSampler(nil)
+	if err != nil {
+		logf.Printf("no CPU figures: %v", err)
+	}
 	p, err := measure(ctx, ep, passConfig{ffmpeg: o.ffmpeg, codec: o.codec, dur: o.duration, join: o.join,
 		browser: b, playerJS: o.playerJS}, logf)
 	if p != nil {

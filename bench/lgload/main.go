@@ -72,7 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Replay, "replay", "", "publish this recorded WebM, looped in real time (remuxed by ffmpeg -c copy), instead of a test pattern")
 	fs.StringVar(&c.JSON, "json", "", "write the JSON report to this file")
 	fs.StringVar(&c.Size, "size", "1280x720", "test pattern size WxH")
-	fs.IntVar(&c.GatewayPID, "gateway-pid", 0, "gateway pid: report its CPU and memory (and its ffmpeg children's) from /proc")
+	fs.IntVar(&c.GatewayPID, "gateway-pid", 0, "gateway pid: report its CPU and memory (and its ffmpeg children's) from /proc (Linux only)")
 	fs.StringVar(&c.FFmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	fs.StringVar(&c.Prefix, "prefix", "load", "stream name prefix")
 	fs.DurationVar(&c.StartWait, "start-wait", 30*time.Second, "how long each stream may take to become playable")

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/livegate/livegate/bench/internal/loadgen"
@@ -112,7 +111,8 @@ type publisher struct {
 
 // run starts ffmpeg in its own process group, pushes its stdout until
 // ctx ends or ffmpeg does, then closes the WebSocket with 1000 and stops
-// ffmpeg (SIGINT to the group, then SIGKILL after 2 s).
+// ffmpeg (SIGINT to the group, then SIGKILL after 2 s; on Windows it is
+// killed at once).
 func (p *publisher) run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.Deadline)
 	defer cancel()
@@ -128,7 +128,7 @@ func (p *publisher) run(ctx context.Context) error {
 	p.Stats.mu.Unlock()
 
 	cmd := exec.Command(p.FFmpeg, p.Args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	loadgen.OwnGroup(cmd)
 	cmd.Stderr = os.Stderr
 	// Our own pipe rather than StdoutPipe: Wait must not close the read end
 	// while the last bytes are still being read.
@@ -183,18 +183,19 @@ func (p *publisher) run(ctx context.Context) error {
 }
 
 // stopGroup sends SIGINT to the process group pgid, then SIGKILL if it has
-// not ended (stopped not closed) within 2 s. Safe to call more than once.
+// not ended (stopped not closed) within 2 s (see loadgen.InterruptGroup for
+// Windows). Safe to call more than once.
 func stopGroup(pgid int, stopped <-chan struct{}) {
 	select {
 	case <-stopped:
 		return
 	default:
 	}
-	syscall.Kill(-pgid, syscall.SIGINT)
+	loadgen.InterruptGroup(pgid)
 	select {
 	case <-stopped:
 	case <-time.After(2 * time.Second):
-		syscall.Kill(-pgid, syscall.SIGKILL)
+		loadgen.KillGroup(pgid)
 		<-stopped
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/livegate/livegate/bench/internal/loadgen"
@@ -230,15 +229,6 @@ func sampleUsage(pid int, streams []*stream) usageSample {
 		}
 	}
 	return u
-}
-
-// selfCPU returns this process's user plus system CPU seconds.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // progress prints one line a second on w until ctx ends: elapsed time,

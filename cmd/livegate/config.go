@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livegate/livegate/access"
 	"github.com/livegate/livegate/ingest"
 	"github.com/livegate/livegate/segmenter"
 	"github.com/livegate/livegate/stream"
@@ -37,6 +38,19 @@ type config struct {
 	FFmpeg      string   `json:"ffmpeg"`
 	Record      bool     `json:"record"`
 	RecordKeep  int      `json:"record_keep"`
+
+	TLSCert       string   `json:"tls_cert"`
+	TLSKey        string   `json:"tls_key"`
+	ACMEDomains   []string `json:"acme_domains"`
+	ACMEDirectory string   `json:"acme_directory"`
+	ACMECA        string   `json:"acme_ca"`
+
+	TokenSecret    string   `json:"token_secret"`
+	PrivateStreams []string `json:"private_streams"`
+	TrustedProxies []string `json:"trusted_proxies"`
+	MaxStreams     int      `json:"max_streams"`
+	MaxConnsPerIP  int      `json:"max_conns_per_ip"`
+	HTTPMaxHeader  int      `json:"http_max_header_bytes"`
 
 	Ladder     []rung `json:"ladder"`
 	AudioKbps  int    `json:"audio_kbps"`
@@ -123,6 +137,14 @@ func load(args []string, getenv func(string) string) (*config, error) {
 	data := fs.String("data", "", "data directory (env LIVEGATE_DATA)")
 	key := fs.String("publish-key", "", "require this key of every publisher (env LIVEGATE_PUBLISH_KEY)")
 	nats := fs.String("nats-url", "", "join other gateways through this NATS server (env LIVEGATE_NATS_URL)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate (chain) PEM `file`, read again when it changes (env LIVEGATE_TLS_CERT)")
+	tlsKey := fs.String("tls-key", "", "the private key PEM `file` of --tls-cert (env LIVEGATE_TLS_KEY)")
+	acmeDomain := new(string)
+	fs.Func("acme-domain", "serve HTTPS with certificates from ACME (Let's Encrypt) for this `name`; repeat or separate with commas for several; needs --data (env LIVEGATE_ACME_DOMAIN)", func(v string) error {
+		*acmeDomain = strings.TrimPrefix(*acmeDomain+","+v, ",")
+		return nil
+	})
+	acmeDirectory := fs.String("acme-directory", "", "the ACME server's directory `URL` (default Let's Encrypt production; env LIVEGATE_ACME_DIRECTORY)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as JSON and exit")
 	printArgs := fs.String("print-ffmpeg-args", "", "print the ffmpeg arguments the gateway runs for a WebM source of size `WxH`, one a line, and exit")
 	if err := fs.Parse(args); err != nil {
@@ -146,6 +168,12 @@ func load(args []string, getenv func(string) string) (*config, error) {
 		{data, "LIVEGATE_DATA", func(v string) { c.Data = v }},
 		{key, "LIVEGATE_PUBLISH_KEY", func(v string) { c.PublishKeys = []string{v} }},
 		{nats, "LIVEGATE_NATS_URL", func(v string) { c.NATSURL = v }},
+		{tlsCert, "LIVEGATE_TLS_CERT", func(v string) { c.TLSCert = v }},
+		{tlsKey, "LIVEGATE_TLS_KEY", func(v string) { c.TLSKey = v }},
+		{acmeDomain, "LIVEGATE_ACME_DOMAIN", func(v string) { c.ACMEDomains = splitList(v) }},
+		{acmeDirectory, "LIVEGATE_ACME_DIRECTORY", func(v string) { c.ACMEDirectory = v }},
+		{new(string), "LIVEGATE_ACME_CA", func(v string) { c.ACMECA = v }},           // no flag
+		{new(string), "LIVEGATE_TOKEN_SECRET", func(v string) { c.TokenSecret = v }}, // no flag: a secret in argv shows in ps
 	} {
 		if v := getenv(o.env); v != "" {
 			o.set(v)
@@ -215,6 +243,15 @@ func (c *config) validate() error {
 	if c.NATSURL != "" && !strings.HasPrefix(c.NATSURL, "nats://") && !strings.HasPrefix(c.NATSURL, "tls://") {
 		return fmt.Errorf("nats_url: %q must start with nats:// or tls://", c.NATSURL)
 	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	if err := c.policy().Validate(); err != nil {
+		return err
+	}
+	if _, err := access.ParseProxies(c.TrustedProxies); err != nil {
+		return err
+	}
 	if c.FFmpeg == "" {
 		return errors.New("ffmpeg: empty")
 	}
@@ -274,6 +311,9 @@ func (c *config) validate() error {
 		{"latency_report_interval", c.LatencyReportInterval >= duration(time.Second), "at least 1s"},
 		{"latency_report_window", c.LatencyReportWindow >= c.LatencyReportInterval, "at least latency_report_interval"},
 		{"latency_reporters", c.LatencyReporters > 0, "positive"},
+		{"max_streams", c.MaxStreams >= 0, "0 (the number of CPU cores) or more"},
+		{"max_conns_per_ip", c.MaxConnsPerIP >= 0, "0 (no limit) or more"},
+		{"http_max_header_bytes", c.HTTPMaxHeader >= 4096 && c.HTTPMaxHeader <= 1<<20, "between 4096 and 1048576"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
@@ -293,4 +333,9 @@ func (c *config) transcodeLadder() transcode.Ladder {
 		})
 	}
 	return l
+}
+
+// policy is the access policy of the configuration.
+func (c *config) policy() *access.Policy {
+	return &access.Policy{Keys: c.PublishKeys, Tokens: access.Tokens{Secret: []byte(c.TokenSecret)}, PrivateStreams: c.PrivateStreams}
 }

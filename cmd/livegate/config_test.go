@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/acme/autocert"
 )
 
 func TestLoad(t *testing.T) {
@@ -66,6 +69,40 @@ func TestLoad(t *testing.T) {
 		{"allow origin with a newline", []string{"--config", "FILE:{\"live_allow_origin\":\"https://a.example\\r\\nX: y\"}"}, nil, nil, "live_allow_origin"},
 		{"http idle timeout too short", []string{"--config", "FILE:{\"http_idle_timeout\":\"0s\"}"}, nil, nil, "http_idle_timeout"},
 		{"http header timeout too short", []string{"--config", "FILE:{\"http_header_timeout\":\"1ms\"}"}, nil, nil, "http_header_timeout"},
+		{"tls and acme off by default, Let's Encrypt production", nil, nil, func(c *config) bool {
+			return c.TLSCert == "" && c.TLSKey == "" && len(c.ACMEDomains) == 0 && c.ACMEDirectory == autocert.DefaultACMEDirectory &&
+				c.ACMECA == ""
+		}, ""},
+		{"tls files", []string{"--tls-cert", "/c.pem", "--tls-key", "/k.pem"}, nil,
+			func(c *config) bool { return c.TLSCert == "/c.pem" && c.TLSKey == "/k.pem" }, ""},
+		{"tls files env", nil, map[string]string{"LIVEGATE_TLS_CERT": "/c.pem", "LIVEGATE_TLS_KEY": "/k.pem"},
+			func(c *config) bool { return c.TLSCert == "/c.pem" && c.TLSKey == "/k.pem" }, ""},
+		{"tls cert without key", []string{"--tls-cert", "/c.pem"}, nil, nil, "tls_key:"},
+		{"tls key without cert", nil, map[string]string{"LIVEGATE_TLS_KEY": "/k.pem"}, nil, "tls_cert:"},
+		{"acme domains env", []string{"--data", "/d"}, map[string]string{"LIVEGATE_ACME_DOMAIN": "a.example, b.example,", "LIVEGATE_ACME_CA": "/ca.pem",
+			"LIVEGATE_ACME_DIRECTORY": "https://127.0.0.1:14000/dir"},
+			func(c *config) bool {
+				return reflect.DeepEqual(c.ACMEDomains, []string{"a.example", "b.example"}) && c.ACMECA == "/ca.pem" &&
+					c.ACMEDirectory == "https://127.0.0.1:14000/dir"
+			}, ""},
+		{"acme domain flags", []string{"--data", "/d", "--acme-domain", "a.example", "--acme-domain", "b.example,c.example",
+			"--acme-directory", "https://acme-staging-v02.api.letsencrypt.org/directory"},
+			map[string]string{"LIVEGATE_ACME_DOMAIN": "env.example"},
+			func(c *config) bool {
+				return reflect.DeepEqual(c.ACMEDomains, []string{"a.example", "b.example", "c.example"}) &&
+					c.ACMEDirectory == "https://acme-staging-v02.api.letsencrypt.org/directory"
+			}, ""},
+		{"acme domains file", []string{"--config", "FILE:{\"data\":\"/d\",\"acme_domains\":[\"Live.Example.com\"]}"}, nil,
+			func(c *config) bool { return reflect.DeepEqual(c.ACMEDomains, []string{"Live.Example.com"}) }, ""},
+		{"acme needs data", []string{"--acme-domain", "a.example"}, nil, nil, "acme_domains: needs data"},
+		{"acme or files", []string{"--data", "/d", "--acme-domain", "a.example", "--tls-cert", "/c.pem", "--tls-key", "/k.pem"}, nil, nil, "acme_domains: cannot"},
+		{"acme single label", []string{"--data", "/d", "--acme-domain", "localhost"}, nil, nil, "acme_domains[0]"},
+		{"acme wildcard", []string{"--data", "/d", "--acme-domain", "a.example,*.a.example"}, nil, nil, "acme_domains[1]"},
+		{"acme ip", []string{"--data", "/d", "--acme-domain", "192.0.2.1"}, nil, nil, "acme_domains[0]"},
+		{"acme empty label", []string{"--data", "/d", "--acme-domain", "a..example"}, nil, nil, "acme_domains[0]"},
+		{"acme trailing dot", []string{"--data", "/d", "--acme-domain", "a.example."}, nil, nil, "acme_domains[0]"},
+		{"acme directory over http", []string{"--acme-directory", "http://127.0.0.1:14000/dir"}, nil, nil, "acme_directory"},
+		{"acme directory not a URL", []string{"--config", "FILE:{\"acme_directory\":\"letsencrypt\"}"}, nil, nil, "acme_directory"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -156,6 +193,22 @@ func TestEveryKeyReachesAComponent(t *testing.T) {
 		"hls_variant":       `"fmp4"`,
 		"live_allow_origin": `"https://a.example"`,
 		"allowed_origins":   `["https://a.example"]`,
+		"token_secret":      `"0123456789abcdef0123456789abcdef"`,
+		"private_streams":   `["team-*"]`,
+		"trusted_proxies":   `["10.0.0.0/8"]`,
+		"tls_cert":          `"/etc/livegate/other-cert.pem"`,
+		"tls_key":           `"/etc/livegate/other-key.pem"`,
+		"acme_domains":      `["live.example.com"]`,
+		"acme_directory":    `"https://acme-staging-v02.api.letsencrypt.org/directory"`,
+		"acme_ca":           `"/etc/livegate/acme-ca.pem"`,
+	}
+	// keys that validate only beside another: changed against a base that
+	// sets both
+	pairs := map[string]struct{ with, base string }{
+		"tls_cert": {`"tls_key":"/etc/livegate/key.pem"`, `"/etc/livegate/cert.pem"`},
+		"tls_key":  {`"tls_cert":"/etc/livegate/cert.pem"`, `"/etc/livegate/key.pem"`},
+		// private streams are watched with view tokens
+		"private_streams": {`"token_secret":"0123456789abcdef0123456789abcdef"`, `[]`},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	base := plain(load2(t, `{"data":"/tmp/livegate-test"}`).gateway(log))
@@ -183,13 +236,27 @@ func TestEveryKeyReachesAComponent(t *testing.T) {
 			if key == "data" {
 				data = v
 			}
-			c := load2(t, fmt.Sprintf(`{"data":%s, %q:%s}`, data, key, v))
+			base := base
+			with := ""
+			if p, ok := pairs[key]; ok {
+				with = p.with + ", "
+				base = plain(load2(t, fmt.Sprintf(`{"data":%s, %s%q:%s}`, data, with, key, p.base)).gateway(log))
+			}
+			c := load2(t, fmt.Sprintf(`{"data":%s, %s%q:%s}`, data, with, key, v))
 			g := c.gateway(log)
 			if key == "allowed_origins" { // inside the Origin checks, which plain cannot see
 				r, _ := http.NewRequest("GET", "http://127.0.0.1:8080/chat/x", nil)
 				r.Header.Set("Origin", "https://a.example")
 				if !g.pub.CheckOrigin(r) || !g.rooms.CheckOrigin(r) {
 					t.Error("allowed_origins does not reach the Origin checks")
+				}
+				return
+			}
+			if key == "trusted_proxies" { // inside the client address functions
+				r, _ := http.NewRequest("GET", "http://127.0.0.1:8080/chat/x", nil)
+				r.RemoteAddr, r.Header["X-Forwarded-For"] = "10.0.0.1:5000", []string{"203.0.113.9"}
+				if g.pub.ClientAddr(r) != "203.0.113.9" {
+					t.Error("trusted_proxies does not reach the client addresses")
 				}
 				return
 			}
@@ -212,23 +279,50 @@ func load2(t *testing.T, body string) *config {
 	return c
 }
 
-// plain prints the plain values of the gateway and its components: every
-// exported field but functions, interfaces and pointers (loggers, wiring).
+// plain prints the plain values of the gateway and its components, and of
+// what they point to: every exported field but functions (loggers and
+// registries aside).
 func plain(g *gateway) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %s\n", g.listen, g.data, g.natsURL)
-	for _, c := range []any{g.hub, g.rooms, g.pub, g.site, g.server} {
-		v := reflect.ValueOf(c).Elem()
-		for i := range v.NumField() {
-			f := v.Type().Field(i)
-			switch f.Type.Kind() {
-			case reflect.Func, reflect.Interface, reflect.Pointer, reflect.Chan, reflect.Map:
-				continue
+	fmt.Fprintf(&b, "%s %s %s %s %s %v %s %s\n", g.listen, g.data, g.natsURL, g.tlsCert, g.tlsKey, g.acmeDomains, g.acmeDirectory, g.acmeCA)
+	seen := map[uintptr]bool{}
+	var walk func(path string, v reflect.Value)
+	walk = func(path string, v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Func, reflect.Chan:
+			return
+		case reflect.Interface:
+			if !v.IsNil() {
+				walk(path, v.Elem())
 			}
-			if f.IsExported() {
-				fmt.Fprintf(&b, "%s.%s=%v\n", v.Type().Name(), f.Name, v.Field(i).Interface())
+			return
+		case reflect.Pointer:
+			if v.IsNil() || seen[v.Pointer()] {
+				return
+			}
+			seen[v.Pointer()] = true
+			switch v.Interface().(type) {
+			case *slog.Logger, *prometheus.Registry:
+				return
+			}
+			walk(path, v.Elem())
+			return
+		case reflect.Struct:
+			exported := false
+			for i := range v.NumField() {
+				if f := v.Type().Field(i); f.IsExported() {
+					exported = true
+					walk(path+"."+f.Name, v.Field(i))
+				}
+			}
+			if exported {
+				return
 			}
 		}
+		fmt.Fprintf(&b, "%s=%v\n", path, v)
+	}
+	for _, c := range []any{g.hub, g.rooms, g.pub, g.site, g.server} {
+		walk(reflect.TypeOf(c).Elem().Name(), reflect.ValueOf(c))
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/livegate/livegate/access"
@@ -24,6 +25,11 @@ type gateway struct {
 	data    string
 	natsURL string
 
+	tlsCert, tlsKey string   // serve HTTPS with this pair (tls.go)
+	acmeDomains     []string // or with certificates from ACME for these names
+	acmeDirectory   string
+	acmeCA          string
+
 	hub    *stream.Hub
 	rooms  *chat.Server
 	pub    *ingest.Server
@@ -37,7 +43,15 @@ type gateway struct {
 func (c *config) gateway(log *slog.Logger) *gateway {
 	variant, _ := segmenter.ParseVariant(c.HLSVariant) // validated
 	origins := web.OriginChecker(c.AllowedOrigins)
-	g := &gateway{listen: c.Listen, data: c.Data, natsURL: c.NATSURL}
+	policy := c.policy()
+	proxies, _ := access.ParseProxies(c.TrustedProxies) // validated
+	conns := &access.ConnLimit{Max: c.MaxConnsPerIP}
+	maxStreams := c.MaxStreams
+	if maxStreams == 0 {
+		maxStreams = runtime.NumCPU()
+	}
+	g := &gateway{listen: c.Listen, data: c.Data, natsURL: c.NATSURL, tlsCert: c.TLSCert, tlsKey: c.TLSKey,
+		acmeDomains: c.ACMEDomains, acmeDirectory: c.ACMEDirectory, acmeCA: c.ACMECA}
 	g.hub = &stream.Hub{
 		Ladder: c.transcodeLadder(), FFmpeg: c.FFmpeg, Variant: variant,
 		SegmentCount: c.HLSSegmentCount, PartHoldBack: time.Duration(c.HLSPartHoldBack), KeepEnded: time.Duration(c.KeepEnded),
@@ -62,14 +76,17 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		CheckOrigin:   origins,
 		Logger:        log.With("component", "chat"),
 	}
-	g.site = &web.Server{Catalog: g.hub, Chat: g.rooms, AllowOrigin: c.LiveAllowOrigin,
+	g.site = &web.Server{Catalog: g.hub, Chat: g.rooms, Access: policy, AllowOrigin: c.LiveAllowOrigin,
 		StartWait: time.Duration(c.StartWait), ViewerWindow: time.Duration(c.ViewerWindow),
 		MaxViewersTracked: c.MaxViewersTracked, RecordingsListed: c.RecordingsListed,
 		LatencyInterval: time.Duration(c.LatencyReportInterval), LatencyWindow: time.Duration(c.LatencyReportWindow),
-		LatencyReporters: c.LatencyReporters, Logger: log}
+		LatencyReporters: c.LatencyReporters, ClientAddr: proxies.ClientAddr, Logger: log}
 	g.pub = &ingest.Server{
 		Backend:        g.hub,
-		Auth:           &access.Policy{Keys: c.PublishKeys},
+		Auth:           policy,
+		MaxStreams:     maxStreams,
+		Conns:          conns,
+		ClientAddr:     proxies.ClientAddr,
 		MaxFrameBytes:  c.IngestMaxFrameBytes,
 		IdleTimeout:    time.Duration(c.IngestIdleTimeout),
 		BufferBytes:    c.IngestBufferBytes,
@@ -82,7 +99,11 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		Logger:         log.With("component", "ingest"),
 	}
 	g.site.Publisher = g.pub
-	g.server = &http.Server{ReadHeaderTimeout: time.Duration(c.HTTPHeaderTimeout), IdleTimeout: time.Duration(c.HTTPIdleTimeout)}
+	g.server = &http.Server{
+		// net/http reads 4096 bytes past MaxHeaderBytes before it answers
+		// 431: this makes http_max_header_bytes the limit of the whole head
+		MaxHeaderBytes:    c.HTTPMaxHeader - 4096,
+		ReadHeaderTimeout: time.Duration(c.HTTPHeaderTimeout), IdleTimeout: time.Duration(c.HTTPIdleTimeout)}
 	return g
 }
 

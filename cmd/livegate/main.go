@@ -1,7 +1,7 @@
 // Command livegate is the live-streaming gateway: browsers publish over a
 // WebSocket, ffmpeg encodes an ABR ladder, viewers watch low-latency HLS and
 // talk in a chat room per stream. With no arguments it serves on
-// 127.0.0.1:8080 with embedded defaults.
+// 127.0.0.1:8080 with embedded defaults; `livegate token` prints a token.
 package main
 
 import (
@@ -17,6 +17,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		if err := mintToken(os.Args[2:], os.Getenv, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "livegate token:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg, err := load(os.Args[1:], os.Getenv)
 	if errors.Is(err, errPrinted) {
@@ -34,12 +41,18 @@ func main() {
 	}
 }
 
-// run serves until ctx ends, then shuts everything down in order.
+// run serves until ctx ends, then shuts everything down in order. With
+// tls_cert or acme_domains it serves HTTPS (and WSS) on the listener.
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	g := cfg.gateway(log)
 	ln, err := net.Listen("tcp", g.listen) // first: a taken port is the likeliest error
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	tlsConf, host, err := g.tlsConfig(log.With("component", "tls"))
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	if err := g.Start(); err != nil {
 		ln.Close()
@@ -50,12 +63,31 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if len(cfg.PublishKeys) == 0 {
 		log.Warn("publishing is open to anyone who can reach this address: set --publish-key")
 	}
+	if w := plainWarning(ln.Addr(), tlsConf != nil); w != "" {
+		log.Warn(w)
+	}
 	base := "http://" + ln.Addr().String()
-	log.Info("livegate serving", "addr", ln.Addr().String(),
+	if tlsConf != nil {
+		srv.TLSConfig = tlsConf
+		base = "https://" + ln.Addr().String()
+		if _, port, _ := net.SplitHostPort(ln.Addr().String()); host != "" {
+			base = "https://" + net.JoinHostPort(host, port)
+			if port == "443" {
+				base = "https://" + host
+			}
+		}
+	}
+	log.Info("livegate serving", "addr", ln.Addr().String(), "tls", tlsConf != nil,
 		"broadcast", base+"/broadcast", "watch", base+"/watch/{stream}", "home", base+"/")
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsConf != nil {
+			errc <- srv.ServeTLS(ln, "", "") // certificates from TLSConfig
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

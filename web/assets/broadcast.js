@@ -42,6 +42,13 @@
   };
   CAMERA_ERRORS.SecurityError = CAMERA_ERRORS.NotAllowedError;
   MIC_NOTES.SecurityError = MIC_NOTES.NotAllowedError;
+  // Browsers give the camera only to secure pages (https://, or localhost):
+  // over plain http:// from another machine there is no camera at all.
+  const NO_CAMERA = !window.isSecureContext
+    ? { code: "insecure", message: "The camera needs a secure connection: open this page over https://, or run livegate with --acme-domain or --tls-cert (see the README)." }
+    : !(navigator.mediaDevices && navigator.mediaDevices.getUserMedia)
+      ? { code: "no_media_devices", message: "This browser gives web pages no camera: try a current Chrome, Edge, Firefox or Safari." }
+      : null;
 
   let media = null, ws = null, recorder = null, session = "", live = false, startedAt = 0;
   let sentBytes = 0, lastSent = 0, reconnects = 0;
@@ -180,6 +187,7 @@
 
   async function start() {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(ui.name.value.trim())) { say("Stream names use letters, digits, _ and -, up to 64.", "state-error"); return; }
+    if (NO_CAMERA) { say(NO_CAMERA.message, "state-error"); window.__livegate.errors.push(NO_CAMERA); return; }
     if (!pickType(true)) { say("This browser cannot record video (no MediaRecorder).", "state-error"); return; }
     note("");
     try {
@@ -254,7 +262,8 @@
   $("form").addEventListener("submit", (e) => e.preventDefault());
   ui.go.addEventListener("click", start);
   ui.stop.addEventListener("click", stop);
-  listDevices();
+  if (NO_CAMERA) say(NO_CAMERA.message, "state-error");
+  else listDevices();
   if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: ui.name.value.trim() });
   if (params.get("autostart") === "1") start();
 })();

@@ -80,7 +80,8 @@ type ChatRoom struct {
 	wg       sync.WaitGroup
 
 	started, connected, failed, open, closes atomic.Int64
-	frames, joins, leaves, errFrames         atomic.Int64
+	frames, joins, leaves, presence          atomic.Int64
+	errFrames                                atomic.Int64
 	rateLimited, foreign                     atomic.Int64
 
 	mu     sync.Mutex
@@ -104,6 +105,7 @@ type ChatCounts struct {
 	Open                       int64 // connections reading now
 	Frames                     int64 // frames received
 	JoinFrames, LeaveFrames    int64
+	PresenceFrames             int64 // livegate's summaries of joins and leaves in a big room
 	ErrorFrames, RateLimited   int64
 	ForeignFrames              int64 // messages not sent by a ChatRoom of this run
 	Closes                     int64 // connections that ended before Close
@@ -356,6 +358,8 @@ func (r *ChatRoom) handle(b []byte, now int64) {
 		r.joins.Add(1)
 	case frameLeave:
 		r.leaves.Add(1)
+	case framePresence:
+		r.presence.Add(1)
 	case frameError:
 		r.errFrames.Add(1)
 		if f.code == "rate_limited" {
@@ -499,7 +503,7 @@ func (r *ChatRoom) Counts() ChatCounts {
 	return ChatCounts{
 		Started: r.started.Load(), Connected: r.connected.Load(), Failed: r.failed.Load(),
 		Open: r.open.Load(), Frames: r.frames.Load(),
-		JoinFrames: r.joins.Load(), LeaveFrames: r.leaves.Load(),
+		JoinFrames: r.joins.Load(), LeaveFrames: r.leaves.Load(), PresenceFrames: r.presence.Load(),
 		ErrorFrames: r.errFrames.Load(), RateLimited: r.rateLimited.Load(),
 		ForeignFrames: r.foreign.Load(), Closes: r.closes.Load(),
 	}

@@ -44,6 +44,7 @@ func TestParseFrame(t *testing.T) {
 		{"truncated head", `{"type":"message","id":"x","user":{"id":"u","na`, frame{kind: frameForeign}},
 		{"join", `{"type":"join","user":{"id":"u","name":"c9"},"count":10}`, frame{kind: frameJoin}},
 		{"leave", `{"type":"leave","user":{"id":"u","name":"c9"},"count":9}`, frame{kind: frameLeave}},
+		{"presence", `{"type":"presence","count":5012,"joined":37,"left":4,"joined_users":[{"id":"u","name":"c9"}]}`, frame{kind: framePresence}},
 		{"error", `{"type":"error","code":"rate_limited","message":"slow down"}`, frame{kind: frameError, code: "rate_limited"}},
 		{"welcome with history", `{"type":"welcome","you":{},"users":[],"count":1,"history":[{"type":"message","text":"1 0 chatload"}]}`,
 			frame{kind: frameWelcome}},

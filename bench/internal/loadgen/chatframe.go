@@ -14,6 +14,7 @@ const (
 	frameForeign                  // a message a ChatRoom cannot date (someone else's)
 	frameJoin
 	frameLeave
+	framePresence // livegate's summary of joins and leaves in a big room
 	frameError
 	frameWelcome
 )
@@ -27,13 +28,14 @@ type frame struct {
 }
 
 var (
-	typeMessage = []byte(`"type":"message"`)
-	typeJoin    = []byte(`"type":"join"`)
-	typeLeave   = []byte(`"type":"leave"`)
-	typeError   = []byte(`"type":"error"`)
-	typeWelcome = []byte(`"type":"welcome"`)
-	keyText     = []byte(`"text":"`)
-	keyCode     = []byte(`"code":"`)
+	typeMessage  = []byte(`"type":"message"`)
+	typeJoin     = []byte(`"type":"join"`)
+	typeLeave    = []byte(`"type":"leave"`)
+	typePresence = []byte(`"type":"presence"`)
+	typeError    = []byte(`"type":"error"`)
+	typeWelcome  = []byte(`"type":"welcome"`)
+	keyText      = []byte(`"text":"`)
+	keyCode      = []byte(`"code":"`)
 )
 
 // textSuffix ends every message text a ChatRoom sends.
@@ -70,6 +72,8 @@ func parseFrame(b []byte) frame {
 		return frame{kind: frameJoin}
 	case bytes.Contains(b, typeLeave):
 		return frame{kind: frameLeave}
+	case bytes.Contains(b, typePresence):
+		return frame{kind: framePresence}
 	case bytes.Contains(b, typeError):
 		return frame{kind: frameError, code: stringAfter(b, keyCode)}
 	}

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 )
+
+// ErrNoProc is the error of the /proc readers (ReadProcStat, ReadStatusKiB,
+// ReadMachineCPU) off Linux: the CPU time and memory figures they give are
+// unavailable there, and the tools leave them out of their reports.
+var ErrNoProc = fmt.Errorf("CPU and memory figures are read from /proc, which only Linux has: %w", errors.ErrUnsupported)
 
 // UserHZ is the unit of the CPU times in /proc: USER_HZ, 100 on Linux.
 const UserHZ = 100
@@ -57,31 +61,6 @@ func ParseProcStat(b []byte) (ProcStat, error) {
 	return st, nil
 }
 
-// ReadProcStat reads /proc/PID/stat.
-func ReadProcStat(pid int) (ProcStat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return ProcStat{}, err
-	}
-	return ParseProcStat(b)
-}
-
-// AllProcs reads /proc/*/stat of every process that can be read.
-func AllProcs() []ProcStat {
-	ents, _ := os.ReadDir("/proc")
-	var out []ProcStat
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := ReadProcStat(pid); err == nil {
-			out = append(out, st)
-		}
-	}
-	return out
-}
-
 // ParseStatusKiB returns the value of the line key ("VmRSS", "VmHWM") of
 // the text of /proc/PID/status, in KiB.
 func ParseStatusKiB(status []byte, key string) (int64, error) {
@@ -97,19 +76,6 @@ func ParseStatusKiB(status []byte, key string) (int64, error) {
 		return strconv.ParseInt(f[0], 10, 64)
 	}
 	return 0, fmt.Errorf("proc status: no %s line", key)
-}
-
-// ReadStatusKiB reads the line key of /proc/PID/status, in KiB.
-func ReadStatusKiB(pid int, key string) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	kib, err := ParseStatusKiB(b, key)
-	if err != nil {
-		return 0, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	return kib, nil
 }
 
 // MachineCPU is the first line of /proc/stat: all CPUs' time, in ticks.
@@ -148,13 +114,4 @@ func ParseMachineCPU(stat []byte) (MachineCPU, error) {
 		}
 	}
 	return m, nil
-}
-
-// ReadMachineCPU reads /proc/stat.
-func ReadMachineCPU() (MachineCPU, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return MachineCPU{}, err
-	}
-	return ParseMachineCPU(b)
 }

@@ -1,9 +1,6 @@
 package loadgen
 
-import (
-	"os"
-	"testing"
-)
+import "testing"
 
 func TestParseProcStat(t *testing.T) {
 	cases := []struct {
@@ -47,9 +44,6 @@ func TestParseProcStat(t *testing.T) {
 			}
 		})
 	}
-	if st, err := ReadProcStat(os.Getpid()); err != nil || st.Comm == "" || st.PPID != os.Getppid() {
-		t.Errorf("ReadProcStat(self) = %+v, %v", st, err)
-	}
 	if st := (ProcStat{Ticks: 300}); st.CPU() != 3 {
 		t.Errorf("CPU() = %v, want 3", st.CPU())
 	}
@@ -64,9 +58,6 @@ func TestParseStatusKiB(t *testing.T) {
 	}
 	if _, err := ParseStatusKiB([]byte("Name:\tx\n"), "VmRSS"); err == nil {
 		t.Error("no error without VmRSS")
-	}
-	if kib, err := ReadStatusKiB(os.Getpid(), "VmRSS"); err != nil || kib <= 0 {
-		t.Errorf("ReadStatusKiB(self) = %d, %v", kib, err)
 	}
 }
 
