@@ -42,6 +42,7 @@ type broadcast struct {
 	ended     time.Time
 	expire    *time.Timer       // drops the ended broadcast after KeepEnded
 	samples   []sample          // recent (wall, media) pairs for the speed estimate
+	current   *run              // the newest transcoder run
 	recording *record.Recording // this broadcast's, once finished
 }
 
@@ -97,6 +98,9 @@ func (b *broadcast) Transcode(c ingest.Container, width, height int) (ingest.Run
 		return nil, fmt.Errorf("start transcoder: %w", err)
 	}
 	r := &run{proc: p, stdin: stdin, consumed: make(chan error, 1)}
+	b.mu.Lock()
+	b.current = r
+	b.mu.Unlock()
 	go func() {
 		err := b.seg.ConsumeCaptured(stdout, r.captured)
 		if err != nil {
@@ -255,6 +259,14 @@ func manifestRenditions(rends []segmenter.Rendition) []manifest.Rendition {
 		out = append(out, manifest.Rendition{Dir: r.Dir, Playlist: r.Playlist})
 	}
 	return out
+}
+
+// CaptureDated implements web.CaptureDated: whether the current (or last)
+// transcoder run dates its segments by the publisher's capture clock.
+func (b *broadcast) CaptureDated() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.current != nil && b.current.capture.Load() != nil
 }
 
 // Private implements web.Stream.

@@ -182,7 +182,16 @@ func (s *Server) live(name string) bool {
 	return st != nil && st.Info().Live
 }
 
-// reportLatency serves POST /api/streams/{stream}/latency.
+// CaptureDated is implemented by a Stream that can tell whether its
+// segments are dated by the publisher's capture clock (a publisher that
+// sent none is dated when its media reached the gateway, and a viewer's
+// now - PROGRAM-DATE-TIME is then not its latency).
+type CaptureDated interface {
+	CaptureDated() bool
+}
+
+// reportLatency serves POST /api/streams/{stream}/latency. A stream whose
+// segments are not capture-dated answers 409 (undated).
 func (s *Server) reportLatency(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("stream")
 	st := s.Catalog.Stream(name)
@@ -191,6 +200,10 @@ func (s *Server) reportLatency(w http.ResponseWriter, r *http.Request) {
 	}
 	if st == nil || !st.Info().Live {
 		jsonError(w, http.StatusNotFound, "not_found", "stream "+name+" is not live")
+		return
+	}
+	if cd, ok := st.(CaptureDated); ok && !cd.CaptureDated() {
+		jsonError(w, http.StatusConflict, "undated", "the publisher of "+name+" sends no capture clock: its latency cannot be measured")
 		return
 	}
 	var body struct {

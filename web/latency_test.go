@@ -94,6 +94,28 @@ func TestLatencyReports(t *testing.T) {
 	}
 }
 
+// undatedStream is a live stream whose publisher sends no capture clock.
+type undatedStream struct{ fakeStream }
+
+func (undatedStream) CaptureDated() bool { return false }
+
+// TestLatencyUndated: a stream not dated by the capture clock refuses
+// reports (409), so that its histogram never holds other figures.
+func TestLatencyUndated(t *testing.T) {
+	ready := make(chan struct{})
+	close(ready)
+	s := started(t, &Server{Catalog: catalogOf{"u": &undatedStream{fakeStream{info: StreamInfo{Name: "u", Live: true}, ready: ready}}},
+		Publisher: fakePublisher{}, Chat: fakeChat{}})
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/streams/u/latency", strings.NewReader(`{"latency":1}`)))
+	if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), `"undated"`) {
+		t.Errorf("%d %s, want 409 undated", rec.Code, rec.Body)
+	}
+	if _, ok := s.ViewerLatency("u"); ok {
+		t.Error("an undated stream has a viewer latency")
+	}
+}
+
 // TestLatencyStreamsForgotten: a stream that is no longer live loses its
 // reports when another stream reports.
 func TestLatencyStreamsForgotten(t *testing.T) {

@@ -102,11 +102,11 @@
 
   // The gateway's clock minus ours, ms, from the report answer with the
   // shortest round trip (NTP's estimate); null before the first answer.
-  let offset = null, bestRTT = Infinity;
+  let offset = null, bestRTT = Infinity, dated = true;
   // glass is the latency from camera to screen, seconds, or null when the
   // playlist has no dates or the clocks are not compared yet.
   function glass() {
-    if (!hls || offset === null || video.paused) return null;
+    if (!hls || offset === null || !dated || video.paused) return null;
     const d = hls.playingDate;
     if (!d || isNaN(d.getTime())) return null;
     const v = (Date.now() + offset - d.getTime()) / 1000;
@@ -148,10 +148,14 @@
       const t1 = Date.now();
       if (res.ok) {
         const a = await res.json();
+        dated = true;
         if (t1 - t0 < bestRTT) { bestRTT = t1 - t0; offset = a.now - (t0 + t1) / 2; }
         next = (a.interval || 5) * 1000;
       } else if (res.status === 429) {
         next = (Number(res.headers.get("Retry-After")) || 5) * 1000;
+      } else if (res.status === 409) {
+        dated = false; // the publisher sends no capture clock: hls.js's own estimate only
+        next = 30000;
       } else {
         next = 30000;
       }
