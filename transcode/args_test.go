@@ -54,14 +54,14 @@ func TestKeyframes(t *testing.T) {
 		{0, "expr:gte(t,n_forced*1)"},
 		{time.Second, "expr:gte(t,n_forced*1)"},
 		{500 * time.Millisecond, "expr:gte(t,n_forced-1+0.5)"},
-		{250 * time.Millisecond, "expr:gte(t,n_forced-1+0.25)"},
+		{750 * time.Millisecond, "expr:gte(t,n_forced-1+0.75)"},
 	} {
 		if got := keyframes(c.first); got != c.want {
 			t.Errorf("keyframes(%s) = %q, want %q", c.first, got, c.want)
 		}
 	}
 	l := DefaultLadder()
-	for _, bad := range []time.Duration{time.Millisecond, 100 * time.Millisecond, 1500 * time.Millisecond, -time.Second} {
+	for _, bad := range []time.Duration{time.Millisecond, 400 * time.Millisecond, 1500 * time.Millisecond, -time.Second} {
 		l.FirstSegment = bad
 		if l.Validate() == nil {
 			t.Errorf("FirstSegment %s accepted", bad)
