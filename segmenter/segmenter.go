@@ -86,11 +86,13 @@ type Segmenter struct {
 	// PartDuration is the minimum low-latency part length; default 200 ms.
 	PartDuration time.Duration
 	// PartHoldBack is the PART-HOLD-BACK that low-latency playlists offer:
-	// how far from the live edge a player should play. hls.js and Safari
-	// start there and, by default, never play faster to come back to it,
-	// so it is the latency of a player left at its defaults. Default
-	// 4 × PartDuration; at least 2 × PartDuration (RFC 8216bis 4.4.3.8;
-	// gohlslib offers 2.5 ×, which a player reaches only without a stall).
+	// how far from the live edge a player should play. hls.js picks its
+	// start there when it loads the playlist and, at its defaults, never
+	// plays faster afterwards, so its latency is this, plus the time it
+	// takes to start (a second or more on a busy machine), plus the
+	// listing delay; Safari holds it. Default 3 × PartDuration, the least
+	// RFC 8216bis 4.4.3.8 recommends (it requires 2 ×; gohlslib offers
+	// 2.5 ×).
 	PartHoldBack time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -148,7 +150,7 @@ func (s *Segmenter) Start() error {
 		s.Logger = slog.Default()
 	}
 	if s.PartHoldBack == 0 {
-		s.PartHoldBack = 4 * s.PartDuration
+		s.PartHoldBack = 3 * s.PartDuration
 	}
 	if s.SegmentCount < 1 || s.SegmentDuration < 0 || s.PartDuration < 0 {
 		return errors.New("segmenter: SegmentCount, SegmentDuration or PartDuration out of range")

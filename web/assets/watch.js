@@ -62,10 +62,12 @@
       if (hls) hls.destroy();
       // live: hls.js starts LIVE_TARGET from the edge; a stall adds only
       // 0.1 s to its target (steer() takes that back), and it jumps back
-      // to the edge when more than 4 s behind
+      // to the edge when more than 4 s behind. Its own rate control stays
+      // off (maxLiveSyncPlaybackRate 1): more than a second from its
+      // target it would hold the rate at 1 against steer()
       hls = new Hls(recording ? { startPosition: 0, manifestLoadingMaxRetry: 4 }
         : { lowLatencyMode: true, liveSyncDuration: LIVE_TARGET, liveMaxLatencyDuration: 4, liveSyncOnStallIncrease: 0.1,
-          maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30, manifestLoadingMaxRetry: 4 });
+          maxLiveSyncPlaybackRate: 1, backBufferLength: 30, manifestLoadingMaxRetry: 4 });
       dbg.hls = hls;
       hls.on(Hls.Events.MANIFEST_PARSED, () => { fillLevels(); video.play().catch(() => {}); });
       hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
@@ -116,7 +118,8 @@
 
   // steer keeps the player near LIVE_TARGET from the edge: hls.js itself
   // plays faster only with over a second buffered, which a sub-second
-  // target never has. A little faster while behind and buffered, a little
+  // target never has, and it starts where the edge was before its start
+  // took a second or more. A little faster while behind and buffered, a little
   // slower when the buffer runs low (a stall costs more than a slow
   // moment), and after a stall the target back where it was.
   let stalls = 0;
@@ -125,6 +128,14 @@
     const lat = hls.latency, b = video.buffered;
     let ahead = 0;
     for (let i = 0; i < b.length; i++) if (b.start(i) <= video.currentTime + 0.1 && video.currentTime <= b.end(i)) ahead = b.end(i) - video.currentTime;
+    // far behind (a slow start, a stall) with the live position
+    // buffered: jump there rather than play fast for many seconds
+    const sync = hls.liveSyncPosition;
+    if (lat > LIVE_TARGET + 1 && sync && sync > video.currentTime) {
+      for (let i = 0; i < b.length; i++) {
+        if (b.start(i) <= sync && sync + 0.2 < b.end(i)) { video.currentTime = sync; return; }
+      }
+    }
     let rate = 1;
     if (ahead < 0.15) rate = 0.95;
     else if (lat > LIVE_TARGET + 0.5 && ahead > 0.4) rate = 1.25;
