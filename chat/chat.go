@@ -68,12 +68,14 @@ type Server struct {
 	// whose socket takes no byte for that long.
 	SendQueue int
 	// PresenceLimit is the largest room whose members get a join or leave
-	// event for each member; a bigger room gets instead at most one
-	// presence summary per flush ({"type":"presence","count":N,"joined":J,
-	// "left":L,"joined_users":[...],"left_users":[...]}, naming the first
-	// few). Notices for each member cost the square of a room's size as it
-	// fills (5,000 joins send 12.5 million of them), and beyond a couple of
-	// hundred names they say little: the chat panel lists 200. Default 200.
+	// event for each member; a bigger room gets instead one presence
+	// summary per flush that has any ({"type":"presence","count":N,
+	// "joined":J,"left":L,"joined_users":[...],"left_users":[...]}, naming
+	// the first few; a room that shrinks to the limit gets the summary of
+	// what came before its next event at once). Notices for each member
+	// cost the square of a room's size as it fills (5,000 joins send 12.5
+	// million of them), and beyond a couple of hundred names they say
+	// little: the chat panel lists 200. Default 200.
 	PresenceLimit int
 	// PingInterval is the keepalive period (a connection silent for two is
 	// dropped); default 30 s. WriteTimeout bounds each write; default 10 s.

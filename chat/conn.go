@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,9 +32,10 @@ const writevMax = 64
 // protocol error) is flushed too.
 type flushConn struct {
 	net.Conn
+	collecting atomic.Bool // set by start: writes are collected
+	kick       func()      // set by start
 
 	mu      sync.Mutex
-	kick    func() // set by start; nil: write through
 	copying bool
 	own     []byte // while copying: the message being written
 	bufs    net.Buffers
@@ -41,19 +43,16 @@ type flushConn struct {
 
 // start makes writes collect; the first after a flush calls kick.
 func (c *flushConn) start(kick func()) {
-	c.mu.Lock()
 	c.kick = kick
-	c.mu.Unlock()
+	c.collecting.Store(true)
 }
 
 // Write collects p, or writes it through before start.
 func (c *flushConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	kick := c.kick
-	if kick == nil {
-		c.mu.Unlock()
+	if !c.collecting.Load() {
 		return c.Conn.Write(p)
 	}
+	c.mu.Lock()
 	if c.copying && !isTail(p, c.own) {
 		p = bytes.Clone(p)
 	}
@@ -61,17 +60,14 @@ func (c *flushConn) Write(p []byte) (int, error) {
 	c.bufs = append(c.bufs, p)
 	c.mu.Unlock()
 	if first {
-		kick()
+		c.kick()
 	}
 	return len(p), nil
 }
 
 // SetWriteDeadline applies only before start: flush sets its own.
 func (c *flushConn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	collecting := c.kick != nil
-	c.mu.Unlock()
-	if collecting {
+	if c.collecting.Load() {
 		return nil
 	}
 	return c.Conn.SetWriteDeadline(t)

@@ -52,6 +52,8 @@ const (
 	endFailed                  // bad input or a failed transcoder: the stream ends
 	endReplaced                // a resuming connection took over
 	endShutdown                // the server stops
+	endRestart                 // the server stops, another gateway is to take the session over
+	endLost                    // another gateway took the stream: it ends here
 )
 
 // end records the first reason the connection ends and, if it calls for a
@@ -84,6 +86,11 @@ func (p *publisher) shutdown() {
 	p.end(ending{kind: endShutdown, close: websocket.CloseGoingAway, code: "shutdown", reason: "server shutting down"})
 }
 
+func (p *publisher) restart() {
+	p.end(ending{kind: endRestart, close: codeRestart, code: "restart",
+		reason: "the gateway restarts: reconnect with your session to go on through another one"})
+}
+
 func (p *publisher) run() {
 	defer close(p.done)
 	writerDone := make(chan struct{})
@@ -97,9 +104,10 @@ func (p *publisher) run() {
 	started := run != nil
 	p.queue.close()
 	if started {
-		// a failed publisher's media is not worth flushing, and a transcoder
-		// that does not finish in time is hung
-		if p.ending.kind == endFailed {
+		// a failed publisher's media is not worth flushing, a restart's
+		// goes on elsewhere from where it stops, and a transcoder that does
+		// not finish in time is hung
+		if p.ending.kind == endFailed || p.ending.kind == endRestart || p.ending.kind == endLost {
 			run.Abort()
 		}
 		select {
@@ -117,7 +125,7 @@ func (p *publisher) run() {
 	e := p.ending
 	p.log.Info("publisher gone", "why", e.code, "kind", e.kind, "bytes", p.bytes.Load())
 	switch e.kind {
-	case endClean, endFailed:
+	case endClean, endFailed, endLost:
 		p.srv.release(p.st, p)
 	case endDrop:
 		if started {
@@ -252,12 +260,19 @@ func (p *publisher) start(head []byte) (run Run, wait bool) {
 	out := p.st.out
 	s.mu.Unlock()
 	if out == nil {
-		if out, err = s.Backend.Open(p.st.name, p.st.private); err != nil {
+		s.mu.Lock()
+		resume := p.st.resume
+		s.mu.Unlock()
+		if out, err = s.Backend.Open(p.st.name, p.st.private, resume); err != nil {
 			return fail(err)
 		}
 		s.mu.Lock()
 		p.st.out = out
+		claim := p.st.claim
 		s.mu.Unlock()
+		if claim != nil {
+			claim.Follow(out.State)
+		}
 	}
 	if run, err = out.Transcode(c, w, h); err != nil {
 		return fail(err)

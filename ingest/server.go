@@ -3,9 +3,17 @@
 // container, buffers the bytes (bounded) into a transcoder run, reports
 // status, and lets a dropped publisher resume its session within a grace
 // period.
+//
+// With a Directory (several gateways), a stream name is claimed across the
+// gateways before the upgrade, a publisher may resume on this gateway a
+// session that another one held (the output then continues that stream),
+// a session that another gateway takes over ends here, and Close hands
+// every session off (close 1012 "restart") for the publishers to resume on
+// another gateway instead of ending the streams.
 package ingest
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -25,8 +33,67 @@ import (
 // Backend makes the media pipeline of streams (package stream).
 type Backend interface {
 	// Open prepares the output (HLS) of a stream that starts publishing;
-	// a private stream is served only to holders of a view token.
-	Open(stream string, private bool) (Output, error)
+	// a private stream is served only to holders of a view token. resume,
+	// when not nil, is what the gateway that held the session before left:
+	// the output continues that stream.
+	Open(stream string, private bool, resume *Resume) (Output, error)
+}
+
+// Resume is what another gateway left of a session taken over here.
+type Resume struct {
+	// State is that gateway's Output.State or Output.Handoff, opaque
+	// here; nil when its output had none.
+	State []byte
+	// Exact is false when State may lag behind what that output made (it
+	// was not handed off: that gateway died, or the publisher came here
+	// while it still ran): the new output leaves room.
+	Exact bool
+}
+
+// Directory reserves stream names across gateways (package cluster).
+type Directory interface {
+	// Claim reserves a stream for a new session, or takes over the
+	// session another gateway holds when req.Resume names it. A refusal
+	// is an *access.Error (409 busy, 503 when the directory is
+	// unreachable).
+	Claim(ctx context.Context, req ClaimRequest) (Claim, error)
+}
+
+// ClaimRequest asks a Directory for a stream.
+type ClaimRequest struct {
+	Stream string
+	// Session is the new session's id, used when the stream is free.
+	Session string
+	// Resume is the session the publisher asks to resume (?session=), ""
+	// for none.
+	Resume  string
+	Private bool
+	// Lost is called once, on a goroutine of the Directory, when another
+	// gateway has taken the stream: the session must end here. It must
+	// not block.
+	Lost func()
+}
+
+// Claim is a stream reserved for a session on this gateway.
+type Claim interface {
+	// Session is the session's id: ClaimRequest.Session, or the one taken
+	// over.
+	Session() string
+	// Resume is what the gateway that held the session left, for
+	// Backend.Open; nil for a new stream.
+	Resume() *Resume
+	// Follow gives the claim the output's State, which the directory
+	// keeps current for a gateway that may take the session over.
+	Follow(state func() []byte)
+	// Stopping says the session is about to be handed off: a publisher
+	// resuming it on another gateway waits for Handoff.
+	Stopping()
+	// Handoff keeps the session, with the output's final state, for
+	// another gateway to take over within its grace period, and lets go
+	// of it here.
+	Handoff(state []byte)
+	// Release frees the name: the session ended. Idempotent.
+	Release()
 }
 
 // Authorizer checks a publisher before the upgrade (access.Policy).
@@ -50,8 +117,16 @@ type Output interface {
 	Live() bool
 	// Speed is media time produced per wall time over the last seconds.
 	Speed() float64
-	// End finishes the playlists (#EXT-X-ENDLIST). Called once.
+	// End finishes the playlists (#EXT-X-ENDLIST). Called once, unless
+	// Handoff is.
 	End()
+	// State is where the output stands, for another gateway to continue
+	// it (opaque here); nil before it has segments.
+	State() []byte
+	// Handoff ends the output for another gateway to continue it, instead
+	// of End: the playlists are not finished. It returns the final State.
+	// Called once, after the last run ended.
+	Handoff() []byte
 }
 
 // Run is one transcoder process fed by one publisher connection.
@@ -82,6 +157,7 @@ const (
 	codePolicy      = websocket.ClosePolicyViolation   // 1008
 	codeTooBig      = websocket.CloseMessageTooBig     // 1009
 	codeInternal    = websocket.CloseInternalServerErr // 1011
+	codeRestart     = websocket.CloseServiceRestart    // 1012
 )
 
 // Server serves publishers. Set the fields, call Start, then route
@@ -127,6 +203,10 @@ type Server struct {
 	// stream's viewers are (their reported latency from camera to screen,
 	// seconds) for status frames; ok false when none reported lately.
 	ViewerLatency func(stream string) (seconds float64, ok bool)
+	// Directory, if set, claims each stream across gateways before the
+	// upgrade, and Close hands the sessions off to them (close 1012
+	// "restart") instead of ending the streams.
+	Directory Directory
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -146,6 +226,9 @@ type stream struct {
 	grace   *time.Timer
 	started time.Time
 	private bool
+	claim   Claim   // with a Directory, once claimed
+	resume  *Resume // what another gateway left, for Backend.Open
+	done    bool    // released, handed off or lost: nothing more to do
 }
 
 // Start fills in the defaults and checks the settings; call it before
@@ -245,6 +328,13 @@ func (s *Server) ServePublish(w http.ResponseWriter, r *http.Request, name strin
 		s.refuse(w, r, name, err)
 		return
 	}
+	if old == nil && st.pub == nil && st.claim == nil && s.Directory != nil {
+		if err := s.claimAcross(r.Context(), st, r.URL.Query().Get("session")); err != nil {
+			s.forget(st)
+			s.refuse(w, r, name, err)
+			return
+		}
+	}
 	up := websocket.Upgrader{
 		ReadBufferSize:  32 << 10,
 		WriteBufferSize: 4 << 10,
@@ -329,6 +419,33 @@ func (s *Server) claim(name, session string, private bool) (*stream, *publisher,
 	return st, old, nil
 }
 
+// claimAcross claims a new session's stream in the Directory, or takes
+// over there the session the publisher asks to resume.
+func (s *Server) claimAcross(ctx context.Context, st *stream, resume string) error {
+	c, err := s.Directory.Claim(ctx, ClaimRequest{Stream: st.name, Session: st.session, Resume: resume,
+		Private: st.private, Lost: func() { s.lost(st) }})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	st.claim, st.session, st.resume = c, c.Session(), c.Resume()
+	s.mu.Unlock()
+	if st.resume != nil {
+		s.Logger.Info("publisher resumes a session of another gateway", "stream", st.name, "exact", st.resume.Exact)
+	}
+	return nil
+}
+
+// forget drops a stream whose claim failed before it had a connection.
+func (s *Server) forget(st *stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams[st.name] == st {
+		delete(s.streams, st.name)
+	}
+	st.done = true
+}
+
 // release ends a stream's session: its output gets its end, the name is free.
 func (s *Server) release(st *stream, p *publisher) {
 	s.mu.Lock()
@@ -336,16 +453,70 @@ func (s *Server) release(st *stream, p *publisher) {
 		s.mu.Unlock() // a newer connection took over
 		return
 	}
+	if st.done {
+		s.mu.Unlock()
+		return
+	}
+	st.done = true
 	if s.streams[st.name] == st {
 		delete(s.streams, st.name)
 	}
 	if st.grace != nil {
 		st.grace.Stop()
 	}
-	out := st.out
+	out, claim := st.out, st.claim
 	s.mu.Unlock()
 	if out != nil {
 		out.End()
+	}
+	if claim != nil {
+		claim.Release()
+	}
+}
+
+// lost ends a session that another gateway took over: its connection (if
+// any) closes with 1008 "replaced", and its output ends; the name is the
+// other gateway's.
+func (s *Server) lost(st *stream) {
+	s.mu.Lock()
+	if st.done || s.streams[st.name] != st {
+		s.mu.Unlock()
+		return
+	}
+	p := st.pub
+	s.mu.Unlock()
+	s.Logger.Warn("another gateway took the stream over: it ends here", "stream", st.name)
+	if p != nil {
+		p.end(ending{kind: endLost, close: codePolicy, code: "replaced", reason: "another gateway took this stream over"})
+		return // the connection's end releases the stream
+	}
+	s.release(st, nil)
+}
+
+// handoff ends a session on this gateway for another to take it over:
+// the output stops without finishing its playlists and the claim keeps
+// its final state.
+func (s *Server) handoff(st *stream) {
+	s.mu.Lock()
+	if st.done {
+		s.mu.Unlock()
+		return
+	}
+	st.done = true
+	if s.streams[st.name] == st {
+		delete(s.streams, st.name)
+	}
+	if st.grace != nil {
+		st.grace.Stop()
+	}
+	out, claim := st.out, st.claim
+	s.mu.Unlock()
+	var state []byte
+	if out != nil {
+		state = out.Handoff()
+	}
+	if claim != nil {
+		claim.Handoff(state)
 	}
 }
 
@@ -370,7 +541,10 @@ func (s *Server) detach(st *stream, p *publisher) {
 	})
 }
 
-// Close ends every publisher (close 1001) and every stream. Idempotent.
+// Close ends every publisher and every stream: close 1001 "shutdown" and
+// the streams end, or with a Directory close 1012 "restart" and the
+// sessions are handed off (Claim.Stopping before the close frames,
+// Claim.Handoff once the transcoders stopped). Idempotent.
 func (s *Server) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -387,12 +561,31 @@ func (s *Server) Close() {
 		}
 	}
 	s.mu.Unlock()
+	restart := s.Directory != nil
+	if restart {
+		var wg sync.WaitGroup
+		for _, st := range streams {
+			if st.claim != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); st.claim.Stopping() }()
+			}
+		}
+		wg.Wait()
+	}
 	for _, p := range pubs {
-		p.shutdown()
+		if restart {
+			p.restart()
+		} else {
+			p.shutdown()
+		}
 	}
 	s.wg.Wait()
 	for _, st := range streams {
-		s.release(st, nil)
+		if restart {
+			s.handoff(st)
+		} else {
+			s.release(st, nil)
+		}
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 // noBackend fails every stream: the refusals tested here come before it.
 type noBackend struct{}
 
-func (noBackend) Open(string, bool) (Output, error) {
+func (noBackend) Open(string, bool, *Resume) (Output, error) {
 	return nil, errors.New("no backend in this test")
 }
 

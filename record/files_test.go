@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -307,8 +309,8 @@ func TestCloseAndBound(t *testing.T) {
 	}
 }
 
-// BenchmarkServeFile: GETs of one recorded segment over loopback, one
-// keep-alive client per goroutine: kept descriptors (ServeFile), a file
+// BenchmarkServeFile: GETs of one recorded file over loopback, 8 keep-alive
+// clients per CPU: kept descriptors (ServeFile), a file
 // opened per request (ServeFile without a Store), and the way before
 // (http.ServeFileFS on os.DirFS, which copies through user space).
 func BenchmarkServeFile(b *testing.B) {
@@ -337,6 +339,7 @@ func BenchmarkServeFile(b *testing.B) {
 				srv := httptest.NewServer(http.HandlerFunc(c.serve))
 				defer srv.Close()
 				b.SetBytes(int64(size))
+				b.SetParallelism(8) // clients enough to keep the server busy
 				b.RunParallel(func(pb *testing.PB) {
 					client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 					buf := make([]byte, 64<<10)
@@ -358,5 +361,38 @@ func BenchmarkServeFile(b *testing.B) {
 			})
 		}
 		st.Close()
+	}
+}
+
+// TestNameRules: the checks without a regexp say what the regexps of
+// their doc comment say.
+func TestNameRules(t *testing.T) {
+	rules := []struct {
+		name  string
+		check func(string) bool
+		re    *regexp.Regexp
+	}{
+		{"stream", validStream, regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)},
+		{"dir", validDir, regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)},
+		{"file", validFile, regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)},
+	}
+	inputs := []string{"", ".", "..", "a", "720p", "-x", "_x", ".hidden", "a.b", "a/b", "a\\b", "a b", "é",
+		"seg1.mp4", "x\x00", strings.Repeat("a", 32), strings.Repeat("a", 33), strings.Repeat("a", 64),
+		strings.Repeat("a", 65), strings.Repeat("a", 128), strings.Repeat("a", 129)}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "aZ09_-./\\ :\x00é"
+	for range 20000 {
+		b := make([]byte, rnd.IntN(6))
+		for i := range b {
+			b[i] = alphabet[rnd.IntN(len(alphabet))]
+		}
+		inputs = append(inputs, string(b))
+	}
+	for _, r := range rules {
+		for _, in := range inputs {
+			if got, want := r.check(in), r.re.MatchString(in); got != want {
+				t.Errorf("%s %q: %t, want %t", r.name, in, got, want)
+			}
+		}
 	}
 }

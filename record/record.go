@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -40,11 +39,27 @@ var ErrNotFound = errors.New("no finished recording")
 // recording's directory is removed.
 var ErrEmpty = errors.New("recording has no segments")
 
-var (
-	validStream = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	validDir    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
-	validFile   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-)
+// The names a recording's paths are made of, checked without a regexp
+// (ServeFile checks every request): a stream, ^[A-Za-z0-9_-]{1,64}$; a
+// directory (a recording's or a rendition's), ^[A-Za-z0-9_-]{1,32}$; a
+// file, ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$. None is "." or "..".
+func validStream(s string) bool { return len(s) <= 64 && plain(s, false) }
+func validDir(s string) bool    { return len(s) <= 32 && plain(s, false) }
+func validFile(s string) bool {
+	return len(s) <= 128 && plain(s, true) && s[0] != '.' && s[0] != '-'
+}
+
+// plain reports whether s is not empty and holds only A-Z a-z 0-9 _ - and,
+// if dot, '.'.
+func plain(s string, dot bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || dot && c == '.') {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // Store holds the recordings of every stream under Dir, as
 // Dir/{stream}/{UTC start, e.g. 20261201T084500Z}/: index.m3u8, one
@@ -105,7 +120,7 @@ func (st *Store) Close() {
 // stream's oldest recordings beyond Keep (the new one counted). Whoever
 // gets a Writer must call Finish.
 func (st *Store) Create(stream string, start time.Time) (*Writer, error) {
-	if !validStream.MatchString(stream) {
+	if !validStream(stream) {
 		return nil, fmt.Errorf("record stream %q: invalid name", stream)
 	}
 	parent := filepath.Join(st.Dir, stream)
@@ -134,7 +149,7 @@ func recordings(parent string) []string {
 	entries, _ := os.ReadDir(parent)
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() && validDir.MatchString(e.Name()) {
+		if e.IsDir() && validDir(e.Name()) {
 			names = append(names, e.Name())
 		}
 	}
@@ -152,9 +167,9 @@ func (st *Store) prune(parent string) {
 		err := os.RemoveAll(dir)
 		st.files.forget(dir) // one opened while it was deleted
 		if err != nil {
-			st.Logger.Warn("delete old recording", "dir", filepath.Join(parent, names[0]), "error", err)
+			st.Logger.Warn("delete old recording", "dir", dir, "error", err)
 		} else {
-			st.Logger.Info("deleted old recording", "dir", filepath.Join(parent, names[0]))
+			st.Logger.Info("deleted old recording", "dir", dir)
 		}
 		names = names[1:]
 	}
@@ -165,7 +180,7 @@ func (st *Store) Streams() []string {
 	ents, _ := os.ReadDir(st.Dir)
 	var names []string
 	for _, e := range ents {
-		if e.IsDir() && validStream.MatchString(e.Name()) {
+		if e.IsDir() && validStream(e.Name()) {
 			names = append(names, e.Name())
 		}
 	}
@@ -174,7 +189,7 @@ func (st *Store) Streams() []string {
 
 // Latest returns the newest finished recording of stream, or ErrNotFound.
 func (st *Store) Latest(stream string) (*Recording, error) {
-	if !validStream.MatchString(stream) {
+	if !validStream(stream) {
 		return nil, ErrNotFound
 	}
 	parent := filepath.Join(st.Dir, stream)
@@ -249,7 +264,7 @@ func (r *Recording) Multivariant() ([]byte, error) {
 // descriptor is kept open for the next request (see Store.OpenFiles).
 func (r *Recording) ServeFile(w http.ResponseWriter, req *http.Request, file, contentType string) {
 	dir, name, ok := strings.Cut(file, "/")
-	if !ok || !validDir.MatchString(dir) || !validFile.MatchString(name) {
+	if !ok || !validDir(dir) || !validFile(name) {
 		http.NotFound(w, req)
 		return
 	}
@@ -344,11 +359,11 @@ func (w *Writer) Add(seg Segment) {
 func (w *Writer) add(s Segment) error {
 	rendition, playlist, seg, init := s.Rendition, s.Playlist, s.File, s.Init
 	for _, name := range []string{playlist, seg.Name} {
-		if !validFile.MatchString(name) {
+		if !validFile(name) {
 			return fmt.Errorf("record segment: invalid file name %q", name)
 		}
 	}
-	if !validDir.MatchString(rendition) || (init.Name != "" && !validFile.MatchString(init.Name)) {
+	if !validDir(rendition) || (init.Name != "" && !validFile(init.Name)) {
 		return fmt.Errorf("record segment: invalid rendition %q or init %q", rendition, init.Name)
 	}
 	dir := filepath.Join(w.dir, rendition)

@@ -73,7 +73,7 @@ func recoverDir(dir, stream string, log *slog.Logger) (*Recording, error) {
 	var ended time.Time
 	for _, v := range mv.Variants {
 		rend, file, ok := strings.Cut(v.URI, "/")
-		if !ok || !validDir.MatchString(rend) || !validFile.MatchString(file) {
+		if !ok || !validDir(rend) || !validFile(file) {
 			return nil, fmt.Errorf("%s: variant %q", IndexFile, v.URI)
 		}
 		r := Rendition{Name: rend, Bandwidth: v.Bandwidth}
@@ -135,7 +135,7 @@ func readMediaList(path string) (*mediaList, time.Time, error) {
 			discont = true
 		case strings.HasPrefix(line, "#EXT-X-MAP:URI="):
 			init, err = strconv.Unquote(strings.TrimPrefix(line, "#EXT-X-MAP:URI="))
-			if err != nil || !validFile.MatchString(init) {
+			if err != nil || !validFile(init) {
 				return nil, time.Time{}, fmt.Errorf("%s: %q", path, line)
 			}
 		case strings.HasPrefix(line, "#EXTINF:"):
@@ -145,7 +145,7 @@ func readMediaList(path string) (*mediaList, time.Time, error) {
 			}
 			dur, inf = time.Duration(secs*float64(time.Second)), true
 		case line != "" && !strings.HasPrefix(line, "#"):
-			if !inf || !validFile.MatchString(line) {
+			if !inf || !validFile(line) {
 				return nil, time.Time{}, fmt.Errorf("%s: segment %q", path, line)
 			}
 			ml.entries = append(ml.entries, entry{seq: uint64(len(ml.entries)), name: line, init: init,

@@ -2,6 +2,17 @@
 // gohlslib muxer per rendition, one-second segments, low-latency parts, kept
 // in memory within a bounded window. When the stream ends it freezes the last
 // window into a finished playlist with #EXT-X-ENDLIST.
+//
+// A stream can move between segmenters (between gateways): Stop ends one
+// without finishing its playlists and says where it stood (Continuity), and
+// a new Segmenter whose Continue is that value goes on from there. gohlslib's
+// muxers always number their segments from 0 (7 in low-latency mode, after
+// seven #EXT-X-GAP segments for iOS), so a continuing segmenter offsets the
+// numbers in what it serves and in the blocking reloads it is asked for: its
+// media sequence numbers go on after the old ones, its first segment is
+// marked as a discontinuity, its discontinuity sequence follows on, and its
+// leading gap segments are left out (they would take the numbers of segments
+// players already have).
 package segmenter
 
 import (
@@ -96,6 +107,12 @@ type Segmenter struct {
 	PartHoldBack time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Continue, when set, continues a stream that another segmenter made
+	// (see Continuity): media sequence numbers begin at Continue.Sequence,
+	// the first segment is a discontinuity after Continue.Discontinuities
+	// earlier ones, and timestamps follow on after Continue.Time. Its
+	// playlists offer no delta updates (#EXT-X-SKIP).
+	Continue *Continuity
 	// OnSegment, when set, receives every finished segment of every media
 	// playlist once, in order per playlist, within about 250 ms of its end
 	// (the last ones, from the finished playlists, during End), from one
@@ -111,11 +128,44 @@ type Segmenter struct {
 	final     []Rendition // the renditions of the finished window
 	ended     bool
 	closed    bool
-	base      int64 // 90 kHz offset added to every timestamp of the current Consume
-	last      int64 // highest video timestamp written, 90 kHz
-	discontAt []uint64
+	base      int64        // 90 kHz offset added to every timestamp of the current Consume
+	last      int64        // highest video timestamp written, 90 kHz
+	discontAt []uint64     // muxer numbers of the segments that begin a new transcoder run
 	mediaTime atomic.Int64 // highest video timestamp, 90 kHz
 	holdBack  []byte       // the PART-HOLD-BACK attribute offered
+
+	// Set by Start from Continue, fixed after: served media sequence
+	// numbers are the muxers' plus offset; discBase discontinuities came
+	// before this segmenter's; continued hides the leading gap segments.
+	offset    uint64
+	discBase  int
+	continued bool
+	// onSegment is the OnSegment the caller set, when Start wrapped it to
+	// offset what the reporter reads from the muxers (see shiftReported).
+	onSegment func(Segment)
+}
+
+// Continuity is where a segmenter's stream stands, for another segmenter
+// (on another gateway) to continue it: see Segmenter.Continue. It is plain
+// data, to be sent as JSON.
+type Continuity struct {
+	// Sequence is the media sequence number the continuation begins with:
+	// one past the segment in progress, which players may have parts of.
+	Sequence uint64 `json:"sequence"`
+	// Discontinuities is how many discontinuities came before it.
+	Discontinuities int `json:"discontinuities"`
+	// Time is the newest timestamp written, 90 kHz; the continuation's
+	// follow on 100 ms after it.
+	Time int64 `json:"time"`
+}
+
+// firstSegment is the muxer number of a variant's first media segment:
+// gohlslib puts seven gap segments before it in low-latency mode.
+func (v Variant) firstSegment() uint64 {
+	if v == LowLatency {
+		return 7
+	}
+	return 0
 }
 
 type muxer struct {
@@ -159,6 +209,27 @@ func (s *Segmenter) Start() error {
 		return fmt.Errorf("segmenter: PartHoldBack %s below twice PartDuration %s", s.PartHoldBack, s.PartDuration)
 	}
 	s.holdBack = []byte("PART-HOLD-BACK=" + strconv.FormatFloat(s.PartHoldBack.Seconds(), 'f', 5, 64))
+	if c := s.Continue; c != nil {
+		first := s.Variant.firstSegment()
+		if c.Sequence < first || c.Discontinuities < 0 || c.Time < 0 {
+			return fmt.Errorf("segmenter: Continue: sequence %d (at least %d), discontinuities %d, time %d",
+				c.Sequence, first, c.Discontinuities, c.Time)
+		}
+		s.continued, s.offset, s.discBase = true, c.Sequence-first, c.Discontinuities
+		s.discontAt = []uint64{first}
+		s.last = c.Time
+		s.base = c.Time + 9000 // as a resumed run follows on
+		s.mediaTime.Store(c.Time)
+		if s.OnSegment != nil {
+			// the reporter reads the muxers' numbers while they run, and
+			// the served ones from the finished playlists (End restores it)
+			s.onSegment = s.OnSegment
+			s.OnSegment = func(seg Segment) {
+				seg.Sequence += s.offset
+				s.onSegment(seg)
+			}
+		}
+	}
 	s.ready = make(chan struct{})
 	return nil
 }
@@ -402,7 +473,7 @@ func (s *Segmenter) attach(videos []*mpegts.Track, audio *mpegts.Track) ([]*muxe
 	}
 	go s.waitReady(s.muxers)
 	s.startReporting()
-	return s.muxers, 0, nil
+	return s.muxers, s.base, nil // 0, or where a continued stream follows on
 }
 
 // waitReady asks each muxer for its multivariant playlist, which gohlslib
@@ -550,6 +621,10 @@ func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) 
 		http.NotFound(w, r)
 		return
 	}
+	playlist := strings.HasSuffix(file, ".m3u8")
+	if playlist && s.continued {
+		r = s.translate(r)
+	}
 	c := capture{body: bodies.Get().(*[]byte)}
 	defer c.release()
 	mx.m.Handle(&c, r)
@@ -558,14 +633,14 @@ func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) 
 		return
 	}
 	body := *c.body
-	if strings.HasSuffix(file, ".m3u8") {
+	if playlist {
 		// a blocking reload held while the stream ended: gohlslib answers 500
 		// when its muxer closes; the finished playlist is the right answer
 		if c.code == http.StatusInternalServerError && s.serveFrozen(w, r, file) {
 			return
 		}
-		if len(discont) > 0 && c.code == http.StatusOK {
-			body = rewrite(body, discont)
+		if (len(discont) > 0 || s.continued) && c.code == http.StatusOK {
+			body = s.rewrite(body, discont)
 		}
 		if c.code == http.StatusOK {
 			body = s.offerHoldBack(body)
@@ -608,29 +683,90 @@ func (s *Segmenter) offerHoldBack(body []byte) []byte {
 	return out
 }
 
-// rewrite marks the discontinuities in a media playlist; it returns the
-// playlist unchanged if it cannot parse it.
-func rewrite(body []byte, discont []uint64) []byte {
+// rewrite presents a muxer's media playlist (see present); it returns
+// the playlist unchanged if it cannot parse it.
+func (s *Segmenter) rewrite(body []byte, discont []uint64) []byte {
 	var pl playlist.Media
 	if err := pl.Unmarshal(body); err != nil {
 		return body
 	}
-	markDiscontinuities(&pl, discont)
-	out, err := pl.Marshal()
+	s.present(&pl, discont)
+	out, err := marshal(&pl)
 	if err != nil {
 		return body
 	}
 	return out
 }
 
+// marshal writes a media playlist. gohlslib v2.2.0's Marshal writes the
+// media sequence number as #EXT-X-DISCONTINUITY-SEQUENCE: the line is
+// written again with the right number.
+func marshal(pl *playlist.Media) ([]byte, error) {
+	out, err := pl.Marshal()
+	if err != nil || pl.DiscontinuitySequence == nil {
+		return out, err
+	}
+	wrong := []byte("#EXT-X-DISCONTINUITY-SEQUENCE:" + strconv.Itoa(pl.MediaSequence) + "\n")
+	right := []byte("#EXT-X-DISCONTINUITY-SEQUENCE:" + strconv.Itoa(*pl.DiscontinuitySequence) + "\n")
+	return bytes.Replace(out, wrong, right, 1), nil
+}
+
+// present turns a muxer's media playlist into the one served: the
+// discontinuities marked (discont in muxer numbers) and, for a continued
+// stream, the leading gap segments left out, the media sequence numbers
+// offset, and no delta updates offered.
+func (s *Segmenter) present(pl *playlist.Media, discont []uint64) {
+	markDiscontinuities(pl, discont, s.discBase)
+	if !s.continued {
+		return
+	}
+	for pl.Skip == nil && len(pl.Segments) > 0 && pl.Segments[0].Gap {
+		pl.Segments = pl.Segments[1:]
+		pl.MediaSequence++
+	}
+	if pl.ServerControl != nil {
+		pl.ServerControl.CanSkipUntil = nil
+	}
+	pl.MediaSequence += int(s.offset)
+}
+
+// translate turns a player's playlist request to a continued stream into
+// the muxer's: _HLS_msn in muxer numbers, or, for a segment before this
+// segmenter's first (a player of the stream's previous segmenter waiting
+// for what never came), no blocking at all; no delta update.
+func (s *Segmenter) translate(r *http.Request) *http.Request {
+	q := r.URL.Query()
+	msn, hasMSN := q["_HLS_msn"]
+	if !hasMSN && !q.Has("_HLS_skip") {
+		return r
+	}
+	q.Del("_HLS_skip")
+	if hasMSN {
+		n, err := strconv.ParseUint(msn[0], 10, 64)
+		switch {
+		case err != nil: // gohlslib answers 400
+		case n < s.offset+s.Variant.firstSegment():
+			q.Del("_HLS_msn")
+			q.Del("_HLS_part")
+		default:
+			q.Set("_HLS_msn", strconv.FormatUint(n-s.offset, 10))
+		}
+	}
+	out := *r
+	u := *r.URL
+	u.RawQuery = q.Encode()
+	out.URL = &u
+	return &out
+}
+
 // markDiscontinuities flags the segments that begin a new transcoder run
-// and counts the ones that have left the window.
-func markDiscontinuities(pl *playlist.Media, at []uint64) {
+// and counts the ones that have left the window, after base earlier ones.
+func markDiscontinuities(pl *playlist.Media, at []uint64, base int) {
 	first := uint64(pl.MediaSequence)
 	if pl.Skip != nil {
 		first += uint64(pl.Skip.SkippedSegments)
 	}
-	gone := 0
+	gone := base
 	for _, msn := range at {
 		if msn < uint64(pl.MediaSequence) {
 			gone++
@@ -680,14 +816,15 @@ func (s *Segmenter) End() {
 
 	frozen := map[string][]byte{}
 	finals := map[string]*playlist.Media{}
+	s.shiftReported()
 	for _, mx := range muxers {
-		if err := freeze(mx, discont, frozen, finals); err != nil {
+		if err := s.freeze(mx, discont, frozen, finals); err != nil {
 			s.Logger.Warn("freeze ended stream", "rendition", mx.dir, "error", err)
 		}
 	}
 	alignEnds(finals, frozen)
 	for file, pl := range finals {
-		body, err := pl.Marshal()
+		body, err := marshal(pl)
 		if err != nil {
 			s.Logger.Warn("freeze ended stream", "playlist", file, "error", err)
 			continue
@@ -707,6 +844,82 @@ func (s *Segmenter) End() {
 	for _, mx := range muxers {
 		mx.m.Close()
 	}
+}
+
+// shiftReported moves what the reporter has reported from muxer numbers
+// to served ones, which the finished playlists it reads last (reportFrozen)
+// carry, and gives it back the caller's OnSegment. Called by End after the
+// reporter stopped.
+func (s *Segmenter) shiftReported() {
+	s.mu.Lock()
+	rep := s.report
+	s.mu.Unlock()
+	if rep == nil || !s.continued {
+		return
+	}
+	for key, next := range rep.next {
+		rep.next[key] = next + s.offset
+	}
+	s.OnSegment = s.onSegment
+}
+
+// Continuity says where the stream stands, for a segmenter that continues
+// it elsewhere; ok is false before the first segments exist (a
+// continuation has nothing to follow) and once the muxers are gone.
+func (s *Segmenter) Continuity() (c Continuity, ok bool) {
+	s.mu.Lock()
+	var mx *muxer
+	if len(s.muxers) > 0 && s.muxers[0].info != nil {
+		mx = s.muxers[0]
+	}
+	last, discont := s.last, s.discontAt
+	s.mu.Unlock()
+	if mx == nil {
+		return Continuity{}, false
+	}
+	next, err := nextSegment(mx) // the segment in progress, muxer numbers
+	if err != nil {
+		return Continuity{}, false
+	}
+	c = Continuity{Sequence: next + 1 + s.offset, Discontinuities: s.discBase, Time: last}
+	for _, msn := range discont {
+		if msn <= next {
+			c.Discontinuities++
+		}
+	}
+	return c, true
+}
+
+// Stop ends the segmenter for a continuation elsewhere, after the last
+// Consume returned: the segments finished so far go to OnSegment, the
+// muxers close, nothing is frozen (no #EXT-X-ENDLIST: players are to go on
+// with the continuation), and Handle answers 404 from then on; a blocking
+// reload it holds gets 500. It returns where the stream stood (ok false
+// as Continuity). Use Close after it, not End.
+func (s *Segmenter) Stop() (c Continuity, ok bool) {
+	c, ok = s.Continuity()
+	s.mu.Lock()
+	if s.ended || s.closed {
+		s.mu.Unlock()
+		return c, ok
+	}
+	s.ended = true
+	s.mu.Unlock()
+	s.stopReporting()
+	s.mu.Lock()
+	report := s.report != nil
+	s.mu.Unlock()
+	if report {
+		s.reportSegments() // the reporter's last round, on this goroutine now that it stopped
+	}
+	s.mu.Lock()
+	muxers := s.muxers
+	s.muxers = nil
+	s.mu.Unlock()
+	for _, mx := range muxers {
+		mx.m.Close()
+	}
+	return c, ok
 }
 
 // Ended reports whether End was called.
@@ -741,8 +954,9 @@ func alignEnds(finals map[string]*playlist.Media, files map[string][]byte) {
 }
 
 // freeze takes the current window of a muxer: its files go into out, its
-// finished media playlists into finals, both by "DIR/NAME".
-func freeze(mx *muxer, discont []uint64, out map[string][]byte, finals map[string]*playlist.Media) error {
+// finished media playlists into finals, both by "DIR/NAME", numbered as
+// served.
+func (s *Segmenter) freeze(mx *muxer, discont []uint64, out map[string][]byte, finals map[string]*playlist.Media) error {
 	if mx.info == nil {
 		return errors.New("no content yet")
 	}
@@ -755,7 +969,7 @@ func freeze(mx *muxer, discont []uint64, out map[string][]byte, finals map[strin
 		if err := pl.Unmarshal(body); err != nil {
 			return fmt.Errorf("parse media playlist %s: %w", uri, err)
 		}
-		markDiscontinuities(&pl, discont)
+		markDiscontinuities(&pl, discont, s.discBase)
 		final := &playlist.Media{
 			Version:               pl.Version,
 			IndependentSegments:   pl.IndependentSegments,
@@ -804,6 +1018,7 @@ func freeze(mx *muxer, discont []uint64, out map[string][]byte, finals map[strin
 		if len(final.Segments) == 0 {
 			return fmt.Errorf("media playlist %s: no segments", uri)
 		}
+		final.MediaSequence += int(s.offset) // the leading gaps are left out above
 		finals[mx.dir+"/"+uri] = final
 	}
 	return nil

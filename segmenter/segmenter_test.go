@@ -176,7 +176,7 @@ func TestMarkDiscontinuities(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			markDiscontinuities(&c.pl, c.at)
+			markDiscontinuities(&c.pl, c.at, 0)
 			var got []int
 			for i, s := range c.pl.Segments {
 				if s.Discontinuity {

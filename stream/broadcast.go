@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,8 @@ type broadcast struct {
 
 	mu        sync.Mutex
 	plan      []transcode.Output // fixed by the first run, so a resumed run fits the muxers
+	srcW      int                // the source size the plan was made for
+	srcH      int
 	ended     time.Time
 	expire    *time.Timer       // drops the ended broadcast after KeepEnded
 	samples   []sample          // recent (wall, media) pairs for the speed estimate
@@ -51,13 +54,39 @@ type sample struct {
 	media time.Duration
 }
 
-func newBroadcast(h *Hub, name string, private bool) (*broadcast, error) {
+// state is a broadcast's ingest.Output State: what another gateway needs
+// to continue it.
+type state struct {
+	Segmenter segmenter.Continuity `json:"segmenter"`
+	// Width and Height are the source size of the first run, which the
+	// ladder was planned for: the continuation has the same renditions.
+	Width   int       `json:"width"`
+	Height  int       `json:"height"`
+	Started time.Time `json:"started"`
+}
+
+// inexactRoom is how many media sequence numbers a continuation skips
+// when the state it continues may lag (ingest.Resume.Exact false): the
+// segments the old output may have made after its last report, which
+// comes every second or so.
+const inexactRoom = 3
+
+func newBroadcast(h *Hub, name string, private bool, from *state) (*broadcast, error) {
 	b := &broadcast{hub: h, name: name, private: private, started: time.Now(), log: h.Logger.With("stream", name)}
 	b.seg = &segmenter.Segmenter{Variant: h.Variant, SegmentCount: h.SegmentCount, PartHoldBack: h.PartHoldBack, Logger: b.log}
 	if f := h.Ladder.FirstSegment; f > 0 && f < time.Second {
 		// the muxers cut at each keyframe at least this far from the last
 		// cut: the short first segment, then every second
 		b.seg.SegmentDuration = f
+	}
+	if from != nil {
+		c := from.Segmenter
+		b.seg.Continue = &c
+		b.srcW, b.srcH = from.Width, from.Height
+		if !from.Started.IsZero() {
+			b.started = from.Started
+		}
+		b.log.Info("continuing the stream of another gateway", "sequence", c.Sequence, "discontinuities", c.Discontinuities)
 	}
 	if err := b.seg.Start(); err != nil {
 		return nil, err
@@ -78,7 +107,10 @@ func newBroadcast(h *Hub, name string, private bool) (*broadcast, error) {
 func (b *broadcast) Transcode(c ingest.Container, width, height int) (ingest.Run, error) {
 	b.mu.Lock()
 	if b.plan == nil {
-		b.plan = b.hub.Ladder.Plan(width, height)
+		if b.srcW == 0 && b.srcH == 0 { // a continuation keeps the size of the stream it continues
+			b.srcW, b.srcH = width, height
+		}
+		b.plan = b.hub.Ladder.Plan(b.srcW, b.srcH)
 		for _, out := range b.plan {
 			b.seg.Names = append(b.seg.Names, out.Name)
 		}
@@ -155,11 +187,71 @@ func (b *broadcast) End() {
 	b.mu.Unlock()
 	b.log.Info("stream ended")
 	if b.rec != nil {
-		b.finishRecording(ended, still)
+		b.finishRecording(ended, still, b.Info().Renditions)
 	}
 	b.mu.Lock()
 	b.expire = time.AfterFunc(b.hub.KeepEnded, func() { b.hub.drop(b) })
 	b.mu.Unlock()
+}
+
+// State implements ingest.Output.
+func (b *broadcast) State() []byte {
+	c, ok := b.seg.Continuity()
+	if !ok {
+		return nil
+	}
+	return b.state(c)
+}
+
+func (b *broadcast) state(c segmenter.Continuity) []byte {
+	b.mu.Lock()
+	st := state{Segmenter: c, Width: b.srcW, Height: b.srcH, Started: b.started}
+	b.mu.Unlock()
+	out, _ := json.Marshal(st)
+	return out
+}
+
+// Handoff implements ingest.Output: the segmenter stops without
+// finishing the playlists and the broadcast leaves the Hub; the recording
+// of what was made here is finished after Handoff returns (its thumbnail
+// takes an ffmpeg run: the state is wanted at once) and served from then
+// on. Hub.Close waits for it.
+func (b *broadcast) Handoff() []byte {
+	var still []byte
+	var rends []web.RenditionInfo
+	if b.rec != nil {
+		still, _ = b.seg.Latest()
+		rends = b.Info().Renditions // the segmenter tells them no more once stopped
+		if body, err := b.liveMultivariant(); err == nil {
+			b.rec.WriteIndex(body) // the last one: the one written after the stop would be empty
+		}
+	}
+	c, ok := b.seg.Stop()
+	var out []byte
+	if ok {
+		out = b.state(c)
+	}
+	b.mu.Lock()
+	b.ended = time.Now()
+	ended := b.ended
+	b.mu.Unlock()
+	b.log.Info("stream handed off to another gateway", "sequence", c.Sequence)
+	b.hub.drop(b)
+	if b.rec != nil {
+		b.hub.finishing.Add(1)
+		go func() {
+			defer b.hub.finishing.Done()
+			b.finishRecording(ended, still, rends)
+		}()
+	}
+	return out
+}
+
+// live reports whether the broadcast has not ended.
+func (b *broadcast) live() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ended.IsZero()
 }
 
 // close releases the segmenter; the broadcast serves nothing more.
@@ -188,14 +280,15 @@ func (b *broadcast) record(seg segmenter.Segment) {
 
 // finishRecording closes the recording after the last segment, gives it a
 // thumbnail of still (a segment, if any) and makes it the stream's newest.
-func (b *broadcast) finishRecording(ended time.Time, still []byte) {
+// renditions describe the recorded renditions.
+func (b *broadcast) finishRecording(ended time.Time, still []byte, renditions []web.RenditionInfo) {
 	index, err := b.liveMultivariant()
-	if err != nil {
-		b.log.Warn("recording keeps its first multivariant playlist", "error", err)
+	if err != nil || len(renditions) == 0 {
+		b.log.Warn("recording keeps its last multivariant playlist", "error", err)
 		index = nil
 	}
 	var rends []record.Rendition
-	for _, r := range b.Info().Renditions {
+	for _, r := range renditions {
 		rends = append(rends, record.Rendition(r))
 	}
 	rec, err := b.rec.Finish(index, rends, ended)

@@ -7,11 +7,18 @@
 // for Hub.KeepEnded, the recording is finished and served from then on as
 // VOD, with a thumbnail made by transcode.Thumbnail.
 //
+// A broadcast can move between gateways: its State (the segmenter's
+// Continuity, the source size its ladder was planned for, its start) is
+// what another gateway's Hub needs to continue it, and Handoff stops it
+// here without finishing its playlists. The continuation's recording is a
+// new one (each gateway records the part it made).
+//
 // A Hub is the ingest.Backend of package ingest and the web.Catalog of
 // package web.
 package stream
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +65,8 @@ type Hub struct {
 	streams map[string]*broadcast
 	vods    map[string]*record.Recording // newest finished recording by stream, once looked up
 	closed  bool
+
+	finishing sync.WaitGroup // recordings of handed-off broadcasts being finished
 }
 
 // Start fills in the defaults, checks the settings and ffmpeg, and opens
@@ -99,12 +108,23 @@ func (h *Hub) Start() error {
 }
 
 // Open implements ingest.Backend: a new broadcast of the named stream,
-// which replaces an ended one of the same name.
-func (h *Hub) Open(name string, private bool) (ingest.Output, error) {
+// which replaces an ended one of the same name; with resume, one that
+// continues the broadcast another gateway had (see State).
+func (h *Hub) Open(name string, private bool, resume *ingest.Resume) (ingest.Output, error) {
 	if h.isClosed() {
 		return nil, ErrClosed
 	}
-	b, err := newBroadcast(h, name, private)
+	var from *state
+	if resume != nil && resume.State != nil {
+		from = new(state)
+		if err := json.Unmarshal(resume.State, from); err != nil {
+			h.Logger.Warn("the state another gateway left is unreadable: the stream starts anew", "stream", name, "error", err)
+			from = nil
+		} else if !resume.Exact {
+			from.Segmenter.Sequence += inexactRoom
+		}
+	}
+	b, err := newBroadcast(h, name, private, from)
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +185,15 @@ func (h *Hub) setVOD(name string, r *record.Recording) {
 	h.vods[name] = r
 }
 
+// Live reports whether the named stream has a broadcast that has not
+// ended (nor been handed off).
+func (h *Hub) Live(name string) bool {
+	h.mu.Lock()
+	b := h.streams[name]
+	h.mu.Unlock()
+	return b != nil && b.live()
+}
+
 // Names implements web.Catalog: the live and just ended streams.
 func (h *Hub) Names() []string {
 	h.mu.Lock()
@@ -204,6 +233,7 @@ func (h *Hub) Close() {
 	for _, b := range streams {
 		b.close()
 	}
+	h.finishing.Wait()
 }
 
 // InputFormat is ffmpeg's name of a publisher's container ("matroska",

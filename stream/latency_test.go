@@ -12,7 +12,7 @@ import (
 // web package whether its newest run is dated by a capture clock.
 func TestCaptureDated(t *testing.T) {
 	h := startHub(t, nil)
-	out, err := h.Open("dated", false)
+	out, err := h.Open("dated", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

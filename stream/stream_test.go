@@ -132,7 +132,7 @@ func mediaPlaylist(t *testing.T, st web.Stream) (*playlist.Media, string) {
 // KeepEnded, without recording.
 func TestLife(t *testing.T) {
 	h := startHub(t, func(h *Hub) { h.KeepEnded = 2 * time.Second })
-	out, err := h.Open("life", false)
+	out, err := h.Open("life", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestLife(t *testing.T) {
 // run's first segment marked as a discontinuity.
 func TestResume(t *testing.T) {
 	h := startHub(t, func(h *Hub) { h.SegmentCount = 20 })
-	out, err := h.Open("again", false)
+	out, err := h.Open("again", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestResume(t *testing.T) {
 func TestRecordingHandover(t *testing.T) {
 	dir := t.TempDir()
 	h := startHub(t, func(h *Hub) { h.RecordDir, h.KeepEnded = dir, 2*time.Second })
-	out, err := h.Open("kept", false)
+	out, err := h.Open("kept", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestCrash(t *testing.T) {
 	if err := h.Start(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := h.Open("cut", false)
+	out, err := h.Open("cut", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestCrash(t *testing.T) {
 	h.Close()
 
 	bad := startHub(t, nil)
-	out, err = bad.Open("garbage", false)
+	out, err = bad.Open("garbage", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,4 +326,59 @@ func TestCrash(t *testing.T) {
 	if out.Live() {
 		t.Error("garbage went live")
 	}
+}
+
+// TestHandoff moves a broadcast from one Hub to another, as a gateway that
+// restarts hands its streams to another: the first one's output stops
+// without #EXT-X-ENDLIST and leaves the Hub (its part is recorded); the
+// second continues from its State: the same renditions, media sequence
+// numbers after the first one's, a discontinuity, the same start.
+func TestHandoff(t *testing.T) {
+	a := startHub(t, func(h *Hub) { h.RecordDir = t.TempDir() })
+	b := startHub(t, nil)
+	out, err := a.Open("moving", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.State() != nil {
+		t.Error("a state before any segment")
+	}
+	if err := feed(t, out, webm(t)); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	before, _ := mediaPlaylist(t, a.Stream("moving"))
+	started := a.Stream("moving").Info().StartedAt
+	if out.State() == nil {
+		t.Fatal("no state with segments")
+	}
+	state := out.Handoff()
+	if a.Live("moving") || len(a.Names()) != 0 {
+		t.Errorf("the handed-off stream is still held: live %v, names %v", a.Live("moving"), a.Names())
+	}
+	deadline := time.Now().Add(30 * time.Second) // finished after Handoff returned
+	for st := a.Stream("moving"); st == nil || !st.Info().Recording; st = a.Stream("moving") {
+		if time.Now().After(deadline) {
+			t.Fatal("the part made before the handoff is not served as a recording")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	next, err := b.Open("moving", false, &ingest.Resume{State: state, Exact: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := feed(t, next, webm(t)); err != nil {
+		t.Fatalf("continued run: %v", err)
+	}
+	st := b.Stream("moving")
+	pl, _ := mediaPlaylist(t, st)
+	want := before.MediaSequence + len(before.Segments) + 1 // after the segment in progress
+	if pl.MediaSequence != want || !pl.Segments[0].Discontinuity || pl.Endlist {
+		body, _ := pl.Marshal()
+		t.Errorf("continued playlist does not begin at %d with a discontinuity:\n%s", want, body)
+	}
+	if info := st.Info(); !info.StartedAt.Equal(started) || len(info.Renditions) != 1 {
+		t.Errorf("continued info %+v, started %v", info, started)
+	}
+	next.End()
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -35,6 +36,7 @@ type config struct {
 	Data        string   `json:"data"`
 	PublishKeys []string `json:"publish_keys"`
 	NATSURL     string   `json:"nats_url"`
+	Advertise   string   `json:"advertise"`
 	FFmpeg      string   `json:"ffmpeg"`
 	Record      bool     `json:"record"`
 	RecordKeep  int      `json:"record_keep"`
@@ -64,6 +66,15 @@ type config struct {
 	KeepEnded       duration `json:"keep_ended"`
 	LiveAllowOrigin string   `json:"live_allow_origin"`
 	StartWait       duration `json:"start_wait"`
+
+	ClusterBucket       string   `json:"cluster_bucket"`
+	ClusterReplicas     int      `json:"cluster_replicas"`
+	ClusterTTL          duration `json:"cluster_ttl"`
+	ClusterTimeout      duration `json:"cluster_timeout"`
+	ClusterProxyTimeout duration `json:"cluster_proxy_timeout"`
+	ClusterPlaylistKeep duration `json:"cluster_playlist_keep"`
+	ClusterMediaKeep    duration `json:"cluster_media_keep"`
+	ClusterCacheBytes   int64    `json:"cluster_cache_bytes"`
 
 	HTTPHeaderTimeout duration `json:"http_header_timeout"`
 	HTTPIdleTimeout   duration `json:"http_idle_timeout"`
@@ -137,6 +148,7 @@ func load(args []string, getenv func(string) string) (*config, error) {
 	data := fs.String("data", "", "data directory (env LIVEGATE_DATA)")
 	key := fs.String("publish-key", "", "require this key of every publisher (env LIVEGATE_PUBLISH_KEY)")
 	nats := fs.String("nats-url", "", "join other gateways through this NATS server (env LIVEGATE_NATS_URL)")
+	advertise := fs.String("advertise", "", "the `URL` other gateways reach this one at (default: from --listen; env LIVEGATE_ADVERTISE)")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate (chain) PEM `file`, read again when it changes (env LIVEGATE_TLS_CERT)")
 	tlsKey := fs.String("tls-key", "", "the private key PEM `file` of --tls-cert (env LIVEGATE_TLS_KEY)")
 	acmeDomain := new(string)
@@ -168,6 +180,7 @@ func load(args []string, getenv func(string) string) (*config, error) {
 		{data, "LIVEGATE_DATA", func(v string) { c.Data = v }},
 		{key, "LIVEGATE_PUBLISH_KEY", func(v string) { c.PublishKeys = []string{v} }},
 		{nats, "LIVEGATE_NATS_URL", func(v string) { c.NATSURL = v }},
+		{advertise, "LIVEGATE_ADVERTISE", func(v string) { c.Advertise = v }},
 		{tlsCert, "LIVEGATE_TLS_CERT", func(v string) { c.TLSCert = v }},
 		{tlsKey, "LIVEGATE_TLS_KEY", func(v string) { c.TLSKey = v }},
 		{acmeDomain, "LIVEGATE_ACME_DOMAIN", func(v string) { c.ACMEDomains = splitList(v) }},
@@ -230,6 +243,9 @@ func decode(b []byte, c *config) error {
 
 var validRungName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 
+// validBucket is a JetStream bucket name.
+var validBucket = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
 // validate checks every value, naming the key of the first bad one.
 func (c *config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
@@ -242,6 +258,15 @@ func (c *config) validate() error {
 	}
 	if c.NATSURL != "" && !strings.HasPrefix(c.NATSURL, "nats://") && !strings.HasPrefix(c.NATSURL, "tls://") {
 		return fmt.Errorf("nats_url: %q must start with nats:// or tls://", c.NATSURL)
+	}
+	if c.Advertise != "" {
+		u, err := url.Parse(c.Advertise)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("advertise: %q: want http(s)://HOST[:PORT], no path", c.Advertise)
+		}
+	}
+	if !validBucket.MatchString(c.ClusterBucket) {
+		return fmt.Errorf("cluster_bucket: %q: 1 to 64 of A-Z a-z 0-9 _ -", c.ClusterBucket)
 	}
 	if err := c.validateTLS(); err != nil {
 		return err
@@ -314,6 +339,13 @@ func (c *config) validate() error {
 		{"max_streams", c.MaxStreams >= 0, "0 (the number of CPU cores) or more"},
 		{"max_conns_per_ip", c.MaxConnsPerIP >= 0, "0 (no limit) or more"},
 		{"http_max_header_bytes", c.HTTPMaxHeader >= 4096 && c.HTTPMaxHeader <= 1<<20, "between 4096 and 1048576"},
+		{"cluster_replicas", c.ClusterReplicas >= 1 && c.ClusterReplicas <= 5, "between 1 and 5"},
+		{"cluster_ttl", c.ClusterTTL >= duration(time.Second) && c.ClusterTTL <= duration(time.Minute), "between 1s and 1m"},
+		{"cluster_timeout", c.ClusterTimeout >= duration(100*time.Millisecond), "at least 100ms"},
+		{"cluster_proxy_timeout", c.ClusterProxyTimeout >= duration(time.Second), "at least 1s"},
+		{"cluster_playlist_keep", c.ClusterPlaylistKeep >= 0 && c.ClusterPlaylistKeep <= duration(10*time.Second), "0s to 10s"},
+		{"cluster_media_keep", c.ClusterMediaKeep >= 0, "not negative"},
+		{"cluster_cache_bytes", c.ClusterCacheBytes >= 0, "not negative"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

@@ -187,6 +187,8 @@ func TestEveryKeyReachesAComponent(t *testing.T) {
 		"data":              `"/tmp/livegate-other"`,
 		"publish_keys":      `["k"]`,
 		"nats_url":          `"nats://127.0.0.1:4333"`,
+		"advertise":         `"http://10.0.0.1:8080"`,
+		"cluster_bucket":    `"livegate_other"`,
 		"ffmpeg":            `"/usr/local/bin/ffmpeg"`,
 		"ladder":            `[{"name":"360p","height":360,"video_kbps":600,"maxrate_kbps":642,"bufsize_kbits":1200}]`,
 		"x264_preset":       `"veryfast"`,
@@ -321,7 +323,7 @@ func plain(g *gateway) string {
 		}
 		fmt.Fprintf(&b, "%s=%v\n", path, v)
 	}
-	for _, c := range []any{g.hub, g.rooms, g.pub, g.site, g.server} {
+	for _, c := range []any{g.hub, g.rooms, g.pub, g.site, g.server, g.dir, g.catalog} {
 		walk(reflect.TypeOf(c).Elem().Name(), reflect.ValueOf(c))
 	}
 	return b.String()

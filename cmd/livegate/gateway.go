@@ -11,10 +11,12 @@ import (
 
 	"github.com/livegate/livegate/access"
 	"github.com/livegate/livegate/chat"
+	"github.com/livegate/livegate/cluster"
 	"github.com/livegate/livegate/ingest"
 	"github.com/livegate/livegate/segmenter"
 	"github.com/livegate/livegate/stream"
 	"github.com/livegate/livegate/web"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // gateway is every component of one livegate process, wired: the plain
@@ -30,11 +32,13 @@ type gateway struct {
 	acmeDirectory   string
 	acmeCA          string
 
-	hub    *stream.Hub
-	rooms  *chat.Server
-	pub    *ingest.Server
-	site   *web.Server
-	server *http.Server // its Handler is set by Start
+	hub     *stream.Hub
+	dir     *cluster.Directory // with natsURL: the stream directory (its Advertise set by run when empty)
+	catalog *cluster.Catalog   // with natsURL: what web serves streams from
+	rooms   *chat.Server
+	pub     *ingest.Server
+	site    *web.Server
+	server  *http.Server // its Handler is set by Start
 
 	started []interface{ Close() } // what Start started, in order
 }
@@ -76,9 +80,23 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		CheckOrigin:   origins,
 		Logger:        log.With("component", "chat"),
 	}
-	g.site = &web.Server{Catalog: g.hub, Chat: g.rooms, Access: policy, AllowOrigin: c.LiveAllowOrigin,
+	g.dir = &cluster.Directory{NATSURL: c.NATSURL, Advertise: c.Advertise, Bucket: c.ClusterBucket,
+		Replicas: c.ClusterReplicas, TTL: time.Duration(c.ClusterTTL), Grace: time.Duration(c.IngestGrace),
+		Timeout: time.Duration(c.ClusterTimeout), Wait: time.Duration(c.StartWait), Local: g.hub,
+		Logger: log.With("component", "cluster")}
+	g.catalog = &cluster.Catalog{Local: g.hub, Directory: g.dir, Tokens: policy.Tokens,
+		Timeout: time.Duration(c.ClusterProxyTimeout), PlaylistKeep: time.Duration(c.ClusterPlaylistKeep),
+		MediaKeep: time.Duration(c.ClusterMediaKeep), CacheBytes: c.ClusterCacheBytes, Wait: time.Duration(c.StartWait),
+		Logger: log.With("component", "cluster")}
+	metrics := prometheus.NewRegistry() // /metrics shows every component's
+	g.dir.Metrics, g.catalog.Metrics = metrics, metrics
+	var catalog web.Catalog = g.hub
+	if c.NATSURL != "" {
+		catalog = g.catalog
+	}
+	g.site = &web.Server{Catalog: catalog, Chat: g.rooms, Access: policy, AllowOrigin: c.LiveAllowOrigin,
 		StartWait: time.Duration(c.StartWait), ViewerWindow: time.Duration(c.ViewerWindow),
-		MaxViewersTracked: c.MaxViewersTracked, RecordingsListed: c.RecordingsListed,
+		MaxViewersTracked: c.MaxViewersTracked, RecordingsListed: c.RecordingsListed, Metrics: metrics,
 		LatencyInterval: time.Duration(c.LatencyReportInterval), LatencyWindow: time.Duration(c.LatencyReportWindow),
 		LatencyReporters: c.LatencyReporters, ClientAddr: proxies.ClientAddr, Logger: log}
 	g.pub = &ingest.Server{
@@ -97,6 +115,9 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		Viewers:        g.site.Viewers,
 		ViewerLatency:  g.site.ViewerLatency,
 		Logger:         log.With("component", "ingest"),
+	}
+	if c.NATSURL != "" {
+		g.pub.Directory = g.dir
 	}
 	g.site.Publisher = g.pub
 	g.server = &http.Server{
@@ -122,10 +143,19 @@ func (g *gateway) Start() error {
 		}
 		g.rooms.Bus = bus
 	}
-	for _, c := range []interface {
+	components := []interface {
 		Start() error
 		Close()
-	}{g.hub, g.rooms, g.site, g.pub} {
+	}{g.hub, g.rooms, g.site, g.pub}
+	if g.natsURL != "" {
+		// the directory before ingest, which hands its sessions off
+		// through it when it closes; the catalog before the site
+		components = []interface {
+			Start() error
+			Close()
+		}{g.hub, g.dir, g.catalog, g.rooms, g.site, g.pub}
+	}
+	for _, c := range components {
 		if err := c.Start(); err != nil {
 			g.Close()
 			return err
@@ -137,7 +167,8 @@ func (g *gateway) Start() error {
 }
 
 // Close ends what Start started, last first: publishers (their streams
-// end), the site, chat members, then the streams' outputs. Idempotent.
+// end, or with NATS are handed off to other gateways), the site, chat
+// members, the directory, then the streams' outputs. Idempotent.
 func (g *gateway) Close() {
 	for i := len(g.started) - 1; i >= 0; i-- {
 		g.started[i].Close()

@@ -41,6 +41,50 @@ func main() {
 	}
 }
 
+// advertiseURL is how other gateways reach this one when --advertise is
+// not given: the scheme served (https with TLS), the port listened on,
+// and the host: the TLS certificate's first name (or ACME domain) if there is
+// one, else the address listened on, an unspecified one (0.0.0.0, ::)
+// replaced by the machine's first non-loopback address (a loopback one
+// is kept: the gateways are then all on this machine).
+func advertiseURL(addr net.Addr, tls bool, tlsHost string) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = firstAddress()
+	}
+	if tls && tlsHost != "" {
+		host = tlsHost
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// firstAddress is the machine's first non-loopback unicast address,
+// IPv4 first; "localhost" when it has none.
+func firstAddress() string {
+	addrs, _ := net.InterfaceAddrs()
+	var v6 string
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || !n.IP.IsGlobalUnicast() {
+			continue
+		}
+		if n.IP.To4() != nil {
+			return n.IP.String()
+		}
+		if v6 == "" {
+			v6 = n.IP.String()
+		}
+	}
+	if v6 != "" {
+		return v6
+	}
+	return "localhost"
+}
+
 // run serves until ctx ends, then shuts everything down in order. With
 // tls_cert or acme_domains it serves HTTPS (and WSS) on the listener.
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
@@ -54,9 +98,15 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		ln.Close()
 		return err
 	}
+	if g.natsURL != "" && g.dir.Advertise == "" {
+		g.dir.Advertise = advertiseURL(ln.Addr(), tlsConf != nil, host)
+	}
 	if err := g.Start(); err != nil {
 		ln.Close()
 		return err
+	}
+	if g.natsURL != "" {
+		log.Info("joined the other gateways", "nats", g.natsURL, "advertise", g.dir.Advertise, "gateway", g.dir.ID())
 	}
 	defer g.Close()
 	srv := g.server
@@ -95,7 +145,8 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	log.Info("shutting down")
 	// publishers and chat members first: Shutdown does not wait for hijacked
-	// connections
+	// connections (with NATS, the publishers are told to resume their
+	// sessions on another gateway, which takes their streams over)
 	g.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -252,7 +252,7 @@ func newACMECerts(domains []string, directory, caFile, cacheDir string, log *slo
 		Client:     client,
 	}
 	a.get = a.manager.GetCertificate
-	log.Info("acme: certificates from "+directory, "domains", strings.Join(domains, ","),
+	log.Info("acme: certificates obtained on demand", "directory", directory, "domains", strings.Join(domains, ","),
 		"cache", filepath.Join(cacheDir, cacheName(directory)))
 	return a, nil
 }

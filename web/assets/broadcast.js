@@ -172,7 +172,9 @@
         lastError = await whyRefused(url);
         window.__livegate.errors.push(lastError);
       }
-      if (lastError && lastError.code !== "idle") {
+      // A gateway that restarts or stops (close 1012 "restart", 1001
+      // "shutdown") keeps the session for another one: reconnect with it.
+      if (lastError && !["idle", "restart", "shutdown"].includes(lastError.code)) {
         stop();
         say((ERRORS[lastError.code] || lastError.message) + " (" + lastError.code + ")", "state-error");
         return;
