@@ -52,7 +52,9 @@ type Server struct {
 	HistorySize int
 	// WelcomeUsers bounds the online list in a welcome (the newcomer first;
 	// count stays exact): a full list for every newcomer of a room of
-	// thousands would cost the square of its size; default 1000.
+	// thousands would cost the square of its size; default 1000. The
+	// others listed are a sample of the room, encoded once and kept while
+	// none of them leaves or is renamed.
 	WelcomeUsers int
 	// RatePerSecond and Burst bound each connection's messages and renames
 	// (token bucket); defaults 5 and 10.
@@ -440,13 +442,4 @@ type nickEvent struct {
 	Type string `json:"type"`
 	User User   `json:"user"`
 	Old  string `json:"old"`
-}
-
-type welcomeEvent struct {
-	Type    string            `json:"type"`
-	You     User              `json:"you"`
-	Users   []User            `json:"users"`
-	Count   int               `json:"count"`
-	History []json.RawMessage `json:"history"`
-	MaxText int               `json:"max_text"` // an extension: MaxTextRunes, for the page's counter
 }

@@ -232,14 +232,64 @@ func TestBatching(t *testing.T) {
 	}
 }
 
+// TestWelcomeUsersCap: a welcome lists the newcomer first, then up to
+// WelcomeUsers-1 others, all of them members at that moment, once each,
+// with the exact count: also when the others are a sample shared by
+// several welcomes and sampled members leave or are renamed between them,
+// and when the list is long enough (names of 32 characters) that the
+// welcome goes out in parts.
 func TestWelcomeUsersCap(t *testing.T) {
-	hs := startServer(t, &Server{WelcomeUsers: 2})
-	join(t, hs, "big", "a")
-	join(t, hs, "big", "b")
-	_, w := join(t, hs, "big", "c")
-	users := w["users"].([]any)
-	if w["count"] != 3.0 || len(users) != 2 || users[0].(map[string]any)["name"] != "c" {
-		t.Fatalf("capped welcome: %v", w)
+	for _, c := range []struct {
+		welcomeUsers, members int
+		name                  string
+	}{
+		{2, 3, "m%d"},
+		{5, 12, "m%d"},
+		{80, 100, "%030d"},
+	} {
+		t.Run(fmt.Sprint(c.welcomeUsers, " of ", c.members), func(t *testing.T) {
+			s := &Server{WelcomeUsers: c.welcomeUsers, RatePerSecond: 1e6, Burst: 1e6}
+			hs := startServer(t, s)
+			present := map[string]*client{}
+			check := func(name string, w map[string]any) {
+				t.Helper()
+				users := w["users"].([]any)
+				if w["count"] != float64(len(present)) || len(users) != min(c.welcomeUsers, len(present)) ||
+					users[0].(map[string]any)["name"] != name {
+					t.Fatalf("%s's welcome: count %v, %d users, first %v; want %d, %d, %s",
+						name, w["count"], len(users), users[0], len(present), min(c.welcomeUsers, len(present)), name)
+				}
+				seen := map[string]bool{}
+				for _, u := range users {
+					n := u.(map[string]any)["name"].(string)
+					if present[n] == nil || seen[n] {
+						t.Fatalf("%s's welcome lists %q: gone, renamed or twice", name, n)
+					}
+					seen[n] = true
+				}
+			}
+			for i := range c.members {
+				name := fmt.Sprintf(c.name, i)
+				cl, w := join(t, hs, "big", name)
+				present[name] = cl
+				check(name, w)
+				if i%3 == 2 { // one of the listed others leaves, another is renamed
+					users := w["users"].([]any)
+					gone := users[len(users)-1].(map[string]any)["name"].(string)
+					present[gone].conn.Close()
+					delete(present, gone)
+					if len(users) > 2 {
+						old := users[1].(map[string]any)["name"].(string)
+						renamed := fmt.Sprint("renamed", i)
+						present[old].send(map[string]string{"type": "nick", "name": renamed})
+						present[old].expect("nick")
+						present[renamed] = present[old]
+						delete(present, old)
+					}
+					eventually(t, "the leave of "+gone, func() bool { return s.Users("big") == len(present) })
+				}
+			}
+		})
 	}
 }
 
@@ -456,10 +506,10 @@ func TestFlushScaling(t *testing.T) {
 // TestJoinStorm joins many members at once and then lets them all leave,
 // watched by the first member. No one may lose their seat: a batch of
 // events is one write for the slow-reader bound, however many events it
-// holds (with SendQueue 2, counting events would drop the watcher at its
-// first batch). A room of at most PresenceLimit members gets a join or
-// leave event for each; a bigger one a presence summary instead, at most
-// one per flush, whose counts add up.
+// holds (SendQueue 16 is less than a batch; TestSlowReaderCountsWrites
+// holds the bound exactly). A room of at most PresenceLimit members gets
+// a join or leave event for each; a bigger one a presence summary instead,
+// at most one per flush, whose counts add up.
 func TestJoinStorm(t *testing.T) {
 	for _, c := range []struct {
 		name          string
@@ -471,7 +521,7 @@ func TestJoinStorm(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			const flush = 100 * time.Millisecond
-			s := &Server{SendQueue: 2, PresenceLimit: c.presenceLimit, FlushInterval: flush, FlushPerConn: time.Second}
+			s := &Server{SendQueue: 16, PresenceLimit: c.presenceLimit, FlushInterval: flush, FlushPerConn: time.Second}
 			hs := startServer(t, s)
 			watcher, _ := join(t, hs, "r", "watcher")
 			type tally struct{ joins, leaves, joined, left, summaries, count int }
@@ -604,7 +654,11 @@ func TestSlowReaderCountsWrites(t *testing.T) {
 					talker.send(map[string]string{"type": "message", "text": fmt.Sprint(b, " ", i, text)})
 				}
 				r := s.room("r")
-				eventually(t, "the batch", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.out) >= perBatch })
+				want := perBatch
+				if b == 0 {
+					want++ // the talker's join
+				}
+				eventually(t, "the batch", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.out) == want })
 				r.mu.Lock()
 				r.flush()
 				r.mu.Unlock()

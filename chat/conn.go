@@ -24,9 +24,10 @@ const writevMax = 64
 // Collected frames are kept, not copied (they are prepared messages,
 // encoded once for every member, or control frames gorilla allocates for
 // each write), except while a message of the member's own is written
-// (copying): gorilla's WriteMessage frames its head in a pooled write
-// buffer, which another connection may reuse before the flush, and passes
-// the rest of the message on as it is; that tail (of own) is kept. The first
+// (copying): gorilla frames its start in a pooled write buffer, which
+// another connection may reuse before the flush, and passes the rest of a
+// long part on as it is; such a tail of one of the message's parts
+// (stable) is kept. The first
 // write after a flush calls kick, which starts the writer unless it runs:
 // a write from elsewhere than the writer (gorilla's own close frame on a
 // protocol error) is flushed too.
@@ -37,7 +38,7 @@ type flushConn struct {
 
 	mu      sync.Mutex
 	copying bool
-	own     []byte // while copying: the message being written
+	stable  [][]byte // while copying: the parts of the message being written
 	bufs    net.Buffers
 }
 
@@ -53,7 +54,7 @@ func (c *flushConn) Write(p []byte) (int, error) {
 		return c.Conn.Write(p)
 	}
 	c.mu.Lock()
-	if c.copying && !isTail(p, c.own) {
+	if c.copying && !isTail(p, c.stable) {
 		p = bytes.Clone(p)
 	}
 	first := len(c.bufs) == 0
@@ -74,16 +75,21 @@ func (c *flushConn) SetWriteDeadline(t time.Time) error {
 }
 
 // setCopying says whether the writes that follow must be copied, but for
-// the tail of own.
-func (c *flushConn) setCopying(on bool, own []byte) {
+// tails of the stable parts.
+func (c *flushConn) setCopying(on bool, stable [][]byte) {
 	c.mu.Lock()
-	c.copying, c.own = on, own
+	c.copying, c.stable = on, stable
 	c.mu.Unlock()
 }
 
-// isTail reports whether p is the end of b, in b's own memory.
-func isTail(p, b []byte) bool {
-	return len(p) > 0 && len(p) <= len(b) && &p[len(p)-1] == &b[len(b)-1]
+// isTail reports whether p is the end of one of bs, in its own memory.
+func isTail(p []byte, bs [][]byte) bool {
+	for _, b := range bs {
+		if len(p) > 0 && len(p) <= len(b) && &p[len(p)-1] == &b[len(b)-1] {
+			return true
+		}
+	}
+	return false
 }
 
 // pending reports whether frames wait for a flush.

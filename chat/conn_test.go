@@ -88,7 +88,7 @@ func TestFlushConn(t *testing.T) {
 				c.Write(b)
 			}
 			head, msg := []byte("head"), []byte("message")
-			c.setCopying(true, msg)
+			c.setCopying(true, [][]byte{msg})
 			c.Write(head)
 			c.Write(msg[2:])
 			c.setCopying(false, nil)

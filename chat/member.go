@@ -51,9 +51,14 @@ const closeGrace = time.Second
 // control frame.
 type outItem struct {
 	batch []*websocket.PreparedMessage
-	text  []byte // a message for this member alone
-	ctl   int    // websocket.PingMessage, PongMessage or CloseMessage; 0: none
-	data  []byte // the control frame's payload
+	parts [][]byte // a message for this member alone, in parts
+	ctl   int      // websocket.PingMessage, PongMessage or CloseMessage; 0: none
+	data  []byte   // the control frame's payload
+}
+
+// text is a message of the member's own.
+func text(b []byte) outItem {
+	return outItem{parts: [][]byte{b}}
 }
 
 // closeItem is a close frame.
@@ -97,10 +102,6 @@ func (m *member) startWriter() {
 		m.writer.Add(1)
 		go m.write()
 	}
-}
-
-func (m *member) sendText(b []byte) {
-	m.send(outItem{text: b})
 }
 
 // closeWith queues a close frame after what is pending.
@@ -173,11 +174,19 @@ func (m *member) encode(it *outItem) error {
 			}
 		}
 		return nil
-	case it.text != nil:
-		m.nc.setCopying(true, it.text)
-		err := m.conn.WriteMessage(websocket.TextMessage, it.text)
-		m.nc.setCopying(false, nil)
-		return err
+	case it.parts != nil:
+		m.nc.setCopying(true, it.parts)
+		defer m.nc.setCopying(false, nil)
+		w, err := m.conn.NextWriter(websocket.TextMessage)
+		if err != nil {
+			return err
+		}
+		for _, p := range it.parts {
+			if _, err := w.Write(p); err != nil {
+				return err
+			}
+		}
+		return w.Close()
 	default:
 		return m.conn.WriteControl(it.ctl, it.data, time.Now().Add(m.srv.WriteTimeout))
 	}
@@ -240,8 +249,8 @@ func (m *member) receive(typ int, r io.Reader) error {
 	}
 	if int64(len(data)) > m.srv.MaxFrameBytes {
 		// the rest of it is skipped by the next read
-		m.sendOwn(outItem{text: frame(errorEvent{Type: "error", Code: "too_long",
-			Message: fmt.Sprintf("frames are at most %d bytes", m.srv.MaxFrameBytes)})})
+		m.sendOwn(text(frame(errorEvent{Type: "error", Code: "too_long",
+			Message: fmt.Sprintf("frames are at most %d bytes", m.srv.MaxFrameBytes)})))
 		m.sendOwn(closeItem(websocket.CloseMessageTooBig, "frame too big"))
 		return nil
 	}
@@ -413,7 +422,7 @@ func (m *member) allow() bool {
 
 // violation answers an error; too many in a row close the connection (1008).
 func (m *member) violation(code, msg string) {
-	m.sendOwn(outItem{text: frame(errorEvent{Type: "error", Code: code, Message: msg})})
+	m.sendOwn(text(frame(errorEvent{Type: "error", Code: code, Message: msg})))
 	m.violations++
 	if m.violations > m.srv.MaxViolations {
 		m.sendOwn(closeItem(websocket.ClosePolicyViolation, "too many errors"))

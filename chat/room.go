@@ -25,6 +25,15 @@ type room struct {
 	history []recent             // recent message events, oldest first
 	freed   bool                 // no longer the Server's room of that name
 
+	// What every welcome holds, encoded once and shared by the welcomes
+	// in flight (a join storm has hundreds): the others in the user list,
+	// a sample of up to WelcomeUsers-1 members (sampled) kept while none
+	// of them leaves or is renamed, each with a leading comma; and the
+	// history as a JSON array, until it changes. nil: to encode again.
+	others      []byte
+	sampled     map[string]bool
+	historyJSON []byte
+
 	// Events wait here, each prepared once for every member, for the next
 	// flush: at most one write of room traffic per member every
 	// Server.FlushInterval (see broadcast).
@@ -213,6 +222,9 @@ func (r *room) remove(id string) (User, bool) {
 		return u, false
 	}
 	delete(r.users, id)
+	if r.sampled[id] {
+		r.others = nil
+	}
 	delete(r.gateway, id)
 	delete(r.added, id)
 	if r.names[strings.ToLower(u.Name)] == id {
@@ -234,26 +246,64 @@ func (r *room) join(m *member, name string) error {
 	m.user = User{ID: newID(), Name: name}
 	r.add(m.user, "")
 	r.local[m.user.ID] = m
-	users := make([]User, 1, min(len(r.users), r.srv.WelcomeUsers))
-	users[0] = m.user
-	for id, u := range r.users {
-		if len(users) == cap(users) {
-			break
-		}
-		if id != m.user.ID {
-			users = append(users, u)
-		}
-	}
-	history := make([]json.RawMessage, len(r.history))
-	for i, h := range r.history {
-		history[i] = h.frame
-	}
-	m.sendText(frame(welcomeEvent{Type: "welcome", You: m.user, Users: users, Count: len(r.users), History: history,
-		MaxText: r.srv.MaxTextRunes}))
+	m.send(outItem{parts: r.welcome(m)})
 	ev := frame(presenceEvent{Type: "join", User: m.user, Count: len(r.users)})
 	r.presence("join", m.user, ev, m)
 	r.srv.Bus.Publish(Event{Room: r.name, Kind: "join", User: m.user, Frame: ev})
 	return nil
+}
+
+// welcome encodes m's welcome, {"type":"welcome","you":U,"users":[U,...],
+// "count":N,"history":[...],"max_text":M} (the extension max_text is
+// MaxTextRunes, for the page's counter), in parts: the big ones, the
+// others and the history, are the room's, shared with other welcomes.
+// Called with r.mu held, m added.
+func (r *room) welcome(m *member) [][]byte {
+	you := frame(m.user)
+	return [][]byte{
+		fmt.Appendf(nil, `{"type":"welcome","you":%s,"users":[%s`, you, you),
+		r.welcomeOthers(m),
+		fmt.Appendf(nil, `],"count":%d,"history":`, len(r.users)),
+		r.welcomeHistory(),
+		fmt.Appendf(nil, `,"max_text":%d}`, r.srv.MaxTextRunes),
+	}
+}
+
+// welcomeOthers returns the others of a welcome's user list (see
+// room.others), encoding them again when a sampled member has gone or the
+// sample could hold more. Called with r.mu held.
+func (r *room) welcomeOthers(m *member) []byte {
+	limit := min(r.srv.WelcomeUsers-1, len(r.users)-1) // m is not one of the others
+	if r.others != nil && len(r.sampled) == limit {
+		return r.others
+	}
+	r.others, r.sampled = []byte{}, make(map[string]bool, limit)
+	for id, u := range r.users {
+		if len(r.sampled) == limit {
+			break
+		}
+		if id != m.user.ID {
+			r.others = append(append(r.others, ','), frame(u)...)
+			r.sampled[id] = true
+		}
+	}
+	return r.others
+}
+
+// welcomeHistory returns the history as a JSON array (see
+// room.historyJSON). Called with r.mu held.
+func (r *room) welcomeHistory() []byte {
+	if r.historyJSON == nil {
+		b := []byte{'['}
+		for i, h := range r.history {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, h.frame...)
+		}
+		r.historyJSON = append(b, ']')
+	}
+	return r.historyJSON
 }
 
 // leave removes a local member and tells everyone.
@@ -310,6 +360,7 @@ func (r *room) remember(m recent) {
 		r.history = r.history[:len(r.history)-1]
 	}
 	r.history = append(r.history, m)
+	r.historyJSON = nil
 }
 
 // fillHistory asks the other gateways, on the room's first local join, for
@@ -350,7 +401,7 @@ func (r *room) fillHistory() {
 		if n := len(merged) - r.srv.HistorySize; n > 0 {
 			merged = merged[n:]
 		}
-		r.history = merged
+		r.history, r.historyJSON = merged, nil
 	})
 }
 

@@ -22,7 +22,7 @@ import (
 // segments' names.
 func finished(t testing.TB, st *Store, stream string, at time.Time, n, size int) (*Recording, []string) {
 	t.Helper()
-	w, err := st.Create(stream, at)
+	w, err := st.Create(stream, at, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestPruneClosesDescriptors(t *testing.T) {
 	if open := openHere(t, old.Dir()); runtime.GOOS == "linux" && len(open) != 5 {
 		t.Fatalf("descriptors kept: %v, want 5", open)
 	}
-	if _, err := st.Create("s", start.Add(time.Hour)); err != nil { // prunes old
+	if _, err := st.Create("s", start.Add(time.Hour), false); err != nil { // prunes old
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(old.Dir()); !os.IsNotExist(err) {

@@ -29,6 +29,10 @@ const MetaFile = "recording.json"
 // IndexFile is a recording's multivariant playlist.
 const IndexFile = "index.m3u8"
 
+// PrivateFile marks, from its start, the recording of a private stream:
+// the mark outlives a hard stop, which recording.json would not.
+const PrivateFile = "private"
+
 // ThumbFile is a recording's thumbnail (JPEG), if it has one.
 const ThumbFile = "thumb.jpg"
 
@@ -119,7 +123,7 @@ func (st *Store) Close() {
 // Create starts a recording of stream that began at start, and deletes the
 // stream's oldest recordings beyond Keep (the new one counted). Whoever
 // gets a Writer must call Finish.
-func (st *Store) Create(stream string, start time.Time) (*Writer, error) {
+func (st *Store) Create(stream string, start time.Time, private bool) (*Writer, error) {
 	if !validStream(stream) {
 		return nil, fmt.Errorf("record stream %q: invalid name", stream)
 	}
@@ -140,7 +144,13 @@ func (st *Store) Create(stream string, start time.Time) (*Writer, error) {
 		dir = filepath.Join(parent, fmt.Sprintf("%s-%d", name, i))
 	}
 	st.prune(parent)
-	return &Writer{dir: dir, files: st.files, meta: Meta{Stream: stream, StartedAt: start.UTC()},
+	if private {
+		if err := os.WriteFile(filepath.Join(dir, PrivateFile), nil, 0o644); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("record stream %s: %w", stream, err)
+		}
+	}
+	return &Writer{dir: dir, files: st.files, meta: Meta{Stream: stream, StartedAt: start.UTC(), Private: private},
 		log: st.Logger.With("stream", stream, "recording", filepath.Base(dir)), lists: map[string]*mediaList{}}, nil
 }
 
@@ -217,6 +227,8 @@ type Meta struct {
 	EndedAt    time.Time   `json:"ended_at"`
 	Duration   float64     `json:"duration"` // seconds of media of the first playlist
 	Renditions []Rendition `json:"renditions"`
+	// Private: only holders of a view token may watch it.
+	Private bool `json:"private,omitempty"`
 }
 
 // Rendition describes one recorded rendition.

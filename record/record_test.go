@@ -55,7 +55,7 @@ func TestPlaylists(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			st := newStore(t, 5)
-			w, err := st.Create("s", start)
+			w, err := st.Create("s", start, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +118,7 @@ func TestPrune(t *testing.T) {
 	st := newStore(t, 2)
 	var dirs []string
 	for i, at := range []time.Time{start, start.Add(time.Hour), start.Add(time.Hour), start.Add(2 * time.Hour)} {
-		w, err := st.Create("s", at)
+		w, err := st.Create("s", at, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +137,7 @@ func TestPrune(t *testing.T) {
 		t.Errorf("kept %v, want the newest two %v", left, want[2:])
 	}
 	// a recording in progress is not served; the newest finished one is
-	if _, err := st.Create("s", start.Add(3*time.Hour)); err != nil {
+	if _, err := st.Create("s", start.Add(3*time.Hour), false); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := st.Latest("s"); err != nil || filepath.Base(r.Dir()) != want[3] {
@@ -150,7 +150,7 @@ func TestPrune(t *testing.T) {
 
 func TestEmptyAndFailed(t *testing.T) {
 	st := newStore(t, 5)
-	w, _ := st.Create("empty", start)
+	w, _ := st.Create("empty", start, false)
 	if _, err := w.Finish(nil, nil, start); !errors.Is(err, ErrEmpty) {
 		t.Errorf("finish without segments: %v", err)
 	}
@@ -159,7 +159,7 @@ func TestEmptyAndFailed(t *testing.T) {
 	}
 
 	// a disk error stops the recording, and only it
-	w, _ = st.Create("full", start)
+	w, _ = st.Create("full", start, false)
 	if err := os.WriteFile(filepath.Join(w.Dir(), "720p"), nil, 0o644); err != nil { // the rendition directory cannot be made
 		t.Fatal(err)
 	}
@@ -179,11 +179,11 @@ func TestEmptyAndFailed(t *testing.T) {
 func TestNames(t *testing.T) {
 	st := newStore(t, 5)
 	for _, name := range []string{"", "../x", "a/b", strings.Repeat("a", 65)} {
-		if _, err := st.Create(name, start); err == nil {
+		if _, err := st.Create(name, start, false); err == nil {
 			t.Errorf("create %q: no error", name)
 		}
 	}
-	w, _ := st.Create("s", start)
+	w, _ := st.Create("s", start, false)
 	bad := seg(0, 1000, "i.mp4", false)
 	bad.File.Name = "../../escape.mp4"
 	add(w, bad)
@@ -191,7 +191,7 @@ func TestNames(t *testing.T) {
 		t.Error("a segment name with .. was written")
 	}
 
-	w, _ = st.Create("t", start)
+	w, _ = st.Create("t", start, false)
 	add(w, seg(0, 1000, "i.mp4", false))
 	rec, err := w.Finish([]byte("#EXTM3U\n"), nil, start)
 	if err != nil {
@@ -226,7 +226,7 @@ func TestNames(t *testing.T) {
 func TestStreams(t *testing.T) {
 	st := newStore(t, 5)
 	for _, name := range []string{"b", "a"} {
-		if _, err := st.Create(name, start); err != nil {
+		if _, err := st.Create(name, start, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -241,7 +241,7 @@ func TestStreams(t *testing.T) {
 // others is cut to their end when the recording finishes.
 func TestAlignEnds(t *testing.T) {
 	st := newStore(t, 5)
-	w, _ := st.Create("s", start)
+	w, _ := st.Create("s", start, false)
 	for i := range uint64(4) {
 		add(w, seg(i, 1000, "i.mp4", false))
 		if i < 3 {

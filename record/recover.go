@@ -53,7 +53,8 @@ func recoverDir(dir, stream string, log *slog.Logger) (*Recording, error) {
 	if err != nil {
 		return nil, fmt.Errorf("directory name: %w", err)
 	}
-	w.meta = Meta{Stream: stream, StartedAt: start}
+	_, err = os.Stat(filepath.Join(dir, PrivateFile))
+	w.meta = Meta{Stream: stream, StartedAt: start, Private: err == nil}
 	index, err := os.ReadFile(filepath.Join(dir, IndexFile))
 	if errors.Is(err, os.ErrNotExist) {
 		if err := os.RemoveAll(dir); err != nil {

@@ -24,12 +24,12 @@ const testIndex = `#EXTM3U
 // finished one alone.
 func TestRecover(t *testing.T) {
 	st := newStore(t, 5)
-	done, _ := st.Create("s", start.Add(-time.Hour))
+	done, _ := st.Create("s", start.Add(-time.Hour), false)
 	add(done, seg(0, 1000, "i.mp4", false))
 	if _, err := done.Finish(nil, []Rendition{{Name: "720p"}}, start.Add(-time.Hour+time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	w, _ := st.Create("s", start)
+	w, _ := st.Create("s", start, true) // a private stream's
 	for i := range uint64(3) {
 		add(w, seg(i, 1000, "i.mp4", false))
 		if i < 2 { // the kill came before 360p's third segment
@@ -46,7 +46,7 @@ func TestRecover(t *testing.T) {
 	}
 	f.WriteString("#EXTINF:1.00000,\np_video1_seg")
 	f.Close()
-	empty, _ := st.Create("s", start.Add(time.Hour)) // killed before any rendition had a segment
+	empty, _ := st.Create("s", start.Add(time.Hour), false) // killed before any rendition had a segment
 	add(empty, seg(0, 1000, "i.mp4", false))
 
 	st2 := &Store{Dir: st.Dir}
@@ -59,6 +59,9 @@ func TestRecover(t *testing.T) {
 	r, err := st2.Latest("s")
 	if err != nil {
 		t.Fatalf("Latest after the restart: %v", err)
+	}
+	if !r.Private {
+		t.Error("a private stream's recording is public once recovered")
 	}
 	if r.Dir() != w.Dir() || !r.StartedAt.Equal(start) || r.Duration != 2 || r.EndedAt.IsZero() {
 		t.Errorf("recovered %s: start %s, end %s, duration %g; want %s, %s, 2", r.Dir(), r.StartedAt, r.EndedAt, r.Duration, w.Dir(), start)

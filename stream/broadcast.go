@@ -92,7 +92,7 @@ func newBroadcast(h *Hub, name string, private bool, from *state) (*broadcast, e
 		return nil, err
 	}
 	if h.rec != nil {
-		w, err := h.rec.Create(name, b.started) // prunes, maybe the cached recording
+		w, err := h.rec.Create(name, b.started, private) // prunes, maybe the cached recording
 		if err != nil {
 			b.log.Error("recording not started (the live stream goes on)", "error", err)
 		} else {

@@ -56,6 +56,10 @@ type Hub struct {
 	RecordDir string
 	// RecordKeep is how many recordings of one stream are kept; default 5.
 	RecordKeep int
+	// RecordOpenFiles is how many descriptors of recorded files are kept
+	// open between requests (see record.Store.OpenFiles); default 1024,
+	// negative: none.
+	RecordOpenFiles int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -99,7 +103,8 @@ func (h *Hub) Start() error {
 	h.streams = map[string]*broadcast{}
 	h.vods = map[string]*record.Recording{}
 	if h.RecordDir != "" {
-		h.rec = &record.Store{Dir: h.RecordDir, Keep: h.RecordKeep, Logger: h.Logger.With("component", "record")}
+		h.rec = &record.Store{Dir: h.RecordDir, Keep: h.RecordKeep, OpenFiles: h.RecordOpenFiles,
+			Logger: h.Logger.With("component", "record")}
 		if err := h.rec.Start(); err != nil {
 			return fmt.Errorf("stream: %w", err)
 		}
@@ -234,6 +239,9 @@ func (h *Hub) Close() {
 		b.close()
 	}
 	h.finishing.Wait()
+	if h.rec != nil {
+		h.rec.Close()
+	}
 }
 
 // InputFormat is ffmpeg's name of a publisher's container ("matroska",

@@ -382,3 +382,34 @@ func TestHandoff(t *testing.T) {
 	}
 	next.End()
 }
+
+// TestPrivateRecording: a private stream's recording stays private, also
+// for a new Hub on the same directory.
+func TestPrivateRecording(t *testing.T) {
+	dir := t.TempDir()
+	h := startHub(t, func(h *Hub) { h.RecordDir, h.KeepEnded = dir, time.Second })
+	out, err := h.Open("hidden", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := feed(t, out, webm(t)); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !h.Stream("hidden").Private() || !h.Stream("hidden").Info().Private {
+		t.Error("a private broadcast is public")
+	}
+	out.End()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := h.Stream("hidden").(vod); ok {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for name, hub := range map[string]*Hub{"same hub": h, "new hub": startHub(t, func(h *Hub) { h.RecordDir = dir })} {
+		st, ok := hub.Stream("hidden").(vod)
+		if !ok || !st.Private() || !st.Info().Private {
+			t.Errorf("%s: the recording of a private stream is served as %T, private %v", name, hub.Stream("hidden"), ok && st.Private())
+		}
+	}
+}

@@ -25,7 +25,7 @@ var ready = func() chan struct{} { c := make(chan struct{}); close(c); return c 
 // Info implements web.Stream.
 func (v vod) Info() web.StreamInfo {
 	started, ended := v.rec.StartedAt, v.rec.EndedAt
-	info := web.StreamInfo{Name: v.rec.Stream, StartedAt: started, EndedAt: &ended,
+	info := web.StreamInfo{Name: v.rec.Stream, StartedAt: started, EndedAt: &ended, Private: v.rec.Private,
 		Recording: true, RecordedAt: &started, Duration: v.rec.Duration}
 	for _, r := range v.rec.Renditions {
 		info.Renditions = append(info.Renditions, web.RenditionInfo(r))
@@ -66,5 +66,6 @@ func underDir(playlist []byte, dir string) []byte {
 	return out.Bytes()
 }
 
-// Private implements web.Stream.
-func (v vod) Private() bool { return false }
+// Private implements web.Stream: the recording of a private stream is
+// private.
+func (v vod) Private() bool { return v.rec.Private }

@@ -64,6 +64,9 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-chat", "10000", "-publishers", "3"}, "chat clients in all"},
 		{[]string{"-chat", "5", "-chat-rate", "-1"}, "-chat-rate"},
 		{[]string{"-chat", "5", "-chat-rate", "5000"}, "-chat-rate"},
+		{[]string{"-origin", "http://127.0.0.1:9", "-publish=false"}, ""},
+		{[]string{"-origin", "http://10.0.0.1:8080"}, "-origin"},
+		{[]string{"-late", "-1s"}, "-late"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -219,6 +222,54 @@ func TestFollower(t *testing.T) {
 				t.Errorf("blockingQuery = %q, want %q", q, c.query)
 			}
 		})
+	}
+}
+
+func TestListings(t *testing.T) {
+	var l listings
+	t0 := time.Now()
+	if got := l.note("/a", t0.Add(time.Second)); !got.Equal(t0.Add(time.Second)) {
+		t.Errorf("first note: %v", got)
+	}
+	if got := l.note("/a", t0); !got.Equal(t0) {
+		t.Errorf("an earlier note: %v, want it kept", got)
+	}
+	if got := l.note("/a", t0.Add(2*time.Second)); !got.Equal(t0) {
+		t.Errorf("a later note: %v, want the earliest", got)
+	}
+	if p, err := itemPath("http://127.0.0.1:1/live/s/720p/v.m3u8?_HLS_msn=3", "p1.mp4?x=1"); err != nil || p != "/live/s/720p/p1.mp4" {
+		t.Errorf("itemPath: %q, %v", p, err)
+	}
+}
+
+// mv is a multivariant playlist as the gateway writes it: audio in a
+// rendition of its own.
+const mvAudio = `#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio2",AUTOSELECT=YES,DEFAULT=YES,URI="720p/audio2_stream.m3u8"
+#EXT-X-STREAM-INF:BANDWIDTH=2960264,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,AUDIO="audio"
+720p/video1_stream.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=717304,CODECS="avc1.4d401e,mp4a.40.2",RESOLUTION=640x360,AUDIO="audio"
+360p/video1_stream.m3u8
+`
+
+func TestMediaPlaylists(t *testing.T) {
+	var mv playlist.Multivariant
+	if err := mv.Unmarshal([]byte(mvAudio)); err != nil {
+		t.Fatal(err)
+	}
+	got := mediaPlaylists(&mv)
+	want := []string{"720p/video1_stream.m3u8", "360p/video1_stream.m3u8", "720p/audio2_stream.m3u8"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("mediaPlaylists: %v, want %v", got, want)
+	}
+	if a := audioPlaylist(&mv, mv.Variants[1]); a != "720p/audio2_stream.m3u8" {
+		t.Errorf("audioPlaylist: %q", a)
+	}
+	mv.Variants[0].Audio = ""
+	if a := audioPlaylist(&mv, mv.Variants[0]); a != "" {
+		t.Errorf("audioPlaylist without a group: %q", a)
 	}
 }
 
@@ -405,6 +456,15 @@ func checkReport(t *testing.T, rep report, viewers, chat int) {
 	if rep.Total.Viewers != viewers {
 		t.Errorf("report: %d viewers, want %d", rep.Total.Viewers, viewers)
 	}
+	// the prober followed the stream and the viewers' parts were timed
+	if rep.Total.PartsListed == 0 || rep.Total.PlaylistVersions == 0 || rep.Total.ProbeRequests == 0 {
+		t.Errorf("report: prober saw %d parts, %d versions in %d requests, want some (last error %q)",
+			rep.Total.PartsListed, rep.Total.PlaylistVersions, rep.Total.ProbeRequests, rep.Total.ProbeLastError)
+	}
+	if rep.Total.Delivered == 0 || rep.Total.DeliveryMax < rep.Total.DeliveryP50 {
+		t.Errorf("report: %d deliveries timed (p50 %v max %v), want some", rep.Total.Delivered, rep.Total.DeliveryP50, rep.Total.DeliveryMax)
+	}
+	t.Logf("report: delivery p50 %.0f ms p99 %.0f ms, %d of %d late", rep.Total.DeliveryP50, rep.Total.DeliveryP99, rep.Total.Late, rep.Total.Delivered)
 	// stalls are a figure of the machine's load, not a pass mark: this is
 	// a smoke test (the tool runs and reports), never a timed assertion
 	t.Logf("report: %d stalls (longest %.1f s)", rep.Total.Stalls, rep.Total.LongestStall)

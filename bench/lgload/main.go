@@ -6,6 +6,15 @@
 //
 //	lgload -url http://127.0.0.1:8080 -publishers 2 -viewers 20 -chat 50 -chat-rate 5 -duration 30s -json out.json
 //
+// Viewers play as players do (a variant and its audio rendition; parts
+// and blocking reloads with -mode ll). A prober follows every media
+// playlist of each stream at the origin with blocking reloads and notes
+// when each part is first listed: each viewer's delivery delay of a part
+// is the time from that listing to the end of its download. With -origin,
+// the publishers and the prober use the origin (the gateway) while the
+// viewers and chat clients use -url (an edge, or another gateway of the
+// cluster); with -publish=false the streams are someone else's.
+//
 // With -bench-get it is instead a plain HTTP load generator: C concurrent
 // keep-alive clients fetch the URLs of a list, round-robin, for a duration.
 //
@@ -30,6 +39,11 @@ import (
 // config is what the flags set.
 type config struct {
 	URL         string        // gateway base URL, loopback only
+	Origin      string        // the gateway publishers and the prober use; default URL
+	Publish     bool          // start the publishers (else the streams must be live)
+	Audio       bool          // viewers follow the audio rendition too
+	Probe       bool          // run the prober (listing times, parts and versions at the origin)
+	Late        time.Duration // a part delivered later than this after its listing is late
 	Publishers  int           // streams load0..N-1 (Prefix0..)
 	Viewers     int           // HLS viewers per stream
 	Duration    time.Duration // how long viewers watch
@@ -64,7 +78,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("lgload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "gateway base URL (loopback hosts only)")
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "gateway base URL (loopback hosts only): viewers and chat clients")
+	fs.StringVar(&c.Origin, "origin", "", "the gateway the publishers publish to and the prober reads listings from, when -url is an edge or another gateway (default -url)")
+	fs.BoolVar(&c.Publish, "publish", true, "start the publishers; with -publish=false the streams PREFIX0..N-1 must already be live (published by another lgload)")
+	fs.BoolVar(&c.Audio, "audio", true, "viewers also follow the audio rendition of their variant, as players do")
+	fs.BoolVar(&c.Probe, "probe", true, "follow each stream's playlists at the origin with blocking reloads (4 to 8 requests/s per playlist) for the delivery delays and the counts of parts and playlist versions; -probe=false for a publisher-only run")
+	fs.DurationVar(&c.Late, "late", 250*time.Millisecond, "a part delivered later than this after its first listing counts as late")
 	fs.IntVar(&c.Publishers, "publishers", 1, "publishers, on streams PREFIX0..N-1")
 	fs.IntVar(&c.Viewers, "viewers", 10, "HLS viewers per stream")
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long viewers watch (or -bench-get runs)")
@@ -110,7 +129,14 @@ func (c config) validate() error {
 	if _, err := loadgen.CheckURL(c.URL, "http"); err != nil {
 		return fmt.Errorf("lgload: -url: %w", err)
 	}
+	if c.Origin != "" {
+		if _, err := loadgen.CheckURL(c.Origin, "http"); err != nil {
+			return fmt.Errorf("lgload: -origin: %w", err)
+		}
+	}
 	switch {
+	case c.Late < 0:
+		return fmt.Errorf("lgload: -late %s: want 0 or more", c.Late)
 	case c.Publishers < 1 || c.Publishers > 100:
 		return fmt.Errorf("lgload: -publishers %d: want 1 to 100", c.Publishers)
 	case c.Viewers < 0 || c.Viewers > 10000:

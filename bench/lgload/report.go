@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -36,6 +37,11 @@ type reportConfig struct {
 	Drawtext         bool    `json:"drawtext"`
 	ChatPerStream    int     `json:"chat_per_stream"`
 	ChatRate         float64 `json:"chat_rate"` // messages per second per room
+	Origin           string  `json:"origin"`    // where the publishers and the prober went
+	Publish          bool    `json:"publish"`   // false: the streams were someone else's
+	Audio            bool    `json:"audio"`     // viewers followed the audio rendition too
+	Probe            bool    `json:"probe"`     // the prober ran
+	LateMs           float64 `json:"late_ms"`   // the delivery delay counted as late
 }
 
 // gatewayReport is the gateway's usage from /proc: idle (before
@@ -86,13 +92,40 @@ type streamReport struct {
 	Stalls       int            `json:"stalls"`
 	StalledViews int            `json:"viewers_stalled"`
 	LongestStall float64        `json:"longest_stall_s"`
-	Chat         *chatReport    `json:"chat,omitempty"` // with -chat
-	speeds       []float64
+	// Delivery delay: from a part's (or segment's) first listing, seen by
+	// the prober at the origin or any viewer, to the end of a viewer's
+	// download of it, over the files listed after each viewer's first
+	// playlist. Late: delivered more than late_ms after their listing.
+	DeliveryP50 float64 `json:"delivery_p50_ms"`
+	DeliveryP99 float64 `json:"delivery_p99_ms"`
+	DeliveryMax float64 `json:"delivery_max_ms"`
+	Delivered   int     `json:"delivered"`
+	Late        int     `json:"late"`
+	// The prober's counts at the origin, over the whole run: the parts
+	// that appeared (every media playlist), the playlist versions (each
+	// new part makes one) and its own requests (playlists only), to
+	// subtract from the origin's request count.
+	PartsListed      int `json:"parts_listed"`
+	PlaylistVersions int `json:"playlist_versions"`
+	ProbeRequests    int `json:"probe_requests"`
+	ProbeErrors      int `json:"probe_errors"`
+	// The time between new parts of a playlist at the origin (200 ms when
+	// the stream is made in real time), and the origin's own stalls (gaps
+	// over 2 s): the stalls no edge can hide.
+	ListingGapP50  float64        `json:"listing_gap_p50_ms"`
+	ListingGapP99  float64        `json:"listing_gap_p99_ms"`
+	ListingGapMax  float64        `json:"listing_gap_max_ms"`
+	OriginStalls   int            `json:"origin_stalls"`
+	OriginLongest  float64        `json:"origin_longest_stall_s"`
+	ProbeLastError string         `json:"probe_last_error,omitempty"`
+	EdgeCache      map[string]int `json:"edge_cache,omitempty"` // X-Cache headers the viewers got (HIT, MISS, ...)
+	Chat           *chatReport    `json:"chat,omitempty"`       // with -chat
+	speeds         []float64
 }
 
 // fill computes the per-stream and total figures.
 func (r *report) fill(streams []*stream, window time.Duration) {
-	var media, reloads, edge, chat loadgen.Histogram
+	var media, reloads, edge, delivery, gaps, chat loadgen.Histogram
 	tot := streamReport{Name: "total", Renditions: map[string]int{}}
 	var allSpeeds []float64
 	secs := window.Seconds()
@@ -114,13 +147,30 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 			if v.lastErr != "" {
 				sr.LastError = v.lastErr
 			}
-			sr.Stalls += v.stalls.count
-			if v.stalls.count > 0 {
+			sr.Stalls += v.stalls.count + v.astalls.count
+			if v.stalls.count+v.astalls.count > 0 {
 				sr.StalledViews++
 			}
-			sr.LongestStall = max(sr.LongestStall, round3(v.stalls.longest.Seconds()))
+			sr.LongestStall = max(sr.LongestStall, round3(v.stalls.longest.Seconds()), round3(v.astalls.longest.Seconds()))
+			sr.Delivered += v.delivered
+			sr.Late += v.late
+			for k, n := range v.cache {
+				if sr.EdgeCache == nil {
+					sr.EdgeCache = map[string]int{}
+				}
+				sr.EdgeCache[k] += n
+			}
 			v.mu.Unlock()
 		}
+		s.probe.mu.Lock()
+		sr.PartsListed, sr.PlaylistVersions, sr.ProbeRequests = s.probe.parts, s.probe.versions, s.probe.requests
+		sr.ProbeErrors, sr.ProbeLastError = s.probe.errors, s.probe.lastErr
+		sr.OriginStalls, sr.OriginLongest = s.probe.stalls, round3(s.probe.longest.Seconds())
+		s.probe.mu.Unlock()
+		sr.setGaps(&s.probe.gaps)
+		gaps.Merge(&s.probe.gaps)
+		sr.setDelivery(&s.delivery)
+		delivery.Merge(&s.delivery)
 		sr.setRates(secs, &s.media, &s.reloads, &s.edge)
 		if sr.Chat = roomReport(s); sr.Chat != nil {
 			if tot.Chat == nil {
@@ -140,6 +190,23 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 		tot.Bytes += sr.Bytes
 		tot.Requests += sr.Requests
 		tot.Errors += sr.Errors
+		tot.Delivered += sr.Delivered
+		tot.Late += sr.Late
+		tot.PartsListed += sr.PartsListed
+		tot.PlaylistVersions += sr.PlaylistVersions
+		tot.ProbeRequests += sr.ProbeRequests
+		tot.ProbeErrors += sr.ProbeErrors
+		tot.OriginStalls += sr.OriginStalls
+		tot.OriginLongest = max(tot.OriginLongest, sr.OriginLongest)
+		if sr.ProbeLastError != "" {
+			tot.ProbeLastError = sr.ProbeLastError
+		}
+		for k, n := range sr.EdgeCache {
+			if tot.EdgeCache == nil {
+				tot.EdgeCache = map[string]int{}
+			}
+			tot.EdgeCache[k] += n
+		}
 		tot.Stalls += sr.Stalls
 		tot.StalledViews += sr.StalledViews
 		tot.LongestStall = max(tot.LongestStall, sr.LongestStall)
@@ -160,6 +227,8 @@ func (r *report) fill(streams []*stream, window time.Duration) {
 		tot.SpeedMin = 0
 	}
 	tot.setRates(secs, &media, &reloads, &edge)
+	tot.setDelivery(&delivery)
+	tot.setGaps(&gaps)
 	if tot.Chat != nil {
 		tot.Chat.setLatency(&chat)
 	}
@@ -177,6 +246,16 @@ func (s *streamReport) setRates(secs float64, media, reloads, edge *loadgen.Hist
 	s.EdgeP50, s.EdgeP99 = round3(edge.Quantile(0.5).Seconds()), round3(edge.Quantile(0.99).Seconds())
 }
 
+// setDelivery fills the delivery quantiles.
+func (s *streamReport) setDelivery(h *loadgen.Histogram) {
+	s.DeliveryP50, s.DeliveryP99, s.DeliveryMax = loadgen.Ms(h.Quantile(0.5)), loadgen.Ms(h.Quantile(0.99)), loadgen.Ms(h.Max())
+}
+
+// setGaps fills the listing gap quantiles.
+func (s *streamReport) setGaps(h *loadgen.Histogram) {
+	s.ListingGapP50, s.ListingGapP99, s.ListingGapMax = loadgen.Ms(h.Quantile(0.5)), loadgen.Ms(h.Quantile(0.99)), loadgen.Ms(h.Max())
+}
+
 // printSummary writes a human summary of r.
 func printSummary(w io.Writer, r *report) {
 	fmt.Fprintf(w, "lgload: %d publishers x %d viewers (%s), %.1f s window, lgload used %.2f cores\n",
@@ -188,6 +267,20 @@ func printSummary(w io.Writer, r *report) {
 		fmt.Fprintf(w, "%-10s %6.2f %6.2f %9.2f %8.1f %8.2f %8.2f %9.2f %9.2f %7d %6d\n",
 			s.Name, s.SpeedMedian, s.SpeedMin, s.BytesPerSec/1e6, s.ReqPerSec, s.MediaP50, s.MediaP99,
 			s.EdgeP50, s.EdgeP99, s.Stalls, s.Errors)
+	}
+	for _, s := range rows {
+		fmt.Fprintf(w, "%-10s delivery after listing p50 %.0f ms p99 %.0f ms max %.0f ms, late (> %.0f ms) %d of %d; origin: %d parts, %d playlist versions listed (gaps p50 %.0f ms max %.0f ms, %d stalls), prober %d requests",
+			s.Name, s.DeliveryP50, s.DeliveryP99, s.DeliveryMax, r.Config.LateMs, s.Late, s.Delivered, s.PartsListed, s.PlaylistVersions,
+			s.ListingGapP50, s.ListingGapMax, s.OriginStalls, s.ProbeRequests)
+		if len(s.EdgeCache) > 0 {
+			keys := slices.Sorted(maps.Keys(s.EdgeCache))
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, fmt.Sprintf("%s %d", k, s.EdgeCache[k]))
+			}
+			fmt.Fprintf(w, "; X-Cache %s", strings.Join(parts, ", "))
+		}
+		fmt.Fprintln(w)
 	}
 	if g := r.Gateway; g != nil {
 		fmt.Fprintf(w, "gateway: RSS idle %.1f MB, with streams %.1f MB (%.1f per stream, %d transcoders), with viewers %.1f MB (%.1f KB per viewer); CPU gateway %.2f + transcoders %.2f cores; sources %.2f cores\n",

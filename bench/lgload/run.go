@@ -24,8 +24,13 @@ type stream struct {
 	// media, reloads and edge are the viewers' request latencies and live
 	// edge distances (see viewerStats).
 	media, reloads, edge loadgen.Histogram
-	chat                 *loadgen.ChatRoom // nil without -chat
-	chatStep             loadgen.ChatStep  // set once the chat window is over
+	// delivery is the viewers' delay from a file's first listing to the
+	// end of its download; listed the listings, probe the prober's counts.
+	delivery loadgen.Histogram
+	listed   listings
+	probe    probeStats
+	chat     *loadgen.ChatRoom // nil without -chat
+	chatStep loadgen.ChatStep  // set once the chat window is over
 }
 
 // runLoad runs the scenario of cfg, prints a progress line every second on
@@ -47,14 +52,19 @@ func runLoad(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 // load runs the scenario and returns its report.
 func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	base := strings.TrimRight(cfg.URL, "/")
-	wsBase := "ws" + strings.TrimPrefix(base, "http")
+	origin := base
+	if cfg.Origin != "" {
+		origin = strings.TrimRight(cfg.Origin, "/")
+	}
+	wsBase := "ws" + strings.TrimPrefix(origin, "http")
 	drawtext := cfg.Replay == "" && hasDrawtext(ctx, cfg.FFmpeg)
 	if cfg.Replay == "" && !drawtext {
 		fmt.Fprintln(stderr, "lgload: ffmpeg has no drawtext filter: publishing the test pattern without the clock")
 	}
 	rep := &report{Config: reportConfig{URL: base, Publishers: cfg.Publishers, ViewersPerStream: cfg.Viewers,
 		Duration: cfg.Duration.String(), Mode: cfg.Mode, Replay: cfg.Replay, Size: cfg.Size, Drawtext: drawtext,
-		ChatPerStream: cfg.Chat, ChatRate: cfg.ChatRate}}
+		ChatPerStream: cfg.Chat, ChatRate: cfg.ChatRate, Origin: origin, Publish: cfg.Publish, Audio: cfg.Audio, Probe: cfg.Probe,
+		LateMs: loadgen.Ms(cfg.Late)}}
 	if cfg.GatewayPID > 0 {
 		if self, kids, _, err := treeUsage(cfg.GatewayPID); err == nil {
 			rep.Gateway = &gatewayReport{RSSIdleMB: mb(self.RSS + kids.RSS)}
@@ -73,6 +83,9 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	for i := range streams {
 		s := &stream{name: cfg.Prefix + strconv.Itoa(i), pub: &pubStats{}}
 		streams[i] = s
+		if !cfg.Publish {
+			continue
+		}
 		p := &publisher{FFmpeg: cfg.FFmpeg, Args: sourceArgs(cfg.Size, cfg.Replay, seconds, drawtext),
 			URL: wsBase + "/ingest/" + s.name + keyQuery(cfg.Key), Chunk: 100 * time.Millisecond, Stats: s.pub,
 			Deadline: time.Duration(seconds)*time.Second + 10*time.Second}
@@ -84,14 +97,14 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	}
 	defer pubs.Wait()
 
-	// Wait until every stream is playable.
+	// Wait until every stream is playable (at the origin).
 	client := &http.Client{Timeout: 15 * time.Second}
 	var waits sync.WaitGroup
 	for _, s := range streams {
 		waits.Go(func() {
 			wctx, cancel := context.WithTimeout(ctx, cfg.StartWait)
 			defer cancel()
-			if _, _, err := loadgen.WaitPlaylist(wctx, client, base+"/live/"+s.name+"/index.m3u8", "#EXT-X-STREAM-INF", 200*time.Millisecond); err == nil {
+			if _, _, err := loadgen.WaitPlaylist(wctx, client, origin+"/live/"+s.name+"/index.m3u8", "#EXT-X-STREAM-INF", 200*time.Millisecond); err == nil {
 				s.ready, s.readyOK = time.Since(t0), true
 			}
 		})
@@ -106,6 +119,21 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("lgload: %w", ctx.Err())
 	}
+	// The probers follow the streams at the origin until the viewers stop.
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	defer stopProbes()
+	var probes sync.WaitGroup
+	probeTr := &http.Transport{MaxIdleConnsPerHost: 16, DisableCompression: true}
+	defer probeTr.CloseIdleConnections()
+	for _, s := range streams {
+		if !s.readyOK || !cfg.Probe {
+			continue
+		}
+		pr := &prober{Client: &http.Client{Transport: probeTr}, Index: origin + "/live/" + s.name + "/index.m3u8",
+			Listed: &s.listed, Stats: &s.probe}
+		probes.Go(func() { pr.run(probeCtx) })
+	}
+	defer probes.Wait()
 	var before usageSample
 	if rep.Gateway != nil {
 		loadgen.Sleep(ctx, 2*time.Second) // let the transcoders settle
@@ -137,12 +165,12 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	var transports []*http.Transport
 	for _, s := range streams {
 		for j := range cfg.Viewers {
-			vs := &viewerStats{media: &s.media, reloads: &s.reloads, edge: &s.edge}
+			vs := &viewerStats{media: &s.media, reloads: &s.reloads, edge: &s.edge, delivery: &s.delivery}
 			s.viewers = append(s.viewers, vs)
 			tr := &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true, IdleConnTimeout: 30 * time.Second}
 			transports = append(transports, tr)
 			v := &viewer{Client: &http.Client{Transport: tr}, Index: base + "/live/" + s.name + "/index.m3u8",
-				Pick: j, LL: cfg.Mode == "ll", Stats: vs}
+				Pick: j, LL: cfg.Mode == "ll", Audio: cfg.Audio, Listed: &s.listed, Late: cfg.Late, Stats: vs}
 			views.Go(func() {
 				if err := v.run(vctx); err != nil && vctx.Err() == nil {
 					vs.mu.Lock()
@@ -168,6 +196,8 @@ func load(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	views.Wait()
 	<-vctx.Done() // the window lasts the whole duration, with or without viewers
 	stopViewers()
+	stopProbes()
+	probes.Wait()
 	<-progressDone
 	window := time.Since(w0)
 	rep.Window = round3(window.Seconds())
@@ -259,7 +289,7 @@ func progress(ctx context.Context, w io.Writer, t0 time.Time, streams []*stream)
 					v.mu.Lock()
 					bytes += v.bytes
 					reqs += v.requests
-					stalls += v.stalls.count
+					stalls += v.stalls.count + v.astalls.count
 					errs += v.errors
 					v.mu.Unlock()
 				}

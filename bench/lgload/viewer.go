@@ -25,8 +25,16 @@ type viewerStats struct {
 	media   *loadgen.Histogram // media (part, segment, init) request latency
 	reloads *loadgen.Histogram // playlist request latency (blocking reloads are held)
 	edge    *loadgen.Histogram // distance from the live edge at each media fetch
-	stalls  stallClock
-	ended   bool
+	// delivery is the time from a file's first listing (by anyone, see
+	// listings) to the end of its download, for the files that appeared
+	// after the viewer's first playlist (the stream's, shared).
+	delivery  *loadgen.Histogram
+	delivered int            // files timed in delivery
+	late      int            // of them, later than the viewer's Late
+	stalls    stallClock     // the video track's
+	astalls   stallClock     // the audio track's, when followed apart
+	cache     map[string]int // X-Cache response headers (an edge's HIT, MISS...)
+	ended     bool
 }
 
 // totals returns bytes and requests so far.
@@ -36,12 +44,19 @@ func (v *viewerStats) totals() (int64, int) {
 	return v.bytes, v.requests
 }
 
-// viewer plays one stream as an HLS player would.
+// viewer plays one stream as an HLS player would: the variant it picks
+// and, as players do, the audio rendition that variant names, each
+// followed on its own.
 type viewer struct {
 	Client *http.Client
 	Index  string // absolute URL of the multivariant playlist
 	Pick   int    // picks variant Pick modulo their number
 	LL     bool   // follow parts with blocking reloads; else poll segments
+	Audio  bool   // also follow the variant's audio rendition, if it has its own playlist
+	// Listed, if set, is where the stream's listings are noted and read:
+	// each file's delivery delay is measured from its first listing.
+	Listed *listings
+	Late   time.Duration // a delivery slower than this counts as late
 	Stats  *viewerStats
 }
 
@@ -57,8 +72,10 @@ func (v *viewer) get(parent context.Context, u string, timeout time.Duration, la
 	}
 	var body []byte
 	var n int64
+	var xcache string
 	resp, err := v.Client.Do(req)
 	if err == nil {
+		xcache = resp.Header.Get("X-Cache")
 		if keep {
 			body, err = io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 			n = int64(len(body))
@@ -83,11 +100,17 @@ func (v *viewer) get(parent context.Context, u string, timeout time.Duration, la
 	}
 	v.Stats.requests++
 	v.Stats.bytes += n
+	if xcache != "" {
+		if v.Stats.cache == nil {
+			v.Stats.cache = map[string]int{}
+		}
+		v.Stats.cache[xcache]++
+	}
 	lat.Record(d)
 	return body, nil
 }
 
-// run plays until ctx ends or the playlist ends. Every request has a
+// run plays until ctx ends or the playlists end. Every request has a
 // deadline and failures are retried after a pause, so it always returns
 // soon after ctx ends.
 func (v *viewer) run(ctx context.Context) error {
@@ -107,14 +130,59 @@ func (v *viewer) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	audioURL := ""
+	if a := audioPlaylist(&mv, variant); v.Audio && a != "" && a != variant.URI {
+		if audioURL, err = loadgen.Resolve(v.Index, a); err != nil {
+			return err
+		}
+	}
 	v.Stats.mu.Lock()
 	v.Stats.rendition = variant.URI
 	v.Stats.stalls = stallClock{limit: 2 * time.Second, last: time.Now()}
+	v.Stats.astalls = stallClock{limit: 2 * time.Second, last: time.Now()}
 	v.Stats.mu.Unlock()
+	if audioURL == "" {
+		return v.follow(ctx, mediaURL, &v.Stats.stalls)
+	}
+	var wg sync.WaitGroup
+	var aerr error
+	wg.Go(func() { aerr = v.follow(ctx, audioURL, &v.Stats.astalls) })
+	err = v.follow(ctx, mediaURL, &v.Stats.stalls)
+	wg.Wait()
+	if err == nil {
+		err = aerr
+	}
+	return err
+}
 
+// audioPlaylist returns the URI of the audio rendition variant plays with
+// (its group's default, else the group's first), or "" when the audio is
+// in the variant's own segments.
+func audioPlaylist(mv *playlist.Multivariant, variant *playlist.MultivariantVariant) string {
+	if variant.Audio == "" {
+		return ""
+	}
+	uri := ""
+	for _, r := range mv.Renditions {
+		if r.Type != playlist.MultivariantRenditionTypeAudio || r.GroupID != variant.Audio || r.URI == nil || *r.URI == "" {
+			continue
+		}
+		if r.Default {
+			return *r.URI
+		}
+		if uri == "" {
+			uri = *r.URI
+		}
+	}
+	return uri
+}
+
+// follow plays one media playlist until ctx ends or the playlist ends,
+// counting stalls on clock (guarded by Stats.mu).
+func (v *viewer) follow(ctx context.Context, mediaURL string, clock *stallClock) error {
 	f := follower{LL: v.LL}
 	var query string
-	var initDone bool
+	var initDone, started bool
 	var prev []byte
 	for ctx.Err() == nil {
 		u := mediaURL
@@ -127,6 +195,7 @@ func (v *viewer) run(ctx context.Context) error {
 			loadgen.Sleep(ctx, 500*time.Millisecond)
 			continue
 		}
+		listedAt := time.Now()
 		pl := &playlist.Media{} // Unmarshal appends: a fresh value every time
 		if err := pl.Unmarshal(body); err != nil {
 			v.Stats.mu.Lock()
@@ -148,17 +217,33 @@ func (v *viewer) run(ctx context.Context) error {
 			if err != nil {
 				continue
 			}
+			// the first playlist's files were listed before this viewer came
+			var listed time.Time
+			if v.Listed != nil && started {
+				if path, err := itemPath(mediaURL, it.URI); err == nil {
+					listed = v.Listed.note(path, listedAt)
+				}
+			}
 			if _, err := v.get(ctx, mu, 5*time.Second, v.Stats.media, false); err != nil {
 				continue
 			}
 			now := time.Now()
 			v.Stats.mu.Lock()
 			v.Stats.edge.Record(it.Edge)
-			v.Stats.stalls.media(now)
+			clock.media(now)
+			if !listed.IsZero() && v.Stats.delivery != nil {
+				d := now.Sub(listed)
+				v.Stats.delivery.Record(d)
+				v.Stats.delivered++
+				if v.Late > 0 && d > v.Late {
+					v.Stats.late++
+				}
+			}
 			v.Stats.mu.Unlock()
 		}
+		started = true
 		v.Stats.mu.Lock()
-		v.Stats.stalls.check(time.Now())
+		clock.check(time.Now())
 		v.Stats.mu.Unlock()
 		if pl.Endlist {
 			v.Stats.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -39,7 +40,7 @@ func startJetStream(t *testing.T) string {
 }
 
 // runLogged is runGateway, with the gateway's log shown when the test
-// fails.
+// fails (or LIVEGATE_TEST_LOGS is set).
 func runLogged(t *testing.T, name, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
@@ -51,7 +52,7 @@ func runLogged(t *testing.T, name, bin string, args ...string) (*exec.Cmd, strin
 	var lines []string
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("LIVEGATE_TEST_LOGS") != "" {
 			mu.Lock()
 			t.Logf("gateway %s log:\n%s", name, strings.Join(lines, "\n"))
 			mu.Unlock()

@@ -32,14 +32,15 @@ var defaultJSON []byte
 // embedded defaults, then the --config file, then LIVEGATE_* environment
 // variables, then flags, then validate.
 type config struct {
-	Listen      string   `json:"listen"`
-	Data        string   `json:"data"`
-	PublishKeys []string `json:"publish_keys"`
-	NATSURL     string   `json:"nats_url"`
-	Advertise   string   `json:"advertise"`
-	FFmpeg      string   `json:"ffmpeg"`
-	Record      bool     `json:"record"`
-	RecordKeep  int      `json:"record_keep"`
+	Listen          string   `json:"listen"`
+	Data            string   `json:"data"`
+	PublishKeys     []string `json:"publish_keys"`
+	NATSURL         string   `json:"nats_url"`
+	Advertise       string   `json:"advertise"`
+	FFmpeg          string   `json:"ffmpeg"`
+	Record          bool     `json:"record"`
+	RecordKeep      int      `json:"record_keep"`
+	RecordOpenFiles int      `json:"record_open_files"`
 
 	TLSCert       string   `json:"tls_cert"`
 	TLSKey        string   `json:"tls_key"`
@@ -307,6 +308,7 @@ func (c *config) validate() error {
 			"0s, or between 500ms and 1s (a playlist's target duration is its longest segment rounded)"},
 		{"keep_ended", c.KeepEnded >= duration(time.Second), "at least 1s"},
 		{"record_keep", c.RecordKeep >= 1, "at least 1"},
+		{"record_open_files", c.RecordOpenFiles >= 0, "0 (none kept) or more"},
 		{"live_allow_origin", !strings.ContainsFunc(c.LiveAllowOrigin, func(r rune) bool { return r <= ' ' || r >= 0x7f }),
 			"*, - or an origin, without spaces or control characters"},
 		{"start_wait", c.StartWait >= 0, "not negative"},

@@ -59,7 +59,10 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 	g.hub = &stream.Hub{
 		Ladder: c.transcodeLadder(), FFmpeg: c.FFmpeg, Variant: variant,
 		SegmentCount: c.HLSSegmentCount, PartHoldBack: time.Duration(c.HLSPartHoldBack), KeepEnded: time.Duration(c.KeepEnded),
-		RecordKeep: c.RecordKeep, Logger: log,
+		RecordKeep: c.RecordKeep, RecordOpenFiles: c.RecordOpenFiles, Logger: log,
+	}
+	if c.RecordOpenFiles == 0 {
+		g.hub.RecordOpenFiles = -1 // none kept (0 is the Hub's default)
 	}
 	if c.Data != "" && c.Record {
 		g.hub.RecordDir = filepath.Join(c.Data, "recordings")
