@@ -168,7 +168,7 @@ func (p *publisher) read(fed chan struct{}) (run Run) {
 				T          float64 // clock: the publisher's clock when it sent the frame, ms since 1970
 			}
 			err := json.Unmarshal(data, &msg)
-			frames.Put(&data)
+			release(data)
 			if err != nil {
 				continue
 			}
@@ -188,13 +188,13 @@ func (p *publisher) read(fed chan struct{}) (run Run) {
 			continue
 		}
 		if len(data) == 0 {
-			frames.Put(&data)
+			release(data)
 			continue
 		}
 		p.bytes.Add(int64(len(data)))
 		if run == nil {
 			head = append(head, data...)
-			frames.Put(&data)
+			release(data)
 			var wait bool
 			if run, wait = p.start(head); run == nil {
 				if wait {
@@ -290,7 +290,7 @@ func (p *publisher) feed(run Run, fed chan struct{}) {
 			break
 		}
 		_, werr = run.Write(chunk)
-		frames.Put(&chunk) // written into the pipe: the buffer is free again
+		release(chunk) // written into the pipe: the buffer is free again
 		if werr != nil {
 			break
 		}
@@ -319,6 +319,12 @@ func (p *publisher) feed(run Run, fed chan struct{}) {
 // second per publisher) cost more than a tenth of the gateway's CPU on a
 // live stream, most of it clearing fresh memory and its page faults.
 var frames = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// release gives a buffer back to frames. It takes the slice by value: a
+// pointer to the caller's variable would follow whatever the caller
+// assigns to it next (a queued chunk, written while another frame is
+// read into it).
+func release(b []byte) { frames.Put(&b) }
 
 // readFrame reads r to its end into a buffer from frames, stopping after
 // limit bytes (the caller checks the length).
