@@ -156,3 +156,73 @@ func TestLoadSmoke(t *testing.T) {
 		t.Errorf("report: %+v; want the memory per stream and one live stream whose 5 viewers fetched", r)
 	}
 }
+
+func TestEdgeSmoke(t *testing.T) {
+	dir := smoke(t, "edge.sh", []string{"ffmpeg", "python3", "curl", "nginx"})
+	var r struct {
+		Machine string
+		Steps   []struct {
+			Path          string
+			Viewers       int
+			Delivered     int
+			P50           *float64 `json:"delivery_p50_ms"`
+			OriginPerFile *float64 `json:"origin_per_file"`
+			GatewayCPU    *float64 `json:"gateway_cpu"`
+			Load          string   `json:"load_after"`
+		}
+		Held map[string]struct {
+			P99 *int `json:"p99"`
+		}
+	}
+	readJSON(t, filepath.Join(dir, "report.json"), &r)
+	paths := map[string]int{}
+	for _, s := range r.Steps {
+		paths[s.Path]++
+		if s.Viewers <= 0 || s.Delivered == 0 || s.P50 == nil || s.OriginPerFile == nil || s.GatewayCPU == nil || s.Load == "" {
+			t.Errorf("step %+v: want viewers, parts delivered, the delivery delay, origin requests per file, the gateway's CPU and the load", s)
+		}
+	}
+	for _, p := range []string{"direct", "edge"} {
+		if paths[p] == 0 || r.Held[p].P99 == nil {
+			t.Errorf("report: no step of %s, or no verdict: %+v", p, r)
+		}
+	}
+}
+
+func TestSoakSmoke(t *testing.T) {
+	dir := smoke(t, "soak.sh", []string{"ffmpeg", "python3", "curl"})
+	type verdict struct {
+		Samples int
+		Flat    *bool
+	}
+	var r struct {
+		Samples  int
+		Gateways map[string]map[string]verdict
+		Missing  []string `json:"missing_metrics"`
+		Flat     *bool
+		Load     map[string]struct {
+			Viewers int
+			Chat    struct{ Clients, Joined int }
+		}
+	}
+	readJSON(t, filepath.Join(dir, "report.json"), &r)
+	if r.Samples < 3 || r.Flat == nil {
+		t.Errorf("report: %d samples, verdict %v; want 3 or more and a verdict", r.Samples, r.Flat)
+	}
+	for _, gw := range []string{"1", "2"} {
+		for _, s := range []string{"rss", "threads", "proc_fds"} {
+			if v, ok := r.Gateways[gw][s]; !ok || v.Samples < 3 || v.Flat == nil {
+				t.Errorf("gateway %s: %s %+v; want samples and a verdict", gw, s, v)
+			}
+		}
+	}
+	for _, ab := range []string{"a", "b"} {
+		if l := r.Load[ab]; l.Viewers != 100 || l.Chat.Clients != 250 || l.Chat.Joined != 250 {
+			t.Errorf("load %s: %+v; want 100 viewers and 250 chat members joined", ab, l)
+		}
+	}
+	// a figure of the gateway's wiring, not of the script: reported
+	if len(r.Missing) > 0 {
+		t.Logf("missing from the gateway's /metrics: %v (judged from /proc)", r.Missing)
+	}
+}

@@ -328,3 +328,33 @@ func plain(g *gateway) string {
 	}
 	return b.String()
 }
+
+// FuzzConfigFile loads arbitrary config files: a file is refused with an
+// error or accepted as a configuration that validates and builds a
+// gateway, never a panic.
+func FuzzConfigFile(f *testing.F) {
+	for _, seed := range []string{
+		`{}`, `{"listen":"127.0.0.1:0"}`, `{"ladder":[]}`, `{"chat_flush_interval":"-1s"}`,
+		`{"token_secret":"short"}`, `{"private_streams":["[a"]}`, `{"trusted_proxies":["10.0.0.0/33"]}`,
+		`{"max_streams":-1}`, `{"http_max_header_bytes":1}`, `{"hls_variant":"dash"}`, `[1,2]`, `null`, `{"listen":`,
+		`{"ladder":[{"name":"a","height":361,"video_kbps":1,"maxrate_kbps":1,"bufsize_kbits":1}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	dir := f.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		file := filepath.Join(dir, "c.json")
+		if err := os.WriteFile(file, body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := load([]string{"--config", file}, func(string) string { return "" })
+		if err != nil {
+			return
+		}
+		if err := c.validate(); err != nil {
+			t.Fatalf("load accepted a config that does not validate: %v", err)
+		}
+		c.gateway(log)
+	})
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/livegate/livegate/stream"
 	"github.com/livegate/livegate/web"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // gateway is every component of one livegate process, wired: the plain
@@ -92,6 +93,7 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		MediaKeep: time.Duration(c.ClusterMediaKeep), CacheBytes: c.ClusterCacheBytes, Wait: time.Duration(c.StartWait),
 		Logger: log.With("component", "cluster")}
 	metrics := prometheus.NewRegistry() // /metrics shows every component's
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g.dir.Metrics, g.catalog.Metrics = metrics, metrics
 	var catalog web.Catalog = g.hub
 	if c.NATSURL != "" {

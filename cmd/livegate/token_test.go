@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,31 +73,5 @@ func TestREADMEMintsTokens(t *testing.T) {
 	c, err := (&access.Tokens{Secret: []byte(testSecret)}).Check(strings.TrimSpace(string(out)), "show", access.View)
 	if err != nil || c.Name != "bob" || c.Role != access.View {
 		t.Fatalf("the README's token: %+v, %v", c, err)
-	}
-}
-
-// TestHeaderLimit: a request head over http_max_header_bytes gets 431,
-// one under it is served.
-func TestHeaderLimit(t *testing.T) {
-	srv := startGateway(t, nil)
-	for _, c := range []struct {
-		size int
-		want int
-	}{{15 << 10, 200}, {17 << 10, 431}} {
-		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest("GET", srv.URL+"/healthz", nil)
-		req.Header.Set("X-Filler", strings.Repeat("a", c.size))
-		req.Write(conn)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-		if err != nil {
-			t.Fatalf("%d bytes: %v", c.size, err)
-		}
-		if resp.StatusCode != c.want {
-			t.Errorf("a head of %d KiB: %d, want %d", c.size>>10, resp.StatusCode, c.want)
-		}
-		conn.Close()
 	}
 }
