@@ -2,9 +2,11 @@
 # bench/pipeline.sh: livegate's media pipeline measured with bench/lgbench,
 # next to ffmpeg's own HLS muxer served as files.
 #
-#   bench/pipeline.sh                 full run: 30 s passes, vp8 startup pass,
-#                                     ffmpeg-hls reference
-#   bench/pipeline.sh --smoke         8 s, no reference, no extra startup pass
+#   bench/pipeline.sh                 full run: 30 s passes (the watch page; a
+#                                     default hls.js page on another origin;
+#                                     ffmpeg-hls reference), vp8 startup pass
+#   bench/pipeline.sh --smoke         8 s, watch page only, no reference, no
+#                                     extra startup pass
 #                                     (finishes in under 60 s)
 #   bench/pipeline.sh --json F        also write the report to F
 #   bench/pipeline.sh -- -codec vp8   pass further flags to lgbench
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
 		break
 		;;
 	-h | --help)
-		sed -n '2,22p' "$0"
+		sed -n '2,24p' "$0"
 		exit 0
 		;;
 	*)
@@ -68,7 +70,7 @@ if ! command -v chromium >/dev/null; then
 	args+=(-skip-browser)
 fi
 if [ "$smoke" = 1 ]; then
-	args+=(-duration "${DURATION:-8s}" -skip-reference -startup-codecs "")
+	args+=(-duration "${DURATION:-8s}" -skip-reference -skip-external -startup-codecs "")
 	limit=50
 else
 	args+=(-duration "${DURATION:-30s}")

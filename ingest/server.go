@@ -142,6 +142,15 @@ type Run interface {
 	Abort()
 }
 
+// Captured is implemented by a Run that dates its media by the publisher's
+// capture clock (package stream's runs do).
+type Captured interface {
+	// CaptureStart tells the wall time, on this machine's clock, at which
+	// the media time zero of the run's input was captured. It may be
+	// called again with a better estimate.
+	CaptureStart(t time.Time)
+}
+
 // Close codes and error codes of the contract.
 const (
 	codeUnsupported = websocket.CloseUnsupportedData   // 1003
@@ -190,6 +199,10 @@ type Server struct {
 	CheckOrigin func(r *http.Request) bool
 	// Viewers, if set, reports a stream's viewer count for status frames.
 	Viewers func(stream string) int
+	// ViewerLatency, if set, reports how far behind the publisher a
+	// stream's viewers are (their reported latency from camera to screen,
+	// seconds) for status frames; ok false when none reported lately.
+	ViewerLatency func(stream string) (seconds float64, ok bool)
 	// Directory, if set, claims each stream across gateways before the
 	// upgrade, and Close hands the sessions off to them (close 1012
 	// "restart") instead of ending the streams.

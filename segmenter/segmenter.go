@@ -96,6 +96,15 @@ type Segmenter struct {
 	SegmentDuration time.Duration
 	// PartDuration is the minimum low-latency part length; default 200 ms.
 	PartDuration time.Duration
+	// PartHoldBack is the PART-HOLD-BACK that low-latency playlists offer:
+	// how far from the live edge a player should play. hls.js picks its
+	// start there when it loads the playlist and, at its defaults, never
+	// plays faster afterwards, so its latency is this, plus the time it
+	// takes to start (a second or more on a busy machine), plus the
+	// listing delay; Safari holds it. Default 3 × PartDuration, the least
+	// RFC 8216bis 4.4.3.8 recommends (it requires 2 ×; gohlslib offers
+	// 2.5 ×).
+	PartHoldBack time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Continue, when set, continues a stream that another segmenter made
@@ -123,6 +132,7 @@ type Segmenter struct {
 	last      int64        // highest video timestamp written, 90 kHz
 	discontAt []uint64     // muxer numbers of the segments that begin a new transcoder run
 	mediaTime atomic.Int64 // highest video timestamp, 90 kHz
+	holdBack  []byte       // the PART-HOLD-BACK attribute offered
 
 	// Set by Start from Continue, fixed after: served media sequence
 	// numbers are the muxers' plus offset; discBase discontinuities came
@@ -189,9 +199,16 @@ func (s *Segmenter) Start() error {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
+	if s.PartHoldBack == 0 {
+		s.PartHoldBack = 3 * s.PartDuration
+	}
 	if s.SegmentCount < 1 || s.SegmentDuration < 0 || s.PartDuration < 0 {
 		return errors.New("segmenter: SegmentCount, SegmentDuration or PartDuration out of range")
 	}
+	if s.PartHoldBack < 2*s.PartDuration {
+		return fmt.Errorf("segmenter: PartHoldBack %s below twice PartDuration %s", s.PartHoldBack, s.PartDuration)
+	}
+	s.holdBack = []byte("PART-HOLD-BACK=" + strconv.FormatFloat(s.PartHoldBack.Seconds(), 'f', 5, 64))
 	if c := s.Continue; c != nil {
 		first := s.Variant.firstSegment()
 		if c.Sequence < first || c.Discontinuities < 0 || c.Time < 0 {
@@ -228,8 +245,23 @@ func (s *Segmenter) MediaTime() time.Duration {
 // Consume reads one MPEG-TS stream until it ends. The first call creates
 // the muxers from the tracks it finds; a later call (a new transcoder for the
 // same stream) continues the same playlists, its timestamps shifted to follow
-// on, and must carry the same number of video tracks.
-func (s *Segmenter) Consume(r io.Reader) error {
+// on, and must carry the same number of video tracks. Each segment's
+// #EXT-X-PROGRAM-DATE-TIME is the wall time its first frame reached the
+// segmenter; ConsumeCaptured makes it the capture time.
+func (s *Segmenter) Consume(r io.Reader) error { return s.ConsumeCaptured(r, nil) }
+
+// CaptureClock tells when the media of one transcoder run was captured:
+// the wall time (this machine's clock) of its media time zero, the first
+// packet of the run, and whether it is known yet. It is called for every
+// frame, from Consume's goroutine.
+type CaptureClock func() (time.Time, bool)
+
+// ConsumeCaptured is Consume with the segments' #EXT-X-PROGRAM-DATE-TIME
+// taken from capture: a frame at media time m (from the run's first packet)
+// is dated capture + m, so that a player's now - PROGRAM-DATE-TIME is the
+// latency from the camera to its screen. Until capture knows, or with nil,
+// a frame is dated when it reaches the segmenter.
+func (s *Segmenter) ConsumeCaptured(r io.Reader, capture CaptureClock) error {
 	rd := &mpegts.Reader{R: bufio.NewReaderSize(r, 64<<10)} // astits reads 188 bytes at a time
 	if err := rd.Initialize(); err != nil {
 		return fmt.Errorf("read transcoder output: %w", err)
@@ -258,6 +290,16 @@ func (s *Segmenter) Consume(r io.Reader) error {
 	rd.OnDecodeError(func(err error) { log.Warn("transcoder output", "error", err) })
 
 	var dec mpegts.TimeDecoder // one decoder keeps every track on one timeline
+	// date gives a frame at rel (90 kHz since the run's first packet) its
+	// wall time
+	date := func(rel int64) time.Time {
+		if capture != nil {
+			if t, ok := capture(); ok {
+				return t.Add(time.Duration(rel) * time.Second / 90000)
+			}
+		}
+		return time.Now()
+	}
 	for i, t := range videos {
 		mx := muxers[i]
 		leading := i == 0
@@ -270,23 +312,26 @@ func (s *Segmenter) Consume(r io.Reader) error {
 				log.Warn("transcoder output", "error", err)
 				return nil
 			}
-			pts = base + dec.Decode(pts)
+			rel := dec.Decode(pts)
+			pts = base + rel
 			if leading {
 				s.note(pts, true)
 			}
-			return mx.m.WriteH264(mx.video, time.Now(), pts, au)
+			return mx.m.WriteH264(mx.video, date(rel), pts, au)
 		})
 	}
 	if audio != nil {
 		rate := int64(audio.Codec.(*mpegts.CodecMPEG4Audio).SampleRate)
 		rd.OnDataMPEG4Audio(audio, func(pts int64, aus [][]byte) error {
-			pts = base + dec.Decode(pts)
+			rel := dec.Decode(pts)
+			pts = base + rel
 			s.note(pts, false)
+			at := date(rel)
 			for _, mx := range muxers {
 				if mx.audio == nil {
 					continue
 				}
-				if err := mx.m.WriteMPEG4Audio(mx.audio, time.Now(), pts*rate/90000, aus); err != nil {
+				if err := mx.m.WriteMPEG4Audio(mx.audio, at, pts*rate/90000, aus); err != nil {
 					return err
 				}
 			}
@@ -597,6 +642,9 @@ func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) 
 		if (len(discont) > 0 || s.continued) && c.code == http.StatusOK {
 			body = s.rewrite(body, discont)
 		}
+		if c.code == http.StatusOK {
+			body = s.offerHoldBack(body)
+		}
 	}
 	for k, v := range c.header {
 		w.Header()[k] = v
@@ -609,6 +657,30 @@ func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) 
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(c.code)
 	w.Write(body)
+}
+
+// offerHoldBack replaces the PART-HOLD-BACK attribute gohlslib writes
+// (2.5 part targets) with the segmenter's, in place: the value has the
+// same five decimals, so only a value of ten seconds or more changes the
+// length. A playlist without the attribute is returned unchanged.
+func (s *Segmenter) offerHoldBack(body []byte) []byte {
+	const attr = "PART-HOLD-BACK="
+	head := body[:min(len(body), 512)] // the attribute is in EXT-X-SERVER-CONTROL, near the top
+	i := bytes.Index(head, []byte(attr))
+	if i < 0 {
+		return body
+	}
+	end := i + len(attr)
+	for end < len(body) && (body[end] == '.' || body[end] >= '0' && body[end] <= '9') {
+		end++
+	}
+	if end-i == len(s.holdBack) {
+		copy(body[i:end], s.holdBack)
+		return body
+	}
+	out := make([]byte, 0, len(body)-(end-i)+len(s.holdBack))
+	out = append(append(append(out, body[:i]...), s.holdBack...), body[end:]...)
+	return out
 }
 
 // rewrite presents a muxer's media playlist (see present); it returns

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livegate/livegate/ingest"
@@ -44,6 +45,7 @@ type broadcast struct {
 	ended     time.Time
 	expire    *time.Timer       // drops the ended broadcast after KeepEnded
 	samples   []sample          // recent (wall, media) pairs for the speed estimate
+	current   *run              // the newest transcoder run
 	recording *record.Recording // this broadcast's, once finished
 }
 
@@ -71,7 +73,12 @@ const inexactRoom = 3
 
 func newBroadcast(h *Hub, name string, private bool, from *state) (*broadcast, error) {
 	b := &broadcast{hub: h, name: name, private: private, started: time.Now(), log: h.Logger.With("stream", name)}
-	b.seg = &segmenter.Segmenter{Variant: h.Variant, SegmentCount: h.SegmentCount, Logger: b.log}
+	b.seg = &segmenter.Segmenter{Variant: h.Variant, SegmentCount: h.SegmentCount, PartHoldBack: h.PartHoldBack, Logger: b.log}
+	if f := h.Ladder.FirstSegment; f > 0 && f < time.Second {
+		// the muxers cut at each keyframe at least this far from the last
+		// cut: the short first segment, then every second
+		b.seg.SegmentDuration = f
+	}
 	if from != nil {
 		c := from.Segmenter
 		b.seg.Continue = &c
@@ -123,8 +130,11 @@ func (b *broadcast) Transcode(c ingest.Container, width, height int) (ingest.Run
 		return nil, fmt.Errorf("start transcoder: %w", err)
 	}
 	r := &run{proc: p, stdin: stdin, consumed: make(chan error, 1)}
+	b.mu.Lock()
+	b.current = r
+	b.mu.Unlock()
 	go func() {
-		err := b.seg.Consume(stdout)
+		err := b.seg.ConsumeCaptured(stdout, r.captured)
 		if err != nil {
 			p.Close() // nobody reads its output any more
 		}
@@ -344,6 +354,14 @@ func manifestRenditions(rends []segmenter.Rendition) []manifest.Rendition {
 	return out
 }
 
+// CaptureDated implements web.CaptureDated: whether the current (or last)
+// transcoder run dates its segments by the publisher's capture clock.
+func (b *broadcast) CaptureDated() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.current != nil && b.current.capture.Load() != nil
+}
+
 // Private implements web.Stream.
 func (b *broadcast) Private() bool { return b.private }
 
@@ -411,6 +429,19 @@ type run struct {
 	proc     *transcode.Process
 	stdin    io.WriteCloser
 	consumed chan error
+	capture  atomic.Pointer[time.Time] // when the run's media time zero was captured, once told
+}
+
+// CaptureStart implements ingest.Captured: the segments of this run are
+// dated from t (see segmenter.ConsumeCaptured).
+func (r *run) CaptureStart(t time.Time) { r.capture.Store(&t) }
+
+// captured is the run's segmenter.CaptureClock.
+func (r *run) captured() (time.Time, bool) {
+	if t := r.capture.Load(); t != nil {
+		return *t, true
+	}
+	return time.Time{}, false
 }
 
 func (r *run) Write(p []byte) (int, error) { return r.stdin.Write(p) }

@@ -45,6 +45,9 @@ type Hub struct {
 	Variant segmenter.Variant
 	// SegmentCount is how many segments a live playlist keeps; default 7.
 	SegmentCount int
+	// PartHoldBack is the PART-HOLD-BACK of low-latency playlists; 0:
+	// the segmenter's default (see segmenter.Segmenter.PartHoldBack).
+	PartHoldBack time.Duration
 	// KeepEnded is how long an ended stream's last window is served;
 	// default 60 s.
 	KeepEnded time.Duration

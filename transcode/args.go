@@ -2,6 +2,7 @@ package transcode
 
 import (
 	"strconv"
+	"time"
 
 	ffmpeg "github.com/u2takey/ffmpeg-go"
 )
@@ -14,7 +15,9 @@ import (
 // if there is one, as AAC. Every video stream has a keyframe (IDR) exactly
 // every second, at the same instants. Call l.Validate first and pass at
 // least one output: Args does not check its input (with no outputs the
-// command writes audio only). Args is pure: it runs nothing.
+// command writes audio only). With l.FirstSegment set, the second keyframe
+// comes that long after the first and the others a second apart from it.
+// Args is pure: it runs nothing.
 func Args(l Ladder, format string, outs []Output) []string {
 	fps := l.frameRate()
 	inOpts := ffmpeg.KwArgs{
@@ -43,7 +46,7 @@ func Args(l Ladder, format string, outs []Output) []string {
 		"bf":      "0",
 		// A keyframe at every whole second of output time, none in
 		// between (no scene cuts), and a GOP ceiling of two seconds.
-		"force_key_frames": "expr:gte(t,n_forced*1)",
+		"force_key_frames": keyframes(l.FirstSegment),
 		"forced-idr":       "1",
 		"sc_threshold":     "0",
 		"g":                strconv.Itoa(2 * fps),
@@ -80,6 +83,17 @@ func Args(l Ladder, format string, outs []Output) []string {
 	cmd := ffmpeg.Output(streams, "pipe:1", outOpts).
 		GlobalArgs("-hide_banner", "-nostats", "-loglevel", "warning")
 	return cmd.GetArgs()
+}
+
+// keyframes is the force_key_frames expression: keyframes at 0 and then
+// every second from first (0 or 1 s: every whole second).
+func keyframes(first time.Duration) string {
+	if first <= 0 || first >= time.Second {
+		return "expr:gte(t,n_forced*1)"
+	}
+	// n_forced = 0: the first frame (t >= first - 1 < 0); then first,
+	// first + 1, first + 2 ...
+	return "expr:gte(t,n_forced-1+" + strconv.FormatFloat(first.Seconds(), 'f', -1, 64) + ")"
 }
 
 // kbit formats bits per second as ffmpeg's "k" (1000) units when exact.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -41,6 +42,30 @@ func TestArgsGolden(t *testing.T) {
 				t.Errorf("Args differ from %s (go test -update rewrites it):\ngot:\n%s", path, got)
 			}
 		})
+	}
+}
+
+// TestKeyframes: the force_key_frames expression of each FirstSegment.
+func TestKeyframes(t *testing.T) {
+	for _, c := range []struct {
+		first time.Duration
+		want  string
+	}{
+		{0, "expr:gte(t,n_forced*1)"},
+		{time.Second, "expr:gte(t,n_forced*1)"},
+		{500 * time.Millisecond, "expr:gte(t,n_forced-1+0.5)"},
+		{750 * time.Millisecond, "expr:gte(t,n_forced-1+0.75)"},
+	} {
+		if got := keyframes(c.first); got != c.want {
+			t.Errorf("keyframes(%s) = %q, want %q", c.first, got, c.want)
+		}
+	}
+	l := DefaultLadder()
+	for _, bad := range []time.Duration{time.Millisecond, 400 * time.Millisecond, 1500 * time.Millisecond, -time.Second} {
+		l.FirstSegment = bad
+		if l.Validate() == nil {
+			t.Errorf("FirstSegment %s accepted", bad)
+		}
 	}
 }
 

@@ -169,7 +169,7 @@ func transcode(t *testing.T, l Ladder, format string, outs []Output, src *exec.C
 
 // checkTS checks the streams of the MPEG-TS at path against outs and that
 // every video stream has keyframes exactly every second, at the same times.
-func checkTS(t *testing.T, path string, outs []Output, audio bool, seconds float64) {
+func checkTS(t *testing.T, path string, outs []Output, audio bool, seconds float64, firstGap time.Duration) {
 	t.Helper()
 	var probe struct{ Streams []probeStream }
 	if err := json.Unmarshal(ffprobe(t, "-show_streams", "-of", "json", path), &probe); err != nil {
@@ -210,8 +210,12 @@ func checkTS(t *testing.T, path string, outs []Output, audio bool, seconds float
 		for j := 1; j < len(times); j++ {
 			a, _ := strconv.ParseFloat(strings.TrimSuffix(times[j-1], ","), 64)
 			b, _ := strconv.ParseFloat(strings.TrimSuffix(times[j], ","), 64)
-			if math.Abs(b-a-1) > 0.001 {
-				t.Errorf("stream %d: keyframes at %v and %v, want 1 s apart (all: %v)", i, a, b, times)
+			want := 1.0
+			if j == 1 && firstGap > 0 {
+				want = firstGap.Seconds() // the short first segment
+			}
+			if math.Abs(b-a-want) > 0.001+1.0/30 {
+				t.Errorf("stream %d: keyframes at %v and %v, want %v s apart (all: %v)", i, a, b, want, times)
 			}
 		}
 	}
@@ -231,13 +235,17 @@ func TestFFmpegLadder(t *testing.T) {
 		{"webm portrait without audio", media{w: 480, h: 854, rate: 30, muxer: "webm", seconds: 3}, "matroska"},
 		{"webm 20 fps with gaps", media{w: 640, h: 360, rate: 20, gaps: true, audio: true, muxer: "webm", seconds: 4}, "matroska"},
 		{"fragmented mp4 probed", media{w: 640, h: 480, rate: 30, audio: true, muxer: "mp4", seconds: 3}, ""},
+		{"webm, first segment 500ms", media{w: 640, h: 360, rate: 30, audio: true, muxer: "webm", seconds: 4}, "matroska"},
 	}
-	l := DefaultLadder()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			l := DefaultLadder()
+			if strings.Contains(tt.name, "first segment") {
+				l.FirstSegment = 500 * time.Millisecond
+			}
 			outs := l.Plan(tt.src.w, tt.src.h)
 			path, _ := transcode(t, l, tt.format, outs, tt.src.command(t))
-			checkTS(t, path, outs, tt.src.audio, tt.src.seconds)
+			checkTS(t, path, outs, tt.src.audio, tt.src.seconds, l.FirstSegment)
 		})
 	}
 }

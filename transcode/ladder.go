@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Rendition is one rung of the ladder, sized by the source's short side.
@@ -25,6 +26,14 @@ type Ladder struct {
 	AudioBitrate int         // AAC bits per second
 	FrameRate    int         // fixed output frame rate; 0 means 30
 	Preset       string      // x264 preset; "" means "veryfast"
+	// FirstSegment, between 500 ms and 1 s, puts the second keyframe
+	// that long after the first and every later one a whole second after
+	// it: the first segment is that short, so a stream is playable that
+	// much sooner, and every other segment is a second long. 0 (or 1 s):
+	// a keyframe at every whole second. Not below 500 ms: a playlist's
+	// target duration is its longest segment rounded, and gohlslib takes
+	// the first segment's and only ever raises it.
+	FirstSegment time.Duration
 }
 
 // Encoder defaults used when a Ladder field is zero.
@@ -87,6 +96,9 @@ func (l Ladder) Validate() error {
 	}
 	if l.FrameRate < 0 || l.FrameRate > 120 {
 		return fmt.Errorf("ladder: FrameRate %d: must be 1 to 120, or 0 for %d", l.FrameRate, DefaultFrameRate)
+	}
+	if l.FirstSegment != 0 && (l.FirstSegment < 500*time.Millisecond || l.FirstSegment > time.Second) {
+		return fmt.Errorf("ladder: FirstSegment %s: must be 500ms to 1s, or 0", l.FirstSegment)
 	}
 	if l.Preset != "" && !slices.Contains(strings.Fields(x264Presets), l.Preset) {
 		return fmt.Errorf("ladder: Preset %q: not one of %s", l.Preset, x264Presets)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -126,6 +127,19 @@ type Server struct {
 	MaxViewersTracked int
 	// RecordingsListed bounds /api/recordings to the newest; default 50.
 	RecordingsListed int
+	// LatencyInterval is the least time between two latency reports of one
+	// client address for one stream (POST /api/streams/{stream}/latency);
+	// faster ones get 429. Default 5 s.
+	LatencyInterval time.Duration
+	// LatencyWindow is how long a client's last report counts in
+	// ViewerLatency; default 30 s.
+	LatencyWindow time.Duration
+	// LatencyReporters bounds the client addresses whose last report a
+	// stream keeps; a new one beyond it gets 503. Default 10000.
+	LatencyReporters int
+	// ClientAddr is a request's client address (latency reports are
+	// counted per address); default the connection's peer address.
+	ClientAddr func(r *http.Request) string
 	// Metrics is where the server registers its metrics, and what
 	// /metrics shows (every component's); default a new registry.
 	Metrics *prometheus.Registry
@@ -133,6 +147,7 @@ type Server struct {
 	Logger *slog.Logger
 
 	viewers  viewers
+	latency  latencies
 	requests *prometheus.CounterVec
 	tokened  tokenedPlaylists
 }
@@ -158,12 +173,28 @@ func (s *Server) Start() error {
 	if s.RecordingsListed == 0 {
 		s.RecordingsListed = 50
 	}
+	if s.LatencyInterval == 0 {
+		s.LatencyInterval = 5 * time.Second
+	}
+	if s.LatencyWindow == 0 {
+		s.LatencyWindow = 30 * time.Second
+	}
+	if s.LatencyReporters == 0 {
+		s.LatencyReporters = 10000
+	}
+	if s.ClientAddr == nil {
+		s.ClientAddr = func(r *http.Request) string { host, _, _ := net.SplitHostPort(r.RemoteAddr); return host }
+	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
 	if s.StartWait < 0 || s.ViewerWindow < 0 || s.MaxViewersTracked < 0 || s.RecordingsListed < 0 {
 		return errors.New("web: StartWait, ViewerWindow, MaxViewersTracked or RecordingsListed negative")
 	}
+	if s.LatencyInterval < 0 || s.LatencyWindow < 0 || s.LatencyReporters < 0 {
+		return errors.New("web: LatencyInterval, LatencyWindow or LatencyReporters negative")
+	}
+	s.latency.interval, s.latency.window, s.latency.max = s.LatencyInterval, s.LatencyWindow, s.LatencyReporters
 	s.viewers.window, s.viewers.max = s.ViewerWindow, s.MaxViewersTracked
 	if s.Metrics == nil {
 		s.Metrics = prometheus.NewRegistry()
@@ -219,6 +250,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/streams", s.listStreams)
 	mux.HandleFunc("GET /api/recordings", s.listRecordings)
 	mux.HandleFunc("GET /api/streams/{stream}", s.named(s.oneStream))
+	mux.HandleFunc("POST /api/streams/{stream}/latency", s.named(s.reportLatency))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -480,6 +512,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- streamsLiveDesc
 	ch <- viewersDesc
 	ch <- chatUsersDesc
+	ch <- viewerLatencyDesc
 }
 
 // Collect reports every stream the catalog holds; private ones count in
@@ -500,7 +533,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(viewersDesc, prometheus.GaugeValue, float64(info.Viewers), name)
 		ch <- prometheus.MustNewConstMetric(chatUsersDesc, prometheus.GaugeValue, float64(info.ChatUsers), name)
+		if h, ok := c.s.latency.histogram(name); ok && info.Live {
+			ch <- h
+		}
 	}
+	c.s.latency.keep(c.s.live)
 	ch <- prometheus.MustNewConstMetric(streamsLiveDesc, prometheus.GaugeValue, float64(live))
 }
 

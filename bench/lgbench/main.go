@@ -34,6 +34,7 @@ type options struct {
 	jsonPath      string
 	skipBrowser   bool
 	skipReference bool
+	skipExternal  bool   // no pass with a default hls.js page on another origin
 	gateway       string // binary; "" builds ./cmd/livegate
 	config        string // gateway --config; "" for its defaults
 	addr          string // a gateway already running on loopback; "" starts one
@@ -86,6 +87,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.BoolVar(&o.skipBrowser, "skip-browser", false, "do not measure the player in Chromium")
 	fs.BoolVar(&o.skipReference, "skip-reference", false, "do not measure ffmpeg's HLS muxer for reference")
+	fs.BoolVar(&o.skipExternal, "skip-external", false, "do not measure the gateway's stream in a default hls.js page on another origin")
 	fs.StringVar(&o.gateway, "gateway", "", "gateway binary (default: go build ./cmd/livegate into a temporary directory)")
 	fs.StringVar(&o.config, "config", "", "gateway --config file (default: its embedded defaults)")
 	fs.StringVar(&o.addr, "addr", "", "measure a gateway already running at this loopback HOST:PORT (no CPU figures)")

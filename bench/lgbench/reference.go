@@ -37,7 +37,9 @@ func referenceArgs(dir string) []string {
 }
 
 // referencePage is a plain hls.js player with its default configuration,
-// exposing window.__livegate like the gateway's viewer page.
+// exposing window.__livegate like the gateway's viewer page. It plays
+// /hls/index.m3u8, or the URL in its query's src: a stream of the gateway
+// embedded on another origin, the way a third-party site plays it.
 const referencePage = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ffmpeg HLS reference</title></head>
 <body>
@@ -50,7 +52,7 @@ const hls = new Hls();
 window.__livegate = { hls, video, errors: [] };
 hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.__livegate.errors.push(d.type + ":" + d.details); });
 hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
-hls.loadSource("/hls/index.m3u8");
+hls.loadSource(new URLSearchParams(location.search).get("src") || "/hls/index.m3u8");
 hls.attachMedia(video);
 </script>
 </body></html>

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -88,6 +89,24 @@ func runGateway(ctx context.Context, o options, tmp string, b *browser, rep *rep
 	}
 	rep.Livegate = newSide(p)
 	rep.Startup[o.codec] = p.Startup
+	if b != nil && !o.skipExternal {
+		// the same gateway watched as a third-party site embeds it: hls.js
+		// with its default configuration, on another origin
+		ext, err := startRefServer(tmp, o.hlsjs)
+		if err != nil {
+			return err
+		}
+		stream := "bench-ext-" + o.codec
+		page := ext.base + "/?src=" + url.QueryEscape("http://"+addr+"/live/"+stream+"/index.m3u8")
+		logf.Print("livegate, watched by a default hls.js on another origin")
+		ep, err := gatewayPassPage(ctx, o, addr, stream, o.codec, o.duration, b, false, page, logf)
+		ext.close()
+		if err != nil {
+			return err
+		}
+		rep.External = newSide(ep)
+		rep.Startup[o.codec+" (second pass)"] = ep.Startup
+	}
 	for _, c := range o.startupCodecs {
 		sp, err := gatewayPass(ctx, o, addr, "bench-startup-"+c, c, 20*time.Second, nil, true, logf)
 		if err != nil {
@@ -101,19 +120,35 @@ func runGateway(ctx context.Context, o options, tmp string, b *browser, rep *rep
 // gatewayPass publishes to ws://addr/ingest/stream, follows the stream's
 // 720p media playlist and watches /watch/stream in b (if not nil).
 func gatewayPass(ctx context.Context, o options, addr, stream, codec string, dur time.Duration, b *browser, startupOnly bool, logf *log.Logger) (*pass, error) {
+	return gatewayPassPage(ctx, o, addr, stream, codec, dur, b, startupOnly, "http://"+addr+"/watch/"+stream, logf)
+}
+
+// gatewayPassPage is gatewayPass with the viewer on page.
+func gatewayPassPage(ctx context.Context, o options, addr, stream, codec string, dur time.Duration, b *browser, startupOnly bool, page string, logf *log.Logger) (*pass, error) {
 	in, err := loadgen.DialIngest(ctx, "ws://"+addr+"/ingest/"+stream)
 	if err != nil {
 		return nil, err
 	}
 	defer in.Close()
 	base := "http://" + addr
+	hello := false
 	ep := endpoint{
-		name:     "livegate",
-		send:     in.Send,
+		name: "livegate",
+		// the capture clock: media time zero is the first byte sent, as
+		// for the listing delays
+		send: func(b []byte) error {
+			if !hello {
+				hello = true
+				if err := in.Hello("video/webm", time.Now()); err != nil {
+					return err
+				}
+			}
+			return in.Send(b)
+		},
 		finish:   in.Close,
 		playable: masterPlayable(&http.Client{}, base+"/live/"+stream+"/index.m3u8"),
 		blocking: true,
-		page:     base + "/watch/" + stream,
+		page:     page,
 	}
 	p, err := measure(ctx, ep, passConfig{ffmpeg: o.ffmpeg, codec: codec, dur: dur, join: o.join,
 		browser: b, startupOnly: startupOnly, playerJS: o.playerJS}, logf)

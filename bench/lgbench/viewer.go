@@ -91,6 +91,7 @@ type viewing struct {
 	Distance  []float64 // seconds: hls.latency, the player's distance from the live edge
 	Target    []float64 // seconds: hls.targetLatency
 	Buffer    []float64 // seconds: buffered media ahead of currentTime
+	Glass     []float64 // seconds: now - hls.playingDate, capture to display where the playlist's PROGRAM-DATE-TIME is the capture time
 	Stalls    int       // currentTime stood still for over 1 s while not ended
 	Stalled   float64   // seconds spent in those stalls
 	PlayStart float64   // seconds from navigation to the first advance of currentTime; -1 if never
@@ -106,6 +107,7 @@ type pageState struct {
 	Time    float64  `json:"t"`
 	Ended   bool     `json:"ended"`
 	Buffer  float64  `json:"buf"`
+	Glass   float64  `json:"glass"`
 	Errors  []string `json:"errors"`
 }
 
@@ -114,6 +116,7 @@ const sampleJS = `(() => {
   const d = window.__livegate || {}, h = d.hls, v = d.video;
   const num = (x) => (typeof x === "number" && isFinite(x)) ? x : -1;
   return {lat: h ? num(h.latency) : -1, target: h ? num(h.targetLatency) : -1,
+    glass: h && h.playingDate ? (Date.now() - h.playingDate.getTime()) / 1000 : -1,
     t: v ? v.currentTime : -1, ended: !!(v && v.ended), errors: d.errors || [],
     buf: (() => { if (!v) return -1; const b = v.buffered;
       for (let i = 0; i < b.length; i++) if (b.start(i) <= v.currentTime + 0.1 && v.currentTime <= b.end(i)) return b.end(i) - v.currentTime;
@@ -213,6 +216,9 @@ func watch(ctx context.Context, b *browser, u string, skip time.Duration, player
 		}
 		if st.Buffer >= 0 {
 			res.Buffer = append(res.Buffer, st.Buffer)
+		}
+		if st.Glass > 0 {
+			res.Glass = append(res.Glass, st.Glass)
 		}
 	}
 }

@@ -62,6 +62,8 @@ type config struct {
 
 	HLSVariant      string   `json:"hls_variant"`
 	HLSSegmentCount int      `json:"hls_segment_count"`
+	HLSPartHoldBack duration `json:"hls_part_hold_back"`
+	HLSFirstSegment duration `json:"hls_first_segment"`
 	KeepEnded       duration `json:"keep_ended"`
 	LiveAllowOrigin string   `json:"live_allow_origin"`
 	StartWait       duration `json:"start_wait"`
@@ -102,6 +104,10 @@ type config struct {
 	ViewerWindow      duration `json:"viewer_window"`
 	MaxViewersTracked int      `json:"max_viewers_tracked"`
 	RecordingsListed  int      `json:"recordings_listed"`
+
+	LatencyReportInterval duration `json:"latency_report_interval"`
+	LatencyReportWindow   duration `json:"latency_report_window"`
+	LatencyReporters      int      `json:"latency_reporters"`
 }
 
 // rung is one rendition of the ladder in config units.
@@ -296,6 +302,10 @@ func (c *config) validate() error {
 		msg string
 	}{
 		{"hls_segment_count", c.HLSSegmentCount >= minSegments, fmt.Sprintf("at least %d for this variant", minSegments)},
+		{"hls_part_hold_back", c.HLSPartHoldBack >= duration(400*time.Millisecond) && c.HLSPartHoldBack <= duration(10*time.Second),
+			"between 400ms (twice the 200ms part) and 10s"},
+		{"hls_first_segment", c.HLSFirstSegment == 0 || c.HLSFirstSegment >= duration(500*time.Millisecond) && c.HLSFirstSegment <= duration(time.Second),
+			"0s, or between 500ms and 1s (a playlist's target duration is its longest segment rounded)"},
 		{"keep_ended", c.KeepEnded >= duration(time.Second), "at least 1s"},
 		{"record_keep", c.RecordKeep >= 1, "at least 1"},
 		{"record_open_files", c.RecordOpenFiles >= 0, "0 (none kept) or more"},
@@ -325,6 +335,9 @@ func (c *config) validate() error {
 		{"viewer_window", c.ViewerWindow >= duration(time.Second), "at least 1s"},
 		{"max_viewers_tracked", c.MaxViewersTracked > 0, "positive"},
 		{"recordings_listed", c.RecordingsListed > 0, "positive"},
+		{"latency_report_interval", c.LatencyReportInterval >= duration(time.Second), "at least 1s"},
+		{"latency_report_window", c.LatencyReportWindow >= c.LatencyReportInterval, "at least latency_report_interval"},
+		{"latency_reporters", c.LatencyReporters > 0, "positive"},
 		{"max_streams", c.MaxStreams >= 0, "0 (the number of CPU cores) or more"},
 		{"max_conns_per_ip", c.MaxConnsPerIP >= 0, "0 (no limit) or more"},
 		{"http_max_header_bytes", c.HTTPMaxHeader >= 4096 && c.HTTPMaxHeader <= 1<<20, "between 4096 and 1048576"},
@@ -345,7 +358,8 @@ func (c *config) validate() error {
 }
 
 func (c *config) transcodeLadder() transcode.Ladder {
-	l := transcode.Ladder{AudioBitrate: c.AudioKbps * 1000, FrameRate: c.FrameRate, Preset: c.X264Preset}
+	l := transcode.Ladder{AudioBitrate: c.AudioKbps * 1000, FrameRate: c.FrameRate, Preset: c.X264Preset,
+		FirstSegment: time.Duration(c.HLSFirstSegment)}
 	for _, r := range c.Ladder {
 		l.Renditions = append(l.Renditions, transcode.Rendition{
 			Name: r.Name, Height: r.Height, VideoBitrate: r.VideoKbps * 1000,

@@ -59,7 +59,7 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		acmeDomains: c.ACMEDomains, acmeDirectory: c.ACMEDirectory, acmeCA: c.ACMECA}
 	g.hub = &stream.Hub{
 		Ladder: c.transcodeLadder(), FFmpeg: c.FFmpeg, Variant: variant,
-		SegmentCount: c.HLSSegmentCount, KeepEnded: time.Duration(c.KeepEnded),
+		SegmentCount: c.HLSSegmentCount, PartHoldBack: time.Duration(c.HLSPartHoldBack), KeepEnded: time.Duration(c.KeepEnded),
 		RecordKeep: c.RecordKeep, RecordOpenFiles: c.RecordOpenFiles, Logger: log,
 	}
 	if c.RecordOpenFiles == 0 {
@@ -101,7 +101,9 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 	}
 	g.site = &web.Server{Catalog: catalog, Chat: g.rooms, Access: policy, AllowOrigin: c.LiveAllowOrigin,
 		StartWait: time.Duration(c.StartWait), ViewerWindow: time.Duration(c.ViewerWindow),
-		MaxViewersTracked: c.MaxViewersTracked, RecordingsListed: c.RecordingsListed, Metrics: metrics, Logger: log}
+		MaxViewersTracked: c.MaxViewersTracked, RecordingsListed: c.RecordingsListed, Metrics: metrics,
+		LatencyInterval: time.Duration(c.LatencyReportInterval), LatencyWindow: time.Duration(c.LatencyReportWindow),
+		LatencyReporters: c.LatencyReporters, ClientAddr: proxies.ClientAddr, Logger: log}
 	g.pub = &ingest.Server{
 		Backend:        g.hub,
 		Auth:           policy,
@@ -116,6 +118,7 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		StatusInterval: time.Duration(c.IngestStatusInterval),
 		CheckOrigin:    origins,
 		Viewers:        g.site.Viewers,
+		ViewerLatency:  g.site.ViewerLatency,
 		Logger:         log.With("component", "ingest"),
 	}
 	if c.NATSURL != "" {

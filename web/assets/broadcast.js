@@ -1,5 +1,9 @@
 // Broadcaster page: camera and microphone to MediaRecorder to the
 // /ingest/{stream} WebSocket. Query: stream, key, autostart=1.
+// The hello frame carries the capture clock ("clock": when the recorder
+// started, ms since 1970) and a {"type":"clock","t":ms} frame every second
+// lets the gateway compare clocks, so that it dates every segment by its
+// capture time; status frames then tell how far behind the viewers are.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -133,10 +137,13 @@
     let lastError = null, opened = false;
     ws.onopen = () => {
       opened = true;
-      ws.send(JSON.stringify({ type: "hello", mime: state.mime }));
       recorder = new MediaRecorder(media, { mimeType: state.mime, videoBitsPerSecond: bitrate, audioBitsPerSecond: 128e3 });
       recorder.ondataavailable = (e) => { if (e.data && e.data.size && ws.readyState === 1) { ws.send(e.data); sentBytes += e.data.size; connSent += e.data.size; } };
       recorder.start(100);
+      // the hello still comes first: the first chunk follows 100 ms later
+      const clock = Date.now();
+      window.__livegate.clock0 = clock;
+      ws.send(JSON.stringify({ type: "hello", mime: state.mime, clock }));
       if (!adapting) say(reconnects ? "Reconnected, live again." : "Connected, starting…", "state-live");
       adapting = false;
     };
@@ -148,6 +155,7 @@
         inflight = Math.max(0, connSent - m.bytes);
         $("s-speed").textContent = m.speed ? m.speed.toFixed(2) + "×" : "–";
         $("s-viewers").textContent = m.viewers;
+        $("s-behind").textContent = typeof m.viewer_latency === "number" ? m.viewer_latency.toFixed(1) + " s" : "–";
         if (m.state === "live" && !startedAt) startedAt = Date.now();
         if (m.state === "live") say(m.lagging ? "Live, but the gateway is behind." : "Live.", "state-live");
       } else if (m.type === "error") {
@@ -217,6 +225,7 @@
 
   setInterval(() => {
     if (!live) return;
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "clock", t: Date.now() }));
     if (startedAt) { const s = Math.floor((Date.now() - startedAt) / 1000); $("s-time").textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0"); }
     const produced = sentBytes - lastSent;
     rate = rate ? rate * 0.8 + produced * 0.2 : produced;

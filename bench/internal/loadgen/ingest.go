@@ -103,6 +103,17 @@ func (in *Ingest) read() {
 	}
 }
 
+// Hello sends the contract's optional first text frame, with the capture
+// clock livegate reads: the wall time of the media's time zero.
+func (in *Ingest) Hello(mime string, zero time.Time) error {
+	b, _ := json.Marshal(map[string]any{"type": "hello", "mime": mime, "clock": zero.UnixMilli()})
+	in.conn.SetWriteDeadline(time.Now().Add(ingestWriteTimeout))
+	if err := in.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		return fmt.Errorf("ingest: hello: %w", err)
+	}
+	return nil
+}
+
 // Send writes b as one binary frame, within 5 s.
 func (in *Ingest) Send(b []byte) error {
 	select {
