@@ -138,7 +138,7 @@ func TestBrowserGatewayRefusal(t *testing.T) {
 	srv := startGateway(t, func(c *config) { c.PublishKeys = []string{"sesame"} })
 	b := newBrowser(t)
 	for _, c := range []struct{ query, text string }{
-		{"stream=refused", "This gateway needs a publish key. (key_required)"},
+		{"stream=refused", "This gateway needs a publish key or a token. (token_missing)"},
 		{"stream=refused&key=wrong", "The publish key is wrong. (key_wrong)"},
 	} {
 		ctx, cancel := chromedp.NewContext(b)

@@ -56,7 +56,9 @@ func TestBrowserLatency(t *testing.T) {
 	defer stop()
 	var latest atomic.Value // float64: the newest listing delay
 	done := make(chan int, 1)
-	go func() { done <- listingDelays(ctx, srv.URL+"/live/lat/"+uri[1], zero, firstSegment, func(d float64) { latest.Store(d) }) }()
+	go func() {
+		done <- listingDelays(ctx, srv.URL+"/live/lat/"+uri[1], zero, firstSegment, func(d float64) { latest.Store(d) })
+	}()
 
 	wctx, cancelW := chromedp.NewContext(browser)
 	defer cancelW()

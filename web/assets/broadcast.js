@@ -16,7 +16,11 @@
   // upload steps for adapting to the link, highest first
   const STEPS = [4500e3, 2500e3, 1200e3, 800e3, 500e3, 300e3];
   const ERRORS = {
-    key_required: "This gateway needs a publish key.", key_wrong: "The publish key is wrong.",
+    token_missing: "This gateway needs a publish key or a token.", key_wrong: "The publish key is wrong.",
+    token_invalid: "The token is not valid here.", token_expired: "The token has expired: get a new one.",
+    token_wrong_stream: "The token is for another stream.", token_wrong_role: "The token does not allow publishing.",
+    too_many_connections: "Too many connections from this address.", full: "The gateway has no room for another stream now: try again later.",
+    directory_unavailable: "The gateways cannot agree on stream names right now: try again in a moment.",
     busy: "Someone is already live on this stream name.", unsupported_media: "The gateway cannot read this browser's video format.",
     undecodable: "The gateway could not decode the video.", transcoder_failed: "The gateway's encoder failed.",
     overrun: "The gateway could not keep up with the upload.", frame_too_big: "A piece of video was too big for the gateway.",
@@ -59,6 +63,7 @@
 
   ui.name.value = params.get("stream") || "stream" + Math.floor(Math.random() * 1e4);
   ui.key.value = params.get("key") || "";
+  const token = params.get("token") || ""; // a publish token: for publishing and for the chat (as a moderator)
 
   function say(text, cls) { ui.state.textContent = text; ui.state.className = cls || ""; }
   // note shows what stays true while live (no sound), beside the changing state.
@@ -121,13 +126,16 @@
     let res;
     try { res = await fetch(url.replace(/^ws/, "http"), { cache: "no-store" }); } catch (e) { return { code: "unreachable", message: e.message }; }
     const body = await res.json().catch(() => null);
-    return body && body.error ? { code: body.error, message: body.message } : { code: "no_websocket", message: "HTTP " + res.status };
+    if (!body || !body.error) return { code: "no_websocket", message: "HTTP " + res.status };
+    // 409 busy is this name taken, 503 busy the gateway full
+    return { code: body.error === "busy" && res.status === 503 ? "full" : body.error, message: body.message };
   }
 
   function connect() {
     const name = ui.name.value.trim();
     const q = new URLSearchParams();
     if (ui.key.value) q.set("key", ui.key.value);
+    if (token) q.set("token", token);
     if (session) q.set("session", session);
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const url = proto + "//" + location.host + "/ingest/" + encodeURIComponent(name) + "?" + q;
@@ -266,6 +274,6 @@
   ui.stop.addEventListener("click", stop);
   if (NO_CAMERA) say(NO_CAMERA.message, "state-error");
   else listDevices();
-  if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: ui.name.value.trim() });
+  if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: ui.name.value.trim(), token });
   if (params.get("autostart") === "1") start();
 })();

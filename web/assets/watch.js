@@ -12,7 +12,12 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const name = decodeURIComponent(location.pathname.split("/").pop());
-  const src = "/live/" + encodeURIComponent(name) + "/index.m3u8";
+  // A view token (?token=) goes on every request: playlists fetched with it
+  // carry it on every URI inside, so hls.js needs it only here.
+  const token = new URLSearchParams(location.search).get("token") || "";
+  const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
+  const src = withToken("/live/" + encodeURIComponent(name) + "/index.m3u8");
+  const api = withToken("/api/streams/" + encodeURIComponent(name));
   const video = $("video"), quality = $("quality"), golive = $("golive"), replay = $("replay");
   const dbg = { errors: [], hls: null, video, glass: null };
   // Distance from the playlist's live edge the page plays at, seconds: the
@@ -47,7 +52,15 @@
   }
 
   async function load() {
-    const res = await fetch("/api/streams/" + encodeURIComponent(name)).catch(() => null);
+    const res = await fetch(api).catch(() => null);
+    if (res && (res.status === 401 || res.status === 403)) {
+      const why = await res.json().catch(() => ({}));
+      dbg.errors.push("private:" + why.error);
+      recording = null;
+      scheduleRetry(why.error === "token_expired" ? "This stream is private, and your link has expired: ask for a new one."
+        : "This stream is private: open it with the link you were given.");
+      return;
+    }
     if (!res || !res.ok) { recording = null; scheduleRetry("Offline. Waiting for the stream to start…"); return; }
     const info = await res.json();
     $("viewers").textContent = info.viewers + " watching";
@@ -180,8 +193,8 @@
   let ended = false;
   video.addEventListener("ended", () => { ended = true; over = !recording; });
   setInterval(async () => {
-    const res = await fetch("/api/streams/" + encodeURIComponent(name)).catch(() => null);
-    if (!res) return;
+    const res = await fetch(api).catch(() => null);
+    if (!res || !res.ok) return;
     const info = await res.json().catch(() => null);
     if (!info) return;
     $("viewers").textContent = (info.viewers || 0) + " watching";
@@ -192,6 +205,6 @@
     }
   }, 5000);
 
-  if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: name });
+  if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: name, token });
   load();
 })();
