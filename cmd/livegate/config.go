@@ -95,6 +95,7 @@ type config struct {
 	ChatBurst         int      `json:"chat_burst"`
 	ChatSendQueue     int      `json:"chat_send_queue"`
 	ChatWelcomeUsers  int      `json:"chat_welcome_users"`
+	ChatPresenceLimit int      `json:"chat_presence_limit"`
 	ChatMaxViolations int      `json:"chat_max_violations"`
 	ChatPingInterval  duration `json:"chat_ping_interval"`
 	ChatWriteTimeout  duration `json:"chat_write_timeout"`
@@ -328,6 +329,7 @@ func (c *config) validate() error {
 		{"chat_send_queue", c.ChatSendQueue > 0, "positive"},
 		{"chat_max_violations", c.ChatMaxViolations > 0, "positive"},
 		{"chat_welcome_users", c.ChatWelcomeUsers > 0, "positive"},
+		{"chat_presence_limit", c.ChatPresenceLimit > 0, "positive"},
 		{"chat_ping_interval", c.ChatPingInterval >= duration(time.Second), "at least 1s"},
 		{"chat_write_timeout", c.ChatWriteTimeout >= duration(100*time.Millisecond), "at least 100ms"},
 		{"chat_flush_interval", c.ChatFlushInterval >= 0 && c.ChatFlushInterval <= duration(time.Second), "0s to 1s"},

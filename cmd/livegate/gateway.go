@@ -73,6 +73,7 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		MaxFrameBytes: c.ChatMaxFrameBytes,
 		HistorySize:   c.ChatHistory,
 		WelcomeUsers:  c.ChatWelcomeUsers,
+		PresenceLimit: c.ChatPresenceLimit,
 		RatePerSecond: c.ChatRatePerSecond,
 		Burst:         c.ChatBurst,
 		SendQueue:     c.ChatSendQueue,
