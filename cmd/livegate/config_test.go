@@ -196,6 +196,7 @@ func TestEveryKeyReachesAComponent(t *testing.T) {
 		"live_allow_origin": `"https://a.example"`,
 		"allowed_origins":   `["https://a.example"]`,
 		"token_secret":      `"0123456789abcdef0123456789abcdef"`,
+		"hls_first_segment": `"500ms"`,
 		"private_streams":   `["team-*"]`,
 		"trusted_proxies":   `["10.0.0.0/8"]`,
 		"tls_cert":          `"/etc/livegate/other-cert.pem"`,
