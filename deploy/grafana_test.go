@@ -3,7 +3,10 @@ package deploy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -162,9 +165,10 @@ func loadDashboard(t *testing.T) (*dashboard, []string) {
 // TestDashboard checks that grafana/livegate.json is a Grafana dashboard
 // whose every query reads metrics a real gateway shows: a gateway joined
 // to a real NATS server with JetStream (so the cluster's metrics exist)
-// with a stream published, watched and talked about (so the streams',
-// viewers' and chat's exist), its /metrics read until it has them all or
-// a minute has passed. The names missing are listed.
+// with a stream published (with a capture clock), watched, talked about
+// and reported on by a viewer (so the streams', viewers', latency and
+// chat's exist), its /metrics read until it has them all or 90 s have
+// passed. The names missing are listed.
 func TestDashboard(t *testing.T) {
 	_, queries := loadDashboard(t)
 	used := map[string][]string{} // metric: queries
@@ -184,7 +188,18 @@ func TestDashboard(t *testing.T) {
 		"-chat", "2", "-chat-rate", "1", "-size", "320x180", "-prefix", "dash", "-duration", "20s", "-start-wait", "60s"))
 	seen := map[string]bool{}
 	deadline := time.Now().Add(90 * time.Second)
+	reported, lastReport := false, ""
 	for {
+		// a viewer's latency report, as the watch page sends it (the
+		// publisher's capture clock makes the stream's latency measurable)
+		if !reported {
+			resp, err := http.Post(gw.URL+"/api/streams/dash0/latency", "application/json", strings.NewReader(`{"latency":1.25}`))
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				reported, lastReport = resp.StatusCode == http.StatusOK, fmt.Sprintf("HTTP %d %s", resp.StatusCode, b)
+			}
+		}
 		_, names := metrics(t, gw.URL+"/metrics")
 		maps.Copy(seen, names)
 		missing := missingMetrics(used, seen)
@@ -200,7 +215,7 @@ func TestDashboard(t *testing.T) {
 			for _, m := range missing {
 				t.Errorf("the dashboard reads %s, which the gateway's /metrics does not show (in %q)", m, used[m][0])
 			}
-			t.Logf("the gateway's /metrics shows: %v\nlgload:\n%s", slices.Sorted(maps.Keys(seen)), tail(out.String(), 20))
+			t.Logf("the gateway's /metrics shows: %v\nlatency report: %s\nlgload:\n%s", slices.Sorted(maps.Keys(seen)), lastReport, tail(out.String(), 20))
 			return
 		}
 		time.Sleep(time.Second)

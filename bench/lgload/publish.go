@@ -139,6 +139,7 @@ func (p *publisher) run(ctx context.Context) error {
 	defer out.Close()
 	cmd.Stdout = w
 	err = cmd.Start()
+	zero := time.Now() // ffmpeg's media time zero (-re), as a browser's capture clock says it
 	w.Close()
 	if err != nil {
 		err = fmt.Errorf("publish %s: start %s: %w", p.URL, p.FFmpeg, err)
@@ -148,6 +149,12 @@ func (p *publisher) run(ctx context.Context) error {
 	p.Stats.mu.Lock()
 	p.Stats.ffmpegPID = cmd.Process.Pid
 	p.Stats.mu.Unlock()
+	// the contract's optional hello, with the capture clock the broadcaster
+	// page sends: the stream's segments are dated by it, and viewers may
+	// report their latency
+	if err := in.Hello("video/webm;codecs=vp8,opus", zero); err != nil {
+		p.Stats.setErr(err)
+	}
 	waited := make(chan error, 1)
 	stopped := make(chan struct{})
 	go func() {
