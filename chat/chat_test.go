@@ -197,6 +197,12 @@ func TestBatching(t *testing.T) {
 		}
 	}()
 	bob.send(map[string]string{"type": "message", "text": "m1"})
+	eventually(t, "m1 in the room's history", func() bool {
+		r := s.room("r")
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.history) == 1
+	})
 	carol, w := join(t, hs, "r", "carol")
 	if h := w["history"].([]any); len(h) != 1 || h[0].(map[string]any)["text"] != "m1" {
 		t.Fatalf("carol's history: %v", h)

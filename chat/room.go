@@ -428,6 +428,11 @@ func (r *room) remote(ev Event) bool {
 		r.remove(ev.User.ID)
 		r.add(ev.User, ev.Gateway)
 	case "message":
+		for _, h := range r.history {
+			if h.id == ev.ID {
+				return true // already had from another gateway's history
+			}
+		}
 		r.remember(recent{ev.ID, ev.Frame})
 	default:
 		return true
