@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -24,7 +25,7 @@ import (
 )
 
 // startNATS runs a real NATS server with JetStream on a free port.
-func startNATS(t *testing.T) string {
+func startNATS(t testing.TB) string {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
 		JetStream: true, StoreDir: t.TempDir()})
@@ -39,7 +40,7 @@ func startNATS(t *testing.T) string {
 	return ns.ClientURL()
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -47,7 +48,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // startDirectory starts a Directory with a TTL of 1 s on url.
-func startDirectory(t *testing.T, url string) *Directory {
+func startDirectory(t testing.TB, url string) *Directory {
 	t.Helper()
 	d := &Directory{NATSURL: url, Advertise: "http://127.0.0.1:1", TTL: time.Second, Grace: 5 * time.Second, Wait: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
@@ -82,6 +83,23 @@ func status(err error) int {
 // elsewhere is taken over (the old gateway's claim is lost); a stopping
 // session makes its resumer wait for the handoff, which hands over the
 // final state; a released or abandoned claim leaves the others' lists.
+// BenchmarkClaim is what a publisher's claim of a name costs on the
+// directory (the bucket's atomic create, on an embedded server over
+// loopback) and its release, one name after the other.
+func BenchmarkClaim(b *testing.B) {
+	d := startDirectory(b, startNATS(b))
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		i++
+		c, err := d.Claim(ctx, ingest.ClaimRequest{Stream: fmt.Sprint("s", i), Session: fmt.Sprint("S", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Release()
+	}
+}
+
 func TestClaims(t *testing.T) {
 	url := startNATS(t)
 	d1, d2 := startDirectory(t, url), startDirectory(t, url)
