@@ -1,8 +1,24 @@
 // Package chat serves the chat room of each stream over WebSocket: names
 // unique in a room, presence with join and leave notices (summaries in a
-// big room), renames, history, and limits on size, rate and slow readers. A
-// room's members may be spread over several gateways: room traffic goes
-// through a Bus, in-process by default or over NATS.
+// big room), renames, history, moderation, and limits on size, rate,
+// connections per address and slow readers. A room's members may be spread
+// over several gateways: room traffic goes through a Bus, in-process by
+// default or over NATS.
+//
+// Moderation: a connection holding a moderate or publish token for the
+// stream (Access), or giving its publish key when publishing is not open
+// (Keys), is a moderator: its user object carries "role":"moderator", and
+// it may delete messages, ban and unban members, set slow mode and clear
+// the history (moderation.go has the rules); anyone else gets error
+// forbidden. A token's name claim is its holder's name: it replaces the
+// name given to join, and renames are refused (invalid_name). Bans match
+// a client address (Server.ClientAddr, behind trusted proxies) or a token
+// identity: the token's name claim when it has one, else a hash of the
+// token itself (the contract's sub is the stream, which every viewer's
+// token shares). Moderators are never banned nor slowed. Moderation holds
+// on every gateway: its events travel over the Bus, and a gateway whose
+// room is new catches up with the room's bans and slow mode as with its
+// history.
 //
 // Frames are read and written by gorilla/websocket. Each connection has one
 // writer goroutine, running only while something waits to be written; it
@@ -15,6 +31,7 @@ package chat
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +39,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,12 +48,44 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"github.com/livegate/livegate/access"
+	"golang.org/x/time/rate"
 )
 
 // User is a room member as the protocol shows it.
 type User struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	// Role is RoleModerator for a moderator, else empty (absent in JSON).
+	Role string `json:"role,omitempty"`
+}
+
+// RoleModerator is the Role of a moderator.
+const RoleModerator = "moderator"
+
+// Access checks a chat connection's token (access.Policy).
+type Access interface {
+	// Check checks the request's token (?token= or Authorization: Bearer)
+	// for role on stream: its claims, nil when it has none, or the
+	// refusal (an *access.Error).
+	Check(r *http.Request, stream string, role access.Role) (*access.Claims, error)
+}
+
+// KeyChecker knows the publish keys (access.Policy): the holder of a
+// stream's publish key moderates its room.
+type KeyChecker interface {
+	// Open reports whether publishing is open (no keys, no token secret):
+	// a key then proves nothing.
+	Open() bool
+	// Publish checks a publisher of stream by the request's key (or
+	// token): nil, or the refusal (an *access.Error).
+	Publish(r *http.Request, stream string) (private bool, err error)
+}
+
+// Limiter bounds the connections of one client address (access.ConnLimit).
+type Limiter interface {
+	// Acquire takes a slot of addr; release gives it back.
+	Acquire(addr string) (release func(), ok bool)
 }
 
 // Server serves chat rooms. Set the fields, call Start, route requests to
@@ -102,6 +152,30 @@ type Server struct {
 	// header) may join; nil refuses every browser request. The gateway sets
 	// web.OriginChecker.
 	CheckOrigin func(r *http.Request) bool
+	// Access checks tokens: a moderate or publish token for the stream
+	// makes a moderator, a token's name claim fixes its holder's name, and
+	// a wrong token is refused before the upgrade. nil: tokens are
+	// ignored, nobody moderates by token.
+	Access Access
+	// Keys, if set, makes the holder of the stream's publish key (?key=)
+	// a moderator (the broadcaster without tokens); a wrong key is
+	// refused before the upgrade. Ignored while publishing is open.
+	Keys KeyChecker
+	// Conns, if set, bounds the connections of one client address (the
+	// gateway shares one with ingest): beyond it, 429 before the upgrade.
+	Conns Limiter
+	// ClientAddr is a request's client address (for Conns and bans);
+	// default the connection's peer address.
+	ClientAddr func(r *http.Request) string
+	// MaxBans bounds the bans a room keeps; a ban beyond it replaces the
+	// one that would end first. Default 1000.
+	MaxBans int
+	// MaxBan is the longest ban; a ban asked for longer, or for 0 (24
+	// hours) when this is shorter, lasts MaxBan. Default 7 days.
+	MaxBan time.Duration
+	// MaxSlow is the longest slow-mode interval a moderator may set;
+	// default 1 hour.
+	MaxSlow time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -159,6 +233,24 @@ func (s *Server) Start() error {
 	if s.FlushPerConn == 0 {
 		s.FlushPerConn = 15 * time.Microsecond
 	}
+	if s.MaxBans == 0 {
+		s.MaxBans = 1000
+	}
+	if s.MaxBan == 0 {
+		s.MaxBan = 7 * 24 * time.Hour
+	}
+	if s.MaxSlow == 0 {
+		s.MaxSlow = time.Hour
+	}
+	if s.ClientAddr == nil {
+		s.ClientAddr = func(r *http.Request) string {
+			host, _, err := net.SplitHostPort(r.RemoteAddr)
+			if err != nil {
+				return r.RemoteAddr
+			}
+			return host
+		}
+	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
@@ -171,6 +263,7 @@ func (s *Server) Start() error {
 		{"Burst", s.Burst > 0}, {"MaxViolations", s.MaxViolations > 0}, {"SendQueue", s.SendQueue > 0},
 		{"PresenceLimit", s.PresenceLimit > 0},
 		{"PingInterval", s.PingInterval > 0}, {"WriteTimeout", s.WriteTimeout > 0},
+		{"MaxBans", s.MaxBans > 0}, {"MaxBan", s.MaxBan >= time.Second}, {"MaxSlow", s.MaxSlow >= time.Second},
 	} {
 		if !c.ok {
 			return fmt.Errorf("chat: %s: out of range", c.name)
@@ -265,49 +358,69 @@ func (s *Server) room(name string) *room {
 	return r
 }
 
-// dropIfEmpty frees a room nobody is in. Whoever holds a freed room gets
+// dropIfEmpty frees a room nobody is in, unless it holds bans in force or
+// slow mode (which outlive its members). Whoever holds a freed room gets
 // false or errRoomFreed from it and asks for the room again.
 func (s *Server) dropIfEmpty(r *room) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s.rooms[r.name] == r && len(r.users) == 0 {
+	if s.rooms[r.name] == r && len(r.users) == 0 && !r.moderated(time.Now()) {
 		delete(s.rooms, r.name)
 		r.freed = true
 	}
 }
 
 // ServeRoom upgrades the request and runs one member of the room, whose
-// name the caller has validated. It returns once the connection is upgraded:
-// the member runs in a goroutine of the Server (Close waits for it), so the
+// name the caller has validated. Every refusal comes before the upgrade,
+// with a JSON body {"error":"<code>","message":"..."}: 403 origin, 401/403
+// for a wrong token or key (Access, Keys), 429 too_many_connections
+// (Conns), 503 shutdown. It returns once the connection is upgraded: the
+// member runs in a goroutine of the Server (Close waits for it), so the
 // HTTP server's buffers and request are freed while the connection lasts.
 func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) {
 	s.mu.Lock()
 	closed := s.closed || s.stop == nil
 	s.mu.Unlock()
 	if closed {
-		http.Error(w, `{"error":"shutdown","message":"server shutting down"}`, http.StatusServiceUnavailable)
+		s.refuse(w, r, room, errShutdown)
 		return
 	}
 	if !s.originOK(r) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusForbidden)
-		w.Write([]byte(`{"error":"origin","message":"origin not allowed"}` + "\n"))
+		s.refuse(w, r, room, errOrigin)
 		return
+	}
+	who, err := s.identify(r, room)
+	if err != nil {
+		s.refuse(w, r, room, err)
+		return
+	}
+	addr := s.ClientAddr(r)
+	release := func() {}
+	if s.Conns != nil {
+		var ok bool
+		if release, ok = s.Conns.Acquire(addr); !ok {
+			s.refuse(w, r, room, access.ErrTooManyConnections)
+			return
+		}
 	}
 	h := &hijacker{ResponseWriter: w}
 	conn, err := s.upgrader.Upgrade(h, r, nil)
 	if err != nil {
+		release()
 		return // the upgrader answered
 	}
-	m := &member{srv: s, conn: conn, nc: h.nc, roomName: room, tokens: float64(s.Burst), last: time.Now()}
+	m := &member{srv: s, conn: conn, nc: h.nc, roomName: room, mod: who.mod, nameClaim: who.name,
+		addr: addr, subject: who.subject, expires: who.expires, release: release,
+		lim: rate.NewLimiter(rate.Limit(s.RatePerSecond), s.Burst)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"),
 			time.Now().Add(s.WriteTimeout))
 		conn.Close()
+		release()
 		return
 	}
 	s.conns[m] = struct{}{}
@@ -315,6 +428,73 @@ func (s *Server) ServeRoom(w http.ResponseWriter, r *http.Request, room string) 
 	s.wg.Add(1) // under s.mu and before closed is set: never after Close's Wait began
 	s.mu.Unlock()
 	go m.serve() // serve calls s.wg.Done
+}
+
+// Refusals of ServeRoom besides the token's and key's.
+var (
+	errShutdown = &access.Error{Status: http.StatusServiceUnavailable, Code: "shutdown", Message: "server shutting down"}
+	errOrigin   = &access.Error{Status: http.StatusForbidden, Code: "origin", Message: "origin not allowed"}
+)
+
+// refuse answers a refusal (an *access.Error) before the upgrade with the
+// contract's JSON body, and logs it (never the request's token or key).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, room string, err error) {
+	var e *access.Error
+	if !errors.As(err, &e) {
+		e = access.ErrTokenInvalid
+	}
+	if e != errShutdown {
+		s.Logger.Info("chat refused", "room", room, "client", s.ClientAddr(r), "status", e.Status, "code", e.Code)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	json.NewEncoder(w).Encode(map[string]string{"error": e.Code, "message": e.Message})
+}
+
+// identity is what a chat connection's token or key makes it.
+type identity struct {
+	mod     bool      // a moderator
+	name    string    // the name it must use; "" for any
+	subject string    // its token identity for bans (see Member.Subject)
+	expires time.Time // when its moderator token expires; zero: never
+}
+
+// identify reads a connection's token and key: what it is, or the refusal
+// of a wrong one.
+func (s *Server) identify(r *http.Request, room string) (identity, error) {
+	var id identity
+	if token := access.FromRequest(r); token != "" && s.Access != nil {
+		c, err := s.Access.Check(r, room, access.View)
+		if err != nil {
+			return id, err
+		}
+		if c != nil {
+			id.name = strings.TrimSpace(c.Name)
+			id.subject = tokenSubject(token, c)
+			if c.For(room, access.Moderate) {
+				id.mod, id.expires = true, c.Expires
+			}
+		}
+	}
+	if key := r.URL.Query().Get("key"); key != "" && s.Keys != nil && !s.Keys.Open() {
+		// the key alone: a token was checked above
+		kr := &http.Request{Method: http.MethodGet, URL: &url.URL{RawQuery: url.Values{"key": {key}}.Encode()}, Header: http.Header{}}
+		if _, err := s.Keys.Publish(kr, room); err != nil {
+			return id, err
+		}
+		id.mod, id.expires = true, time.Time{}
+	}
+	return id, nil
+}
+
+// tokenSubject is the identity a ban of a token's holder matches: its name
+// claim, or else the token itself (a hash of it: tokens are never kept).
+func tokenSubject(token string, c *access.Claims) string {
+	if name := strings.TrimSpace(c.Name); name != "" {
+		return "name:" + name
+	}
+	sum := sha256.Sum256([]byte(token))
+	return "token:" + hex.EncodeToString(sum[:16])
 }
 
 // readBufferSize is each connection's read buffer. Client frames are small
@@ -348,7 +528,8 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap gives http.ResponseController the original writer.
 func (h *hijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
-// keepalive pings every connection, joined or not, each PingInterval.
+// keepalive pings every connection, joined or not, each PingInterval, and
+// forgets the bans that have ended.
 func (s *Server) keepalive() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.PingInterval)
@@ -361,9 +542,19 @@ func (s *Server) keepalive() {
 		}
 		s.mu.Lock()
 		members := s.connections()
+		rooms := make([]*room, 0, len(s.rooms))
+		for _, r := range s.rooms {
+			rooms = append(rooms, r)
+		}
 		s.mu.Unlock()
 		for _, m := range members {
 			m.send(outItem{ctl: websocket.PingMessage})
+		}
+		for _, r := range rooms { // bans end; rooms left with nothing go
+			r.mu.Lock()
+			r.expireBans(time.Now())
+			r.mu.Unlock()
+			s.dropIfEmpty(r)
 		}
 	}
 }
@@ -411,6 +602,9 @@ type errorEvent struct {
 	Type    string `json:"type"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Wait is, for slow_mode, the seconds until the member may send again
+	// (rounded up).
+	Wait int `json:"wait,omitempty"`
 }
 
 type messageEvent struct {

@@ -17,7 +17,7 @@ import (
 
 // startServer runs a chat server behind a test HTTP server; every path
 // /{room} is a room.
-func startServer(t *testing.T, s *Server) *httptest.Server {
+func startServer(t testing.TB, s *Server) *httptest.Server {
 	t.Helper()
 	if err := s.Start(); err != nil {
 		t.Fatal(err)

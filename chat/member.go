@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 )
 
 // member is one connection. Its reading runs in serve, through
@@ -27,8 +28,16 @@ type member struct {
 	room     *room
 	user     User // set by join, changed by rename (under the room's lock)
 
-	tokens     float64
-	last       time.Time
+	// Who it is, from its token or key and its address (set before serve).
+	mod       bool      // a moderator
+	nameClaim string    // the name its token makes it use; "" for any
+	addr      string    // client address, for bans
+	subject   string    // token identity, for bans (see Member.Subject)
+	expires   time.Time // its moderator token's expiry; zero: none
+	release   func()    // gives back its slot of Server.Conns
+
+	lim        *rate.Limiter // messages, renames and moderation
+	lastSaid   time.Time     // its last accepted message, for slow mode (under the room's lock)
 	violations int
 
 	// from is where this member's part of its room's unflushed batch
@@ -194,9 +203,12 @@ func (m *member) encode(it *outItem) error {
 
 // inbound is any client frame.
 type inbound struct {
-	Type string `json:"type"`
-	Name string `json:"name"`
-	Text string `json:"text"`
+	Type    string `json:"type"`
+	Name    string `json:"name"`    // join, nick
+	Text    string `json:"text"`    // message
+	ID      string `json:"id"`      // delete: the message
+	User    string `json:"user"`    // ban, unban: the user id
+	Seconds int    `json:"seconds"` // ban, slow
 }
 
 // serve reads the member's messages until the connection ends, then ends
@@ -297,6 +309,7 @@ func (m *member) finish(err error) {
 	m.mu.Unlock()
 	m.nc.Close() // ends a writer blocked on a dead peer
 	m.writer.Wait()
+	m.release()
 	s.mu.Lock()
 	delete(s.conns, m)
 	s.nconns.Add(-1)
@@ -326,12 +339,12 @@ func (m *member) extendDeadline() bool {
 	return true
 }
 
-// handle runs one client frame. Messages and renames, which every member
-// receives, share the rate limit.
+// handle runs one client frame. Messages, renames and moderation, which
+// every member receives, share the rate limit.
 func (m *member) handle(in inbound) {
 	s := m.srv
 	if m.room == nil && in.Type != "join" {
-		if in.Type == "message" || in.Type == "nick" {
+		if in.Type == "message" || in.Type == "nick" || isModeration(in.Type) {
 			m.violation("not_joined", "send join first")
 		} else {
 			m.violation("bad_request", fmt.Sprintf("unknown type %q", in.Type))
@@ -344,17 +357,22 @@ func (m *member) handle(in inbound) {
 			m.violation("bad_request", "already joined")
 			return
 		}
-		name, ok := validName(in.Name)
+		name, ok := m.checkName(in.Name, true)
 		if !ok {
-			m.violation("invalid_name", "names are 1 to 32 characters, no control characters")
 			return
 		}
 		for {
 			r := s.room(m.roomName)
-			r.fillHistory()
+			r.catchup()
 			err := r.join(m, name)
 			if errors.Is(err, errRoomFreed) {
 				continue // emptied meanwhile: the next join makes it anew
+			}
+			var banned *banError
+			if errors.As(err, &banned) {
+				m.sendOwn(text(frame(errorEvent{Type: "error", Code: "banned", Message: banned.Error()})))
+				m.sendOwn(closeItem(websocket.ClosePolicyViolation, "banned"))
+				return
 			}
 			if err != nil {
 				m.violation("name_taken", "someone here is called "+name)
@@ -365,14 +383,12 @@ func (m *member) handle(in inbound) {
 		}
 	case "nick":
 		if !m.allow() {
-			m.violation("rate_limited", fmt.Sprintf("at most %g messages or renames per second", s.RatePerSecond))
 			return
 		}
 		m.rename(in.Name)
 		return
 	case "message":
 		if !m.allow() {
-			m.violation("rate_limited", fmt.Sprintf("at most %g messages or renames per second", s.RatePerSecond))
 			return
 		}
 		if rest, ok := strings.CutPrefix(in.Text, "/nick "); ok {
@@ -387,18 +403,62 @@ func (m *member) handle(in inbound) {
 			m.violation("too_long", fmt.Sprintf("messages are at most %d characters", s.MaxTextRunes))
 			return
 		}
-		m.room.say(m, in.Text)
+		if wait := m.room.say(m, in.Text); wait > 0 {
+			secs := int((wait + time.Second - 1) / time.Second)
+			m.sendOwn(text(frame(errorEvent{Type: "error", Code: "slow_mode", Wait: secs,
+				Message: fmt.Sprintf("slow mode: one message every %d seconds; wait %d more", m.room.slowMode(), secs)})))
+			m.strike()
+			return
+		}
 	default:
-		m.violation("bad_request", fmt.Sprintf("unknown type %q", in.Type))
-		return
+		if !isModeration(in.Type) {
+			m.violation("bad_request", fmt.Sprintf("unknown type %q", in.Type))
+			return
+		}
+		if !m.moderate(in) {
+			return
+		}
 	}
 	m.violations = 0
 }
 
-func (m *member) rename(raw string) {
+// allow takes a token from the member's rate limit, or answers
+// rate_limited.
+func (m *member) allow() bool {
+	if m.lim.Allow() {
+		return true
+	}
+	m.violation("rate_limited", fmt.Sprintf("at most %g messages, renames or commands per second", m.srv.RatePerSecond))
+	return false
+}
+
+// checkName checks a name to join or rename with; a token's name claim
+// replaces the name given to join, and forbids renames. It answers
+// invalid_name when the name will not do.
+func (m *member) checkName(raw string, joining bool) (string, bool) {
+	if m.nameClaim != "" {
+		name, ok := validName(m.nameClaim)
+		switch {
+		case !ok:
+			m.violation("invalid_name", "your token's name is not a valid chat name (1 to 32 characters, no control characters): ask for another token")
+			return "", false
+		case !joining:
+			m.violation("invalid_name", fmt.Sprintf("your token names you %q: you cannot rename", name))
+			return "", false
+		}
+		return name, true
+	}
 	name, ok := validName(raw)
 	if !ok {
 		m.violation("invalid_name", "names are 1 to 32 characters, no control characters")
+		return "", false
+	}
+	return name, true
+}
+
+func (m *member) rename(raw string) {
+	name, ok := m.checkName(raw, false)
+	if !ok {
 		return
 	}
 	if err := m.room.rename(m, name); errors.Is(err, errNameTaken) {
@@ -408,21 +468,15 @@ func (m *member) rename(raw string) {
 	m.violations = 0
 }
 
-// allow takes a token from the member's bucket.
-func (m *member) allow() bool {
-	now := time.Now()
-	m.tokens = min(float64(m.srv.Burst), m.tokens+now.Sub(m.last).Seconds()*m.srv.RatePerSecond)
-	m.last = now
-	if m.tokens < 1 {
-		return false
-	}
-	m.tokens--
-	return true
-}
-
 // violation answers an error; too many in a row close the connection (1008).
 func (m *member) violation(code, msg string) {
 	m.sendOwn(text(frame(errorEvent{Type: "error", Code: code, Message: msg})))
+	m.strike()
+}
+
+// strike counts an error the member caused; too many in a row close the
+// connection (1008).
+func (m *member) strike() {
 	m.violations++
 	if m.violations > m.srv.MaxViolations {
 		m.sendOwn(closeItem(websocket.ClosePolicyViolation, "too many errors"))

@@ -14,7 +14,8 @@ import (
 const (
 	subjectEvents   = "livegate.chat.events"
 	subjectPresence = "livegate.chat.presence"
-	subjectHistory  = "livegate.chat.history" // request: historyRequest; reply: a JSON array of message events
+	subjectHistory  = "livegate.chat.history" // request: historyRequest; reply: a JSON array of message events (gateways before moderation ask this)
+	subjectState    = "livegate.chat.state"   // request: historyRequest; reply: a Snapshot
 )
 
 // NATSBus shares rooms between gateways through a NATS server. Each gateway
@@ -23,11 +24,12 @@ const (
 // members leave the rooms on the others. NATS keeps the order of one
 // publisher's messages, so each sender's messages arrive in order, once.
 //
-// History: every gateway keeps each room's recent messages from the events
-// it sees. The first join of a room on a gateway asks the other gateways
-// (request/reply, at most HistoryWait) and merges the longest answer with
-// what it has, by message id: a gateway started late still shows the
-// messages sent before it.
+// Catching up: every gateway keeps each room's recent messages, bans and
+// slow mode from the events it sees. The first join of a room on a gateway
+// asks the other gateways (request/reply, at most HistoryWait) and merges
+// the longest history with what it has, by message id, and every ban in
+// force: a gateway started late still shows the messages sent before it,
+// and refuses the members banned before it.
 //
 // Limits: names are checked for uniqueness against the members this gateway
 // knows, so two gateways admitting the same name within one network round
@@ -62,8 +64,8 @@ func NewNATSBus(url string, log *slog.Logger) (*NATSBus, error) {
 }
 
 type presenceMsg struct {
-	Gateway string            `json:"gw"`
-	Rooms   map[string][]User `json:"rooms"`
+	Gateway string              `json:"gw"`
+	Rooms   map[string][]Member `json:"rooms"`
 }
 
 type historyRequest struct {
@@ -103,6 +105,10 @@ func (b *NATSBus) Start(h Handler) error {
 		nc.Close()
 		return fmt.Errorf("nats subscribe: %w", err)
 	}
+	if _, err := nc.Subscribe(subjectState, b.onState); err != nil {
+		nc.Close()
+		return fmt.Errorf("nats subscribe: %w", err)
+	}
 	if err := nc.Flush(); err != nil {
 		nc.Close()
 		return fmt.Errorf("nats flush: %w", err)
@@ -128,21 +134,21 @@ func (b *NATSBus) onPresence(msg *nats.Msg) {
 	}
 	b.alive(p.Gateway)
 	if p.Rooms == nil {
-		p.Rooms = map[string][]User{}
+		p.Rooms = map[string][]Member{}
 	}
 	b.h.Presence(p.Gateway, p.Rooms)
 }
 
-// onHistory answers another gateway's request for a room's history.
+// onHistory answers another gateway's request for a room's history (a
+// gateway of an earlier version: this one asks for the whole state).
 func (b *NATSBus) onHistory(msg *nats.Msg) {
 	var req historyRequest
 	if err := json.Unmarshal(msg.Data, &req); err != nil || req.Gateway == b.id || msg.Reply == "" {
 		return
 	}
-	frames := b.h.Recent(req.Room)
-	out := make([]json.RawMessage, len(frames))
-	for i, f := range frames {
-		out[i] = f
+	out := b.h.State(req.Room).History
+	if out == nil {
+		out = []json.RawMessage{}
 	}
 	data, _ := json.Marshal(out)
 	if err := msg.Respond(data); err != nil {
@@ -150,45 +156,69 @@ func (b *NATSBus) onHistory(msg *nats.Msg) {
 	}
 }
 
-// History implements Bus: it asks every gateway it knows of (or, in its
+// onState answers another gateway's request for what this one knows of a
+// room.
+func (b *NATSBus) onState(msg *nats.Msg) {
+	var req historyRequest
+	if err := json.Unmarshal(msg.Data, &req); err != nil || req.Gateway == b.id || msg.Reply == "" {
+		return
+	}
+	data, _ := json.Marshal(b.h.State(req.Room))
+	if err := msg.Respond(data); err != nil {
+		b.Logger.Warn("nats state reply", "room", req.Room, "error", err)
+	}
+}
+
+// Catchup implements Bus: it asks every gateway it knows of (or, in its
 // first ExpireAfter, when it may not know them yet, waits for at least one
-// answer) and returns the longest history, waiting at most HistoryWait.
-func (b *NATSBus) History(room string) [][]byte {
+// answer), waiting at most HistoryWait, and merges the answers: the
+// longest history, every ban (by user id, the one that ends last), the
+// longest slow-mode interval.
+func (b *NATSBus) Catchup(room string) Snapshot {
 	b.mu.Lock()
 	want := len(b.seen)
 	b.mu.Unlock()
 	if want == 0 {
 		if time.Since(b.started) > b.ExpireAfter {
-			return nil // alone
+			return Snapshot{} // alone
 		}
 		want = 1
 	}
 	sub, err := b.nc.SubscribeSync(b.nc.NewInbox())
 	if err != nil {
-		b.Logger.Warn("nats history", "room", room, "error", err)
-		return nil
+		b.Logger.Warn("nats catchup", "room", room, "error", err)
+		return Snapshot{}
 	}
 	defer sub.Unsubscribe()
 	req, _ := json.Marshal(historyRequest{Gateway: b.id, Room: room})
-	if err := b.nc.PublishRequest(subjectHistory, sub.Subject, req); err != nil {
-		b.Logger.Warn("nats history", "room", room, "error", err)
-		return nil
+	if err := b.nc.PublishRequest(subjectState, sub.Subject, req); err != nil {
+		b.Logger.Warn("nats catchup", "room", room, "error", err)
+		return Snapshot{}
 	}
-	var best []json.RawMessage
+	var out Snapshot
+	bans := map[string]Ban{}
 	deadline := time.Now().Add(b.HistoryWait)
 	for got := 0; got < want; got++ {
 		msg, err := sub.NextMsg(time.Until(deadline))
 		if err != nil {
 			break // time is up
 		}
-		var h []json.RawMessage
-		if json.Unmarshal(msg.Data, &h) == nil && len(h) > len(best) {
-			best = h
+		var s Snapshot
+		if json.Unmarshal(msg.Data, &s) != nil {
+			continue
+		}
+		if len(s.History) > len(out.History) {
+			out.History = s.History
+		}
+		out.Slow = max(out.Slow, s.Slow)
+		for _, ban := range s.Bans {
+			if old, ok := bans[ban.User.ID]; !ok || ban.Until.After(old.Until) {
+				bans[ban.User.ID] = ban
+			}
 		}
 	}
-	out := make([][]byte, len(best))
-	for i, f := range best {
-		out[i] = f
+	for _, ban := range bans {
+		out.Bans = append(out.Bans, ban)
 	}
 	return out
 }

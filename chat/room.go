@@ -22,8 +22,17 @@ type room struct {
 	gateway map[string]string    // user id -> gateway, for members elsewhere
 	added   map[string]time.Time // user id -> when a member elsewhere was added
 	names   map[string]string    // lower-case name -> user id
+	marks   map[string]mark      // user id -> what a ban of that member matches
 	history []recent             // recent message events, oldest first
 	freed   bool                 // no longer the Server's room of that name
+
+	// Moderation (moderation.go): the bans by banned user id, the slow-mode
+	// interval in seconds (0: off), and the ids of the last messages
+	// deleted (a message event that arrives after its delete, from
+	// another gateway, is dropped).
+	bans    map[string]*Ban
+	slow    int
+	deleted []string
 
 	// What every welcome holds, encoded once and shared by the welcomes
 	// in flight (a join storm has hundreds): the others in the user list,
@@ -46,8 +55,12 @@ type room struct {
 	joined, left         int
 	joinedSome, leftSome []User // the first presenceNames of them
 
-	fetch sync.Once // asks the other gateways for the history, once
+	fetch sync.Once // asks the other gateways for the room's state, once
 }
+
+// mark is what a ban of a member matches: its client address and token
+// identity (see Member).
+type mark struct{ addr, subject string }
 
 // recent is a message event in a room's history.
 type recent struct {
@@ -57,7 +70,8 @@ type recent struct {
 
 func newRoom(s *Server, name string) *room {
 	return &room{srv: s, name: name, local: map[string]*member{}, users: map[string]User{},
-		gateway: map[string]string{}, added: map[string]time.Time{}, names: map[string]string{}}
+		gateway: map[string]string{}, added: map[string]time.Time{}, names: map[string]string{},
+		marks: map[string]mark{}, bans: map[string]*Ban{}}
 }
 
 func (r *room) count() int {
@@ -207,9 +221,11 @@ func (r *room) flush() {
 	}
 }
 
-func (r *room) add(u User, gw string) {
+func (r *room) add(mb Member, gw string) {
+	u := mb.User
 	r.users[u.ID] = u
 	r.names[strings.ToLower(u.Name)] = u.ID
+	r.marks[u.ID] = mark{mb.Addr, mb.Subject}
 	if gw != "" {
 		r.gateway[u.ID] = gw
 		r.added[u.ID] = time.Now()
@@ -227,6 +243,7 @@ func (r *room) remove(id string) (User, bool) {
 	}
 	delete(r.gateway, id)
 	delete(r.added, id)
+	delete(r.marks, id)
 	if r.names[strings.ToLower(u.Name)] == id {
 		delete(r.names, strings.ToLower(u.Name))
 	}
@@ -240,22 +257,31 @@ func (r *room) join(m *member, name string) error {
 	if r.freed {
 		return errRoomFreed
 	}
+	if !m.mod {
+		if b := r.banned(m.addr, m.subject, time.Now()); b != nil {
+			return &banError{b.Until}
+		}
+	}
 	if _, taken := r.names[strings.ToLower(name)]; taken {
 		return errNameTaken
 	}
 	m.user = User{ID: newID(), Name: name}
-	r.add(m.user, "")
+	if m.mod {
+		m.user.Role = RoleModerator
+	}
+	r.add(m.member(), "")
 	r.local[m.user.ID] = m
 	m.send(outItem{parts: r.welcome(m)})
 	ev := frame(presenceEvent{Type: "join", User: m.user, Count: len(r.users)})
 	r.presence("join", m.user, ev, m)
-	r.srv.Bus.Publish(Event{Room: r.name, Kind: "join", User: m.user, Frame: ev})
+	r.srv.Bus.Publish(Event{Room: r.name, Kind: "join", User: m.user, Addr: m.addr, Subject: m.subject, Frame: ev})
 	return nil
 }
 
 // welcome encodes m's welcome, {"type":"welcome","you":U,"users":[U,...],
-// "count":N,"history":[...],"max_text":M} (the extension max_text is
-// MaxTextRunes, for the page's counter), in parts: the big ones, the
+// "count":N,"history":[...],"slow":S,"max_text":M} (slow: the slow-mode
+// interval in seconds, 0 when off; the extension max_text is MaxTextRunes,
+// for the page's counter), in parts: the big ones, the
 // others and the history, are the room's, shared with other welcomes.
 // Called with r.mu held, m added.
 func (r *room) welcome(m *member) [][]byte {
@@ -265,7 +291,7 @@ func (r *room) welcome(m *member) [][]byte {
 		r.welcomeOthers(m),
 		fmt.Appendf(nil, `],"count":%d,"history":`, len(r.users)),
 		r.welcomeHistory(),
-		fmt.Appendf(nil, `,"max_text":%d}`, r.srv.MaxTextRunes),
+		fmt.Appendf(nil, `,"slow":%d,"max_text":%d}`, r.slow, r.srv.MaxTextRunes),
 	}
 }
 
@@ -332,23 +358,33 @@ func (r *room) rename(m *member, name string) error {
 	old := m.user.Name
 	r.remove(m.user.ID)
 	m.user.Name = name
-	r.add(m.user, "")
+	r.add(m.member(), "")
 	ev := frame(nickEvent{Type: "nick", User: m.user, Old: old})
 	r.broadcast(ev, nil)
 	r.srv.Bus.Publish(Event{Room: r.name, Kind: "nick", User: m.user, Old: old, Frame: ev})
 	return nil
 }
 
-// say sends a message from a local member to everyone, the sender too.
-func (r *room) say(m *member, text string) {
+// say sends a message from a local member to everyone, the sender too,
+// unless slow mode holds it back: then it returns how long the member must
+// wait.
+func (r *room) say(m *member, text string) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := time.Now()
+	if r.slow > 0 && !m.mod {
+		if wait := m.lastSaid.Add(time.Duration(r.slow) * time.Second).Sub(now); wait > 0 {
+			return wait
+		}
+	}
+	m.lastSaid = now
 	id := newID()
 	ev := frame(messageEvent{Type: "message", ID: id, User: m.user, Text: text,
 		TS: time.Now().UTC().Format("2006-01-02T15:04:05.000Z")})
 	r.remember(recent{id, ev})
 	r.broadcast(ev, nil)
 	r.srv.Bus.Publish(Event{Room: r.name, Kind: "message", User: m.user, ID: id, Frame: ev})
+	return 0
 }
 
 func (r *room) remember(m recent) {
@@ -363,36 +399,40 @@ func (r *room) remember(m recent) {
 	r.historyJSON = nil
 }
 
-// fillHistory asks the other gateways, on the room's first local join, for
-// the messages sent before this gateway saw the room (a gateway started late
-// has seen none, or only the last few), and merges them in. Joins wait for
-// the answer (the bus bounds the wait; alone, it answers at once).
-func (r *room) fillHistory() {
+// catchup asks the other gateways, on the room's first local join, what
+// they know of it: the messages sent before this gateway saw the room (a
+// gateway started late has seen none, or only the last few), merged in by
+// id, the bans in force and slow mode. Joins wait for the answer (the bus
+// bounds the wait; alone, it answers at once).
+func (r *room) catchup() {
 	r.fetch.Do(func() {
-		if r.srv.HistorySize == 0 {
-			return
+		got := r.srv.Bus.Catchup(r.name)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for i := range got.Bans {
+			r.keepBan(&got.Bans[i])
 		}
-		got := r.srv.Bus.History(r.name)
-		if len(got) == 0 {
+		if r.slow == 0 {
+			r.slow = got.Slow
+		}
+		if r.srv.HistorySize == 0 || len(got.History) == 0 {
 			return
 		}
 		// the fetched messages come first; any this gateway has seen that
 		// they lack follow
-		merged := make([]recent, 0, len(got)+r.srv.HistorySize)
+		merged := make([]recent, 0, len(got.History)+r.srv.HistorySize)
 		seen := map[string]bool{}
-		for _, f := range got {
+		for _, f := range got.History {
 			var m struct {
 				Type string `json:"type"`
 				ID   string `json:"id"`
 			}
-			if json.Unmarshal(f, &m) != nil || m.Type != "message" || m.ID == "" || seen[m.ID] {
+			if json.Unmarshal(f, &m) != nil || m.Type != "message" || m.ID == "" || seen[m.ID] || r.wasDeleted(m.ID) {
 				continue
 			}
 			seen[m.ID] = true
 			merged = append(merged, recent{m.ID, f})
 		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
 		for _, h := range r.history {
 			if !seen[h.id] {
 				merged = append(merged, h)
@@ -415,7 +455,7 @@ func (r *room) remote(ev Event) bool {
 	}
 	switch ev.Kind {
 	case "join":
-		r.add(ev.User, ev.Gateway)
+		r.add(Member{User: ev.User, Addr: ev.Addr, Subject: ev.Subject}, ev.Gateway)
 		r.presence(ev.Kind, ev.User, ev.Frame, nil)
 		return true
 	case "leave":
@@ -425,15 +465,22 @@ func (r *room) remote(ev Event) bool {
 		r.presence(ev.Kind, ev.User, ev.Frame, nil)
 		return true
 	case "nick":
+		mk := r.marks[ev.User.ID]
 		r.remove(ev.User.ID)
-		r.add(ev.User, ev.Gateway)
+		r.add(Member{User: ev.User, Addr: mk.addr, Subject: mk.subject}, ev.Gateway)
 	case "message":
 		for _, h := range r.history {
 			if h.id == ev.ID {
 				return true // already had from another gateway's history
 			}
 		}
+		if r.wasDeleted(ev.ID) {
+			return true // deleted before it came
+		}
 		r.remember(recent{ev.ID, ev.Frame})
+	case "delete", "ban", "unban", "slow", "clear":
+		r.applyModeration(ev)
+		return true
 	default:
 		return true
 	}
@@ -448,21 +495,21 @@ const staleReport = 2 * time.Second
 // reconcile makes the room's view of a gateway's members match what that
 // gateway reports (nil: it is gone): missing members leave, with a notice.
 // It reports false, doing nothing, if the room was freed.
-func (r *room) reconcile(gw string, members []User, gone bool) bool {
+func (r *room) reconcile(gw string, members []Member, gone bool) bool {
 	r.mu.Lock()
 	if r.freed {
 		r.mu.Unlock()
 		return false
 	}
-	present := map[string]User{}
+	present := map[string]bool{}
 	for _, u := range members {
-		present[u.ID] = u
+		present[u.ID] = true
 	}
 	for id, g := range r.gateway {
 		if g != gw {
 			continue
 		}
-		if _, ok := present[id]; ok || (!gone && time.Since(r.added[id]) < staleReport) {
+		if present[id] || (!gone && time.Since(r.added[id]) < staleReport) {
 			continue // present, or newer than a report that may predate it
 		}
 		u, _ := r.remove(id)
