@@ -130,70 +130,84 @@ for _ in $(seq 1800); do
 	sleep 0.2
 done
 
-# sample GW_INDEX: one JSON line of the gateway's figures
-sample_gw() {
-	local i=$1
-	python3 - "$i" "${gw_pid[$i]}" "${gw_url[$i]}" "$SECONDS" <<'PY'
-import json, os, sys, urllib.request
-i, pid, url, t = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-row = {"t": t, "gateway": int(i) + 1}
+# samples at 0, SAMPLE, 2 SAMPLE... while both runs' windows last: each
+# progress line gives the seconds its window has run, so the first window
+# to end is known (less 5 s, for the runs to stop their clients)
+: >"$out/samples.jsonl"
+start=$SECONDS
+stop=$((start + seconds))
+for ab in a b; do
+	ran=$(grep 's  publishers live' "$out/load-$ab.progress" | tail -1 | sed -n 's/^lgload: *\([0-9]*\)\..*/\1/p')
+	end=$((start - ${ran:-0} + seconds - 5))
+	[ $end -lt $stop ] && stop=$end
+done
+# one sampler process for the whole run (a process per sample would take
+# seconds of its own on a loaded machine)
+python3 - "$out/samples.jsonl" "$((stop - start))" "$sample" "${gw_pid[0]}" "${gw_url[0]}" "${gw_pid[1]}" "${gw_url[1]}" "${lg_pid[@]}" <<'PY'
+import json, os, sys, time, urllib.request
+path, span, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+gws = [(sys.argv[4], sys.argv[5]), (sys.argv[6], sys.argv[7])]
+loads = sys.argv[8:]
 want = {"go_goroutines": "goroutines", "go_memstats_heap_alloc_bytes": "heap_bytes", "process_open_fds": "open_fds",
         "livegate_streams_live": "streams_live"}
-try:
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    chat = 0
-    for line in text.splitlines():
-        if line.startswith("#") or not line:
-            continue
-        name, _, value = line.rpartition(" ")
-        base = name.split("{")[0]
-        if base in want:
-            row[want[base]] = float(value)
-        if base == "livegate_chat_users":
-            chat += float(value)
-    row["chat_users"] = chat
-except Exception as e:
-    row["metrics_error"] = str(e)
-try:
-    status = open(f"/proc/{pid}/status").read()
-    for line in status.splitlines():
-        k, _, v = line.partition(":")
-        if k == "VmRSS":
-            row["rss_bytes"] = int(v.split()[0]) * 1024
-        if k == "Threads":
-            row["threads"] = int(v)
-    row["proc_fds"] = len(os.listdir(f"/proc/{pid}/fd"))
-except OSError as e:
-    row["proc_error"] = str(e)
-row["load"] = open("/proc/loadavg").read().split()[:3]
-print(json.dumps(row))
+
+def alive(pid):
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except OSError:
+        return False
+
+def sample(i, pid, url, t):
+    row = {"t": round(t, 1), "gateway": i + 1}
+    try:
+        text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+        chat = 0.0
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name, _, value = line.rpartition(" ")
+            base = name.split("{")[0]
+            if base in want:
+                row[want[base]] = float(value)
+            elif base == "livegate_chat_users":
+                chat += float(value)
+        row["chat_users"] = chat
+    except Exception as e:
+        row["metrics_error"] = str(e)
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            k, _, v = line.partition(":")
+            if k == "VmRSS":
+                row["rss_bytes"] = int(v.split()[0]) * 1024
+            elif k == "Threads":
+                row["threads"] = int(v)
+        row["proc_fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError as e:
+        row["proc_error"] = str(e)
+    row["load"] = open("/proc/loadavg").read().split()[:3]
+    return row
+
+def f(r, k, scale=1):
+    return "%.0f" % (r[k] / scale) if k in r else "-"
+
+t0 = time.monotonic()
+k = 0
+with open(path, "a") as out:
+    while k * every < span:
+        time.sleep(max(0, t0 + k * every - time.monotonic()))
+        if time.monotonic() - t0 >= span or not all(alive(p) for p in loads):
+            break
+        rows = [sample(i, pid, url, time.monotonic() - t0) for i, (pid, url) in enumerate(gws)]
+        for r in rows:
+            out.write(json.dumps(r) + "\n")
+        out.flush()
+        print("soak: %4.0f s  " % rows[0]["t"] + "  ".join(
+            "gw%d goroutines %s heap %s MB fds %s (proc %s) rss %s MB threads %s" % (
+                r["gateway"], f(r, "goroutines"), f(r, "heap_bytes", 1e6), f(r, "open_fds"), f(r, "proc_fds"),
+                f(r, "rss_bytes", 1e6), f(r, "threads")) for r in rows) + "  load %s" % " ".join(rows[0]["load"]), flush=True)
+        k += 1
 PY
-}
-: >"$out/samples.jsonl"
-# samples at 0, SAMPLE, 2 SAMPLE... while the load's window lasts (it
-# began a moment before this loop: the last 8 s are left out)
-start=$SECONDS
-k=0
-while [ $((k * sample)) -lt $((seconds - 8)) ]; do
-	next=$((start + k * sample))
-	while [ $SECONDS -lt $next ]; do sleep 0.5; done
-	[ $((SECONDS - start)) -lt $((seconds - 8)) ] || break
-	alive=1
-	for p in "${lg_pid[@]}"; do kill -0 "$p" 2>/dev/null || alive=0; done
-	[ $alive = 1 ] || break
-	for i in 0 1; do sample_gw "$i" >>"$out/samples.jsonl"; done
-	python3 - "$out/samples.jsonl" "$start" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])][-2:]
-def f(r, k, scale=1, fmt="%.0f"):
-    return fmt % (r[k] / scale) if k in r else "-"
-print("soak: %4d s  " % (rows[0]["t"] - int(sys.argv[2])) + "  ".join(
-    "gw%d goroutines %s heap %s MB fds %s (proc %s) rss %s MB threads %s" % (
-        r["gateway"], f(r, "goroutines"), f(r, "heap_bytes", 1e6), f(r, "open_fds"), f(r, "proc_fds"),
-        f(r, "rss_bytes", 1e6), f(r, "threads")) for r in rows) + "  load %s" % " ".join(rows[0]["load"]), flush=True)
-PY
-	k=$((k + 1))
-done
 rc=0
 for p in "${lg_pid[@]}"; do wait "$p" || rc=$?; done
 [ $rc = 0 ] || { echo "soak.sh: lgload failed (exit $rc)" >&2; tail -5 "$out"/load-*.progress >&2; exit 1; }
