@@ -54,11 +54,11 @@ const keepDeleted = 100
 type banError struct{ until time.Time }
 
 func (e *banError) Error() string {
-	left := time.Until(e.until).Round(time.Minute)
-	if left < time.Minute {
-		return "you are banned from this chat for less than a minute more"
+	left := time.Until(e.until)
+	if left > 90*time.Minute {
+		return fmt.Sprintf("you are banned from this chat for %d more hours", int((left+time.Hour-1)/time.Hour))
 	}
-	return fmt.Sprintf("you are banned from this chat for %s more", left)
+	return fmt.Sprintf("you are banned from this chat for %d more minutes", int((left+time.Minute-1)/time.Minute))
 }
 
 type moderationEvent struct {

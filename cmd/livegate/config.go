@@ -101,6 +101,9 @@ type config struct {
 	ChatWriteTimeout  duration `json:"chat_write_timeout"`
 	ChatFlushInterval duration `json:"chat_flush_interval"`
 	ChatFlushPerConn  duration `json:"chat_flush_per_conn"`
+	ChatMaxBans       int      `json:"chat_max_bans"`
+	ChatMaxBan        duration `json:"chat_max_ban"`
+	ChatMaxSlow       duration `json:"chat_max_slow"`
 
 	ViewerWindow      duration `json:"viewer_window"`
 	MaxViewersTracked int      `json:"max_viewers_tracked"`
@@ -334,6 +337,9 @@ func (c *config) validate() error {
 		{"chat_write_timeout", c.ChatWriteTimeout >= duration(100*time.Millisecond), "at least 100ms"},
 		{"chat_flush_interval", c.ChatFlushInterval >= 0 && c.ChatFlushInterval <= duration(time.Second), "0s to 1s"},
 		{"chat_flush_per_conn", c.ChatFlushPerConn >= 0 && c.ChatFlushPerConn <= duration(time.Second), "0s to 1s"},
+		{"chat_max_bans", c.ChatMaxBans > 0, "positive"},
+		{"chat_max_ban", c.ChatMaxBan >= duration(time.Second), "at least 1s"},
+		{"chat_max_slow", c.ChatMaxSlow >= duration(time.Second), "at least 1s"},
 		{"viewer_window", c.ViewerWindow >= duration(time.Second), "at least 1s"},
 		{"max_viewers_tracked", c.MaxViewersTracked > 0, "positive"},
 		{"recordings_listed", c.RecordingsListed > 0, "positive"},

@@ -82,6 +82,13 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 		WriteTimeout:  time.Duration(c.ChatWriteTimeout),
 		FlushInterval: chatWait(c.ChatFlushInterval),
 		FlushPerConn:  chatWait(c.ChatFlushPerConn),
+		MaxBans:       c.ChatMaxBans,
+		MaxBan:        time.Duration(c.ChatMaxBan),
+		MaxSlow:       time.Duration(c.ChatMaxSlow),
+		Access:        policy,
+		Keys:          policy,
+		Conns:         conns,
+		ClientAddr:    proxies.ClientAddr,
 		CheckOrigin:   origins,
 		Logger:        log.With("component", "chat"),
 	}

@@ -274,6 +274,10 @@
   ui.stop.addEventListener("click", stop);
   if (NO_CAMERA) say(NO_CAMERA.message, "state-error");
   else listDevices();
-  if (window.LivegateChat) window.LivegateChat.mount($("chat"), { stream: ui.name.value.trim(), token });
+  // the chat of the stream, as its moderator: with the token or the key
+  const mountChat = () => window.LivegateChat && window.LivegateChat.mount($("chat"), { stream: ui.name.value.trim(), token, key: ui.key.value });
+  mountChat();
+  ui.name.addEventListener("change", mountChat);
+  ui.key.addEventListener("change", mountChat);
   if (params.get("autostart") === "1") start();
 })();

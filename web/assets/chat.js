@@ -1,8 +1,17 @@
 // livegate chat panel: the chat room of a stream, over the /chat/{stream}
 // WebSocket. Plain JavaScript, no build step.
 //
-//   const chat = LivegateChat.mount(element, { stream: "name", name: "optional" });
+//   const chat = LivegateChat.mount(element, { stream: "name", name: "optional",
+//                                             token: "optional", key: "optional" });
 //   chat.close(); // stops it (mounting again on the same element does this too)
+//
+// A token (?token=) or publish key (?key=) goes on the chat connection: a
+// moderate or publish token, or the publish key, makes a moderator, and the
+// panel becomes the moderator's console: a delete button on each message
+// (shown on hover or focus), a menu on each member's name (ban for 5
+// minutes or 24 hours), slow mode and clear. Every member sees a badge
+// beside moderators' names, deleted messages go at once, a clear empties
+// the log, and slow mode shows under the messages.
 //
 // Every piece of user text (names, messages) is inserted with textContent or
 // text nodes, never as HTML. The name is remembered in localStorage
@@ -23,6 +32,13 @@
 //                 chat-counter "used/max" characters
 //   chat-rename   opens the name form to rename
 //   chat-jump     "new messages" button, shown when scrolled up
+//   chat-badge    the moderator badge beside a name
+//   chat-slow-state  "Slow mode: ..." line, shown while slow mode is on
+// Moderator's console (shown to moderators only):
+//   chat-modbar   its toolbar: chat-slow (select: seconds, 0 off), chat-clear
+//   chat-del      a message's delete button (li.chat-msg has data-id)
+//   chat-member   a member's name as a button, opening chat-menu with
+//                 chat-ban-300 and chat-ban-86400; chat-unban in a ban notice
 "use strict";
 (function () {
   const NAME_KEY = "livegate.chat.name";
@@ -54,11 +70,21 @@
     const renameBtn = el("button", { type: "button", class: "chat-rename", "data-testid": "chat-rename", hidden: "" }, "Rename");
     head.append(title, count, renameBtn);
     const users = el("ul", { class: "chat-users", "data-testid": "chat-users", "aria-label": "Online" });
-    const logWrap = el("div", { class: "chat-logwrap" });
-    const log = el("ol", { class: "chat-log", "data-testid": "chat-log", role: "log", "aria-live": "polite", "aria-label": "Messages", tabindex: "0" });
+    // the live region wraps the list, which keeps its list semantics
+    const logWrap = el("div", { class: "chat-logwrap", role: "log", "aria-live": "polite", "aria-label": "Chat messages" });
+    const log = el("ol", { class: "chat-log", "data-testid": "chat-log", "aria-label": "Messages", tabindex: "0" });
     const jump = el("button", { type: "button", class: "chat-jump", "data-testid": "chat-jump", hidden: "" }, "New messages ↓");
     logWrap.append(log, jump);
     const status = el("p", { class: "chat-status", "data-testid": "chat-status", role: "status" }, "Connecting…");
+    const slowState = el("p", { class: "chat-slow-state", "data-testid": "chat-slow-state", hidden: "" }, "");
+
+    // the moderator's console: shown once the welcome says we moderate
+    const modbar = el("div", { class: "chat-modbar", "data-testid": "chat-modbar", role: "group", "aria-label": "Moderation", hidden: "" });
+    const slowLabel = el("label", { for: uid + "-slow" }, "Slow mode");
+    const slowSel = el("select", { id: uid + "-slow", "data-testid": "chat-slow" });
+    for (const [v, t] of [[0, "Off"], [10, "10 s"], [30, "30 s"], [60, "1 min"], [300, "5 min"]]) slowSel.append(el("option", { value: String(v) }, t));
+    const clearBtn = el("button", { type: "button", "data-testid": "chat-clear" }, "Clear chat");
+    modbar.append(slowLabel, slowSel, clearBtn);
 
     const nameForm = el("form", { class: "chat-form chat-nameform" });
     const nameLabel = el("label", { for: uid + "-name" }, "Your name");
@@ -75,11 +101,12 @@
     const sendBtn = el("button", { type: "submit", "data-testid": "chat-send" }, "Send");
     msgForm.append(msgLabel, msgInput, sendBtn, counter);
 
-    root.replaceChildren(head, users, logWrap, status, nameForm, msgForm);
+    root.replaceChildren(head, modbar, users, logWrap, slowState, status, nameForm, msgForm);
     nameInput.value = opts.name || load();
 
     let ws = null, me = null, closed = false, timer = 0, retryTimer = 0;
     let backoff = 500, wantName = "", auto = false, takenRetries = 0, renaming = false, online = 0;
+    let banned = false, lastText = "", slow = 0;
     const people = new Map(); // id -> user, as far as the welcome listed them and events told
 
     // --- log and scrolling: stick to the bottom only when already there
@@ -94,14 +121,81 @@
     log.addEventListener("scroll", () => { if (atBottom()) jump.hidden = true; });
     jump.addEventListener("click", () => { log.scrollTop = log.scrollHeight; jump.hidden = true; log.focus(); });
 
-    function notice(text) { add(el("li", { class: "chat-notice" }, text)); }
+    function notice(text, extra) {
+      const li = el("li", { class: "chat-notice" }, text);
+      if (extra) li.append(" ", extra);
+      add(li);
+    }
+    const isMod = (u) => !!u && u.role === "moderator";
+    const moderating = () => isMod(me);
+    function badge(u) { return isMod(u) ? [" ", el("span", { class: "chat-badge", "data-testid": "chat-badge", title: "Moderator" }, "mod")] : []; }
+    function duration(s) { return s % 86400 === 0 ? s / 86400 + (s === 86400 ? " day" : " days") : s % 3600 === 0 ? s / 3600 + " h" : s % 60 === 0 ? s / 60 + " min" : s + " s"; }
+
+    // a member's name: for a moderator, a button opening the member's menu
+    // (ban), unless that member is a moderator too or oneself
+    let openMenu = null;
+    function closeMenu(focusBack) {
+      if (!openMenu) return;
+      const { menu, button } = openMenu;
+      openMenu = null;
+      menu.remove();
+      button.setAttribute("aria-expanded", "false");
+      if (focusBack) button.focus();
+    }
+    function nameNode(u) {
+      const name = (u && u.name) || "?";
+      if (!moderating() || !u || isMod(u) || u.id === me.id) return el("b", {}, name);
+      const b = el("button", { type: "button", class: "chat-member", "data-testid": "chat-member", "aria-haspopup": "true", "aria-expanded": "false",
+        "aria-label": name + ": moderate" }, name);
+      b.addEventListener("click", () => {
+        const again = openMenu && openMenu.button === b;
+        closeMenu(false);
+        if (again) return;
+        const menu = el("span", { class: "chat-menu", "data-testid": "chat-menu", role: "group", "aria-label": "Moderate " + name });
+        for (const [secs, label] of [[300, "Ban 5 min"], [86400, "Ban 24 h"]]) {
+          const item = el("button", { type: "button", "data-testid": "chat-ban-" + secs }, label);
+          item.addEventListener("click", () => { closeMenu(true); if (send({ type: "ban", user: u.id, seconds: secs })) setStatus("Banning " + name + "…"); });
+          menu.append(item);
+        }
+        const cancel = el("button", { type: "button" }, "Cancel");
+        cancel.addEventListener("click", () => closeMenu(true));
+        menu.append(cancel);
+        menu.addEventListener("keydown", (e) => { if (e.key === "Escape") { e.stopPropagation(); closeMenu(true); } });
+        b.after(menu);
+        b.setAttribute("aria-expanded", "true");
+        openMenu = { menu, button: b };
+        menu.firstChild.focus();
+      });
+      return b;
+    }
     function messageNode(m) {
       const mine = me && m.user && m.user.id === me.id;
-      const li = el("li", { class: "chat-msg" + (mine ? " chat-mine" : "") });
+      const li = el("li", { class: "chat-msg" + (mine ? " chat-mine" : ""), "data-id": String(m.id || "") });
       const d = new Date(m.ts);
       const time = el("time", { datetime: String(m.ts) }, isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-      li.append(time, " ", el("b", {}, (m.user && m.user.name) || "?"), ": ", document.createTextNode(String(m.text)));
+      li.append(time, " ", nameNode(m.user), ...badge(m.user), ": ", document.createTextNode(String(m.text)));
+      if (moderating()) {
+        const del = el("button", { type: "button", class: "chat-del", "data-testid": "chat-del",
+          "aria-label": "Delete this message from " + ((m.user && m.user.name) || "?") }, "Delete");
+        del.addEventListener("click", () => { if (send({ type: "delete", id: m.id })) setStatus("Deleting…"); });
+        li.append(" ", del);
+      }
       return li;
+    }
+    function removeMessage(id) {
+      for (const li of log.querySelectorAll("li.chat-msg")) {
+        if (li.dataset.id === id) {
+          if (li.contains(document.activeElement)) log.focus();
+          li.remove();
+        }
+      }
+    }
+    function showSlow(s) {
+      slow = s > 0 ? s : 0;
+      slowState.hidden = !slow;
+      slowState.textContent = slow ? "Slow mode: one message every " + duration(slow) + (moderating() ? " (not for moderators)." : ".") : "";
+      slowSel.value = String(slow);
+      if (slowSel.value !== String(slow)) { slowSel.append(el("option", { value: String(slow) }, duration(slow))); slowSel.value = String(slow); }
     }
 
     // --- presence: rendering is batched (a big room's joins come in bursts)
@@ -113,7 +207,11 @@
       setTimeout(() => {
         renderQueued = false;
         const list = [...people.values()].sort((a, b) => a.name.localeCompare(b.name));
-        const items = list.slice(0, MAX_LISTED).map((u) => el("li", me && u.id === me.id ? { class: "chat-mine" } : {}, u.name));
+        const items = list.slice(0, MAX_LISTED).map((u) => {
+          const li = el("li", me && u.id === me.id ? { class: "chat-mine" } : {});
+          li.append(u.name, ...badge(u));
+          return li;
+        });
         if (online > items.length) items.push(el("li", { class: "chat-more" }, "and " + (online - items.length) + " more"));
         users.replaceChildren(...items);
       }, 100);
@@ -151,7 +249,10 @@
       if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "join", name }));
     }
 
+    // done: a moderator's own command came back; the status says who we are again
+    function done(m) { if (me && m.by && m.by.id === me.id) setStatus("You are " + me.name + ", a moderator."); }
     function onEvent(m) {
+      if (m.by) done(m);
       switch (m.type) {
         case "welcome": {
           me = m.you; online = m.count; takenRetries = 0; auto = false;
@@ -159,12 +260,15 @@
           people.clear();
           (m.users || []).forEach((u) => people.set(u.id, u));
           const stick = atBottom();
+          closeMenu(false);
+          modbar.hidden = !moderating();
           log.replaceChildren(...(m.history || []).map(messageNode));
           if (stick) log.scrollTop = log.scrollHeight;
+          showSlow(m.slow || 0);
           renderUsers();
           hideNameForm(); msgForm.hidden = false; renameBtn.hidden = false;
           updateCounter();
-          setStatus("You are " + me.name + ".");
+          setStatus("You are " + me.name + (moderating() ? ", a moderator." : "."));
           save(me.name); wantName = me.name;
           break;
         }
@@ -185,11 +289,37 @@
           renderUsers(); notice(m.old + " is now " + m.user.name);
           break;
         case "message": add(messageNode(m)); break;
+        case "delete": removeMessage(String(m.id)); break;
+        case "clear":
+          closeMenu(false);
+          log.replaceChildren();
+          notice("The chat was cleared by " + ((m.by && m.by.name) || "a moderator") + ".");
+          break;
+        case "slow":
+          showSlow(m.seconds);
+          notice(m.seconds > 0 ? "Slow mode on (" + duration(m.seconds) + ") by " + ((m.by && m.by.name) || "a moderator") + "."
+            : "Slow mode off, by " + ((m.by && m.by.name) || "a moderator") + ".");
+          break;
+        case "ban": {
+          const who = (m.user && m.user.name) || "?";
+          let undo = null;
+          if (moderating() && m.user) {
+            undo = el("button", { type: "button", class: "chat-unban", "data-testid": "chat-unban" }, "Unban");
+            undo.addEventListener("click", () => { if (send({ type: "unban", user: m.user.id })) { undo.disabled = true; setStatus("Unbanning " + who + "…"); } });
+          }
+          notice(who + " was banned for " + duration(m.seconds) + " by " + ((m.by && m.by.name) || "a moderator") + ".", undo);
+          break;
+        }
+        case "unban":
+          notice(((m.user && m.user.name) || "?") + " may chat again (" + ((m.by && m.by.name) || "a moderator") + ").");
+          break;
         case "error": onError(m); break;
       }
     }
     function onError(m) {
       const text = String(m.message || m.code);
+      if (m.code === "banned") { banned = true; setStatus(text, true); return; }
+      if (m.code === "slow_mode" && !msgInput.value) { msgInput.value = lastText; updateCounter(); } // keep what was not sent
       if (!me && m.code === "name_taken" && auto && takenRetries < 12) {
         // our previous connection may still hold the name for a while
         takenRetries++;
@@ -208,7 +338,10 @@
     function connect() {
       if (closed) return;
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
-      const sock = new WebSocket(proto + "//" + location.host + "/chat/" + encodeURIComponent(stream));
+      const q = new URLSearchParams();
+      if (opts.token) q.set("token", opts.token);
+      if (opts.key) q.set("key", opts.key);
+      const sock = new WebSocket(proto + "//" + location.host + "/chat/" + encodeURIComponent(stream) + (q.size ? "?" + q : ""));
       ws = sock;
       sock.onopen = () => {
         backoff = 500;
@@ -224,8 +357,10 @@
         if (ws !== sock) return;
         ws = null;
         const was = me; me = null;
-        msgForm.hidden = true; renameBtn.hidden = true;
+        msgForm.hidden = true; renameBtn.hidden = true; modbar.hidden = true;
+        closeMenu(false);
         if (closed) return;
+        if (banned) { nameForm.hidden = true; return; } // the status says why; a reload tries again
         if (was) auto = true; // join again under the same name
         if (e.code === 1008) backoff = Math.max(backoff, 10000); // closed for abuse: slow down
         const wait = Math.round(backoff * (0.75 + Math.random() / 2));
@@ -258,10 +393,16 @@
       if (!text.trim()) return;
       if (runes(text) > maxText) { setStatus("Messages are at most " + maxText + " characters.", true); return; }
       if (send({ type: "message", text })) {
+        lastText = text;
         msgInput.value = ""; updateCounter();
         if (status.classList.contains("chat-error")) setStatus("You are " + me.name + ".");
       }
     });
+
+    slowSel.addEventListener("change", () => { if (!send({ type: "slow", seconds: Number(slowSel.value) })) showSlow(slow); });
+    clearBtn.addEventListener("click", () => send({ type: "clear" }));
+    const outside = (e) => { if (openMenu && !openMenu.menu.contains(e.target) && e.target !== openMenu.button) closeMenu(false); };
+    document.addEventListener("click", outside);
 
     wantName = (opts.name || nameInput.value || "").trim();
     updateCounter();
@@ -270,6 +411,7 @@
     const handle = {
       close() {
         closed = true; clearTimeout(timer); clearTimeout(retryTimer);
+        document.removeEventListener("click", outside);
         if (ws) { const s = ws; ws = null; s.close(1000); }
         if (root.__livegateChat === handle) delete root.__livegateChat;
       },
