@@ -97,7 +97,9 @@ func TestEdge(t *testing.T) {
 	waitHTTP(t, edge.URL+index, "#EXT-X-STREAM-INF", 30*time.Second)
 
 	var steps []edgeStep
-	for _, n := range []int{10, 200} {
+	retried := map[int]bool{}
+	for i, n := 0, 0; i < 2; i++ {
+		n = []int{10, 200}[i]
 		select {
 		case <-exited:
 			t.Fatalf("the publisher stopped:\n%s", pubLog.String())
@@ -135,6 +137,21 @@ func TestEdge(t *testing.T) {
 
 		time.Sleep(1500 * time.Millisecond) // nginx flushes its log every second
 		t.Logf("%3d viewers: nginx's access log: %s", n, accessSummary(filepath.Join(edge.Dir, "access.log"), logFrom))
+
+		// While the origin itself stalls (its transcoder starved of CPU by
+		// the machine's other work), viewers fall behind its window and
+		// nginx's lock waits run out: what the edge does cannot be judged.
+		// Such a step runs again, once; then the test is skipped, saying so.
+		if r.OriginStalls > 0 {
+			if retried[n] {
+				t.Skipf("%d viewers: the origin stalled twice (gaps up to %.1f s between parts, load average %s): the machine is too busy to judge the edge",
+					n, r.ListingGapMax/1000, s.load)
+			}
+			retried[n] = true
+			steps = steps[:len(steps)-1]
+			i--
+			continue
+		}
 
 		if r.Viewers != n || r.Delivered < n {
 			t.Errorf("%d viewers: %d viewers reported, %d parts delivered after their first playlist: want every viewer playing", n, r.Viewers, r.Delivered)
