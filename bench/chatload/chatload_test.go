@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/livegate/livegate/access"
 	"github.com/livegate/livegate/bench/internal/loadgen"
+	"github.com/livegate/livegate/chat"
 )
 
 func TestCheckURL(t *testing.T) {
@@ -55,6 +61,10 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-ramp", "0/s"}, "-ramp"},
 		{[]string{"-duration", "0s"}, "-duration"},
 		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"-mode", "moderation", "-key", "k"}, ""},
+		{[]string{"-mode", "moderation"}, "-key or -token"},
+		{[]string{"-mode", "moderation", "-key", "k", "-members", "0"}, "-members"},
+		{[]string{"-mode", "fast"}, "-mode"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -82,5 +92,29 @@ func TestJudge(t *testing.T) {
 		if pass, why := judge(tt.s, cfg); pass != tt.pass {
 			t.Errorf("%s: judge = %v (%s), want %v", tt.name, pass, why, tt.pass)
 		}
+	}
+}
+
+// TestFanout runs the moderation mode against a chat server in the test:
+// every member gets each delete.
+func TestFanout(t *testing.T) {
+	p := &access.Policy{Keys: []string{"k"}}
+	s := &chat.Server{Keys: p, Access: p}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.ServeRoom(w, r, "bench") }))
+	defer func() { s.Close(); hs.Close() }()
+	cfg, err := parseFlags([]string{"-mode", "moderation", "-url", "ws" + strings.TrimPrefix(hs.URL, "http") + "/chat/bench",
+		"-key", "k", "-members", "50", "-rounds", "2"}, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := runFanout(context.Background(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Joined != 50 || len(rep.Rounds) != 2 || rep.Arrived != 100 || rep.Missing != 0 || rep.MaxMs <= 0 {
+		t.Fatalf("report %+v", rep)
 	}
 }

@@ -12,6 +12,11 @@
 // deliveries fall short. An empty -rate only joins the clients and measures
 // the server's idle memory.
 //
+// -mode moderation measures instead how long one moderator's delete takes
+// to reach every member of a room of -members (5,000 by default): see
+// fanout.go. The moderator joins with -key (the publish key, when
+// publishing is not open) or a moderate -token.
+//
 // Only loopback servers are accepted (-url host 127.0.0.0/8, ::1 or
 // localhost), and every phase is bounded in time: the tool stops by itself.
 //
@@ -19,6 +24,7 @@
 //
 //	chatload -url ws://127.0.0.1:8080/chat/bench -clients 10000 -senders 1000 \
 //	    -rate 100,200,400 -duration 10s -ramp 500/s -server-pid PID -json out.json
+//	chatload -mode moderation -url ws://127.0.0.1:8080/chat/bench -key KEY -members 5000 -rounds 5
 package main
 
 import (
@@ -57,6 +63,10 @@ type config struct {
 	pending     int
 	connectMax  time.Duration
 	cpuProfile  string
+	mode        string // "rate" or "moderation"
+	members     int
+	rounds      int
+	key, token  string
 }
 
 func parseFlags(args []string, out io.Writer) (config, error) {
@@ -79,6 +89,11 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.connectMax, "connect-max", 45*time.Minute, "longest connect phase; clients not joined by then count as not started or failed")
 	fs.IntVar(&c.pending, "pending", 100, "most clients dialing or waiting for welcome at once (the ramp slows to what the server accepts)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write chatload's own CPU profile to this file")
+	fs.StringVar(&c.mode, "mode", "rate", "rate: message rate steps; moderation: the fan-out of a moderator's delete")
+	fs.IntVar(&c.members, "members", 5000, "moderation mode: members in the room")
+	fs.IntVar(&c.rounds, "rounds", 5, "moderation mode: deletes to time, one after the other")
+	fs.StringVar(&c.key, "key", "", "moderation mode: the publish key that makes the moderator")
+	fs.StringVar(&c.token, "token", "", "moderation mode: a moderate token instead")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -110,6 +125,12 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		return c, fmt.Errorf("-pending %d: want at least 1", c.pending)
 	case c.minRatio < 0 || c.minRatio > 1:
 		return c, fmt.Errorf("-min-delivered %v: want 0 to 1", c.minRatio)
+	case c.mode != "rate" && c.mode != "moderation":
+		return c, fmt.Errorf("-mode %q: want rate or moderation", c.mode)
+	case c.mode == "moderation" && (c.members < 1 || c.members > 1_000_000 || c.rounds < 1 || c.rounds > 100):
+		return c, errors.New("-members must be 1 to 1000000, -rounds 1 to 100")
+	case c.mode == "moderation" && c.key == "" && c.token == "":
+		return c, errors.New("-mode moderation needs -key or -token (the moderator's)")
 	}
 	return c, nil
 }
@@ -141,6 +162,24 @@ func mainCode() int {
 		defer pprof.StopCPUProfile()
 	}
 
+	if cfg.mode == "moderation" {
+		rep, err := runFanout(ctx, cfg, os.Stderr)
+		code := 0
+		if rep != nil {
+			rep.print(os.Stdout)
+			if cfg.jsonPath != "" {
+				if err := loadgen.WriteJSON(cfg.jsonPath, rep); err != nil {
+					fmt.Fprintf(os.Stderr, "chatload: %v\n", err)
+					code = 1
+				}
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chatload: %v\n", err)
+			code = 1
+		}
+		return code
+	}
 	rep, runErr := run(ctx, cfg, os.Stderr)
 	code := 0
 	if rep != nil {
