@@ -423,8 +423,14 @@ func TestModerationAcrossGateways(t *testing.T) {
 	refused(hs2, as{addr: "192.0.2.9", query: "token=" + bobTok})
 
 	// a late gateway knows the bans and slow mode from its first join
-	s3, _ := natsGateway(t, url)
+	s3, bus3 := natsGateway(t, url)
+	bus3.HistoryWait = time.Minute // it ends with the answers of the gateways it knows: wait for both
 	hs3 := startServer(t, moderated(s3))
+	eventually(t, "gateway 3 to know the others", func() bool {
+		bus3.mu.Lock()
+		defer bus3.mu.Unlock()
+		return len(bus3.seen) == 2
+	})
 	refused(hs3, as{addr: "192.0.2.1"})
 	if _, w := joinAs(t, hs3, "show", "erin", as{addr: "192.0.2.5"}); w["slow"] != 30.0 {
 		t.Fatalf("slow on the late gateway: %v", w["slow"])
