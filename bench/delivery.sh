@@ -6,8 +6,10 @@
 #   bench/delivery.sh                 the ended window, recording off (default)
 #   bench/delivery.sh --recording     a finished recording, recording on (--data)
 #   bench/delivery.sh --live          the live window's segments and parts
-#   bench/delivery.sh --all           the three, one after the other
-#   bench/delivery.sh --smoke         the three, 20 clients, one 3 s pass each
+#   bench/delivery.sh --private       a recording served publicly and privately
+#   bench/delivery.sh --all           the four, one after the other (private
+#                                     before live, whose transcoder would share the machine)
+#   bench/delivery.sh --smoke         the four, 20 clients, one 3 s pass each
 #
 # Modes (several flags run several modes):
 # - ended: a gateway without a data directory (keep_ended 10m,
@@ -27,6 +29,15 @@
 #   separately the parts it lists (low-latency HLS), are fetched: two
 #   measures, live-segments and live-parts. The transcoder shares the
 #   machine (its CPU is not counted as the gateway's).
+# - private: what a token costs. The recording mode's finished recording
+#   (made first if that mode did not run) is copied into a data directory
+#   that two new gateways share, both with the same token_secret: "public",
+#   and "private", whose private_streams matches the stream's name. The
+#   same files as in recording mode are fetched from public without a
+#   token, from private (livegate-private) with ?token= on every URL (a
+#   view token minted by `livegate token`), and from nginx; the passes
+#   alternate which gateway goes first. The figures add private/public, the
+#   ratio of the two gateways' medians, and each pass's.
 # Each mode's files are fetched over HTTP into an nginx root (the same
 # relative paths); nginx runs from a minimal config in a temporary directory
 # (2 workers like the gateway's 2 cores, sendfile on, access log off,
@@ -51,13 +62,14 @@ for arg in "$@"; do
 	--recording) modes+=(recording) ;;
 	--live) modes+=(live) ;;
 	--ended) modes+=(ended) ;;
-	--all) modes+=(ended recording live) ;;
-	-h | --help) sed -n '2,45p' "$0"; exit 0 ;;
+	--private) modes+=(private) ;;
+	--all) modes+=(ended recording private live) ;;
+	-h | --help) sed -n '2,54p' "$0"; exit 0 ;;
 	*) echo "delivery.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
 	esac
 done
 if [ ${#modes[@]} = 0 ]; then
-	if [ $smoke = 1 ]; then modes=(ended recording live); else modes=(ended); fi
+	if [ $smoke = 1 ]; then modes=(ended recording private live); else modes=(ended); fi
 fi
 for tool in go ffmpeg python3 curl nginx; do
 	command -v "$tool" >/dev/null || { echo "delivery.sh: $tool not found" >&2; exit 1; }
@@ -216,8 +228,48 @@ ended_stream() {
 	exit 1
 }
 
+# recorded BASE STREAM waits until the stream under BASE, ended, is served
+# from its finished recording (the window dropped after keep_ended: the
+# multivariant playlist is the recording's own); sets media (the URI of
+# its first media playlist) and writes that playlist to $out/media.m3u8.
+recorded() {
+	local base=$1 stream=$2
+	for _ in $(seq 120); do
+		curl -sf "${base%/live/*}/api/streams/$stream" | grep -q '"recording":true' &&
+			curl -sf "$base/index.m3u8" >"$out/index.m3u8" && ! grep -q recording.d/ "$out/index.m3u8" && break
+		sleep 0.5
+	done
+	media=$(grep -v '^#' "$out/index.m3u8" | grep . | head -1)
+	curl -sf "$base/$media" >"$out/media.m3u8"
+	grep -q 'PLAYLIST-TYPE:VOD' "$out/media.m3u8" || { echo "delivery.sh: $base/$media is not the recording" >&2; exit 1; }
+}
+
 publish() { # publish GATEWAY_URL PREFIX DURATION
 	"$out/lgload" -url "$1" -prefix "$2" -publishers 1 -viewers 0 -duration "$3" >"$out/publish-$2.txt" 2>"$out/publish-$2.progress"
+}
+
+# recording_gateway starts, once, a gateway with --data (recording on, the
+# normal deployment; keep_ended 1s); sets rec_pid and rec_url.
+recording_gateway() {
+	[ -n "${rec_pid:-}" ] && return
+	echo '{"keep_ended": "1s", "hls_segment_count": 20}' >"$out/recording.json"
+	gateway recording --data "$out/data"
+	rec_pid=$gw_pid rec_url=$gw_url
+}
+
+# recorded_stream makes, once, the finished recording rec0: the recording
+# gateway gets one publisher; once the stream has ended and the window is
+# dropped, /live/rec0/ serves the recording from disk. Sets rec_base and
+# rec_media (the URI of its first media playlist, in $out/rec-media.m3u8).
+recorded_stream() {
+	[ -n "${rec_media:-}" ] && return
+	recording_gateway
+	publish "$rec_url" rec "$pubdur"
+	rec_base="$rec_url/live/rec0"
+	ended_stream "$rec_base"
+	recorded "$rec_base" rec0
+	rec_media=$media
+	cp "$out/media.m3u8" "$out/rec-media.m3u8"
 }
 
 for mode in "${modes[@]}"; do
@@ -235,33 +287,14 @@ for mode in "${modes[@]}"; do
 		for pass in $(seq "$passes"); do pair ended; done
 		;;
 	recording)
-		echo '{"keep_ended": "1s", "hls_segment_count": 20}' >"$out/recording.json"
-		gateway recording --data "$out/data"
-		rec_pid=$gw_pid rec_url=$gw_url
-		gw_children=1
-		publish "$gw_url" rec "$pubdur"
-		base="$gw_url/live/rec0"
-		ended_stream "$base"
-		# once the recording is finished and the window dropped (keep_ended),
-		# index.m3u8 is the recording's own
-		for _ in $(seq 120); do
-			curl -sf "$gw_url/api/streams/rec0" | grep -q '"recording":true' &&
-				curl -sf "$base/index.m3u8" >"$out/index.m3u8" && ! grep -q recording.d/ "$out/index.m3u8" && break
-			sleep 0.5
-		done
-		media=$(grep -v '^#' "$out/index.m3u8" | grep . | head -1)
-		curl -sf "$base/$media" >"$out/media.m3u8"
-		grep -q 'PLAYLIST-TYPE:VOD' "$out/media.m3u8" || { echo "delivery.sh: $base/$media is not the recording" >&2; exit 1; }
+		recorded_stream
+		gw_pid=$rec_pid gw_children=1
 		# shellcheck disable=SC2046
-		snapshot recording "$base" "$(dirname "$media")" $(media_files "$out/media.m3u8")
+		snapshot recording "$rec_base" "$(dirname "$rec_media")" $(media_files "$out/rec-media.m3u8")
 		for pass in $(seq "$passes"); do pair recording; done
 		;;
 	live)
-		if [ -z "${rec_pid:-}" ]; then
-			echo '{"keep_ended": "1s", "hls_segment_count": 20}' >"$out/recording.json"
-			gateway recording --data "$out/data"
-			rec_pid=$gw_pid rec_url=$gw_url
-		fi
+		recording_gateway
 		gw_pid=$rec_pid gw_url=$rec_url
 		gw_children=0 # the gateway's child is the transcoder
 		secs=${dur%s}
@@ -286,6 +319,45 @@ for mode in "${modes[@]}"; do
 		done
 		echo "live: publisher + transcoder (ffmpeg, a child of the gateway, not counted) shared the machine"
 		;;
+	private)
+		recorded_stream
+		[ -d "$out/data/recordings/rec0" ] || { echo "delivery.sh: private: no $out/data/recordings/rec0" >&2; exit 1; }
+		mkdir -p "$out/private-data/recordings"
+		cp -r "$out/data/recordings/rec0" "$out/private-data/recordings/"
+		secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+		conf='"keep_ended": "1s", "hls_segment_count": 20, "token_secret": "'$secret'"'
+		echo "{$conf}" >"$out/public.json"
+		echo "{$conf, \"private_streams\": [\"rec*\"]}" >"$out/private.json"
+		gateway public --data "$out/private-data"
+		pub_pid=$gw_pid pub_url=$gw_url
+		gateway private --data "$out/private-data"
+		priv_pid=$gw_pid priv_url=$gw_url
+		token=$("$out/livegate" token --config "$out/private.json" --stream rec0 --role view --ttl 24h)
+		base="$pub_url/live/rec0"
+		recorded "$base" rec0
+		# shellcheck disable=SC2046
+		snapshot private "$base" "$(dirname "$media")" $(media_files "$out/media.m3u8")
+		sed "s|^$pub_url/|$priv_url/|; s|\$|?token=$token|" "$out/private/livegate.urls" >"$out/private/livegate-private.urls"
+		# the private gateway refuses the files without the token, and
+		# serves the same bytes with it
+		code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$priv_url/live/rec0/$media")
+		[ "$code" = 401 ] || { echo "delivery.sh: private: $priv_url/live/rec0/$media without a token: $code, want 401" >&2; exit 1; }
+		while read -r u; do
+			f=${u#"$priv_url/live/rec0/"}
+			curl -sf -m 10 "$u" | cmp -s - "$root/private/${f%%\?*}" || { echo "delivery.sh: private: ${u%%\?*}?token=... differs from the public file" >&2; exit 1; }
+		done <"$out/private/livegate-private.urls"
+		for pass in $(seq "$passes"); do
+			if [ $((pass % 2)) = 1 ]; then
+				run private livegate "$pub_pid" 1
+				run private livegate-private "$priv_pid" 1
+			else
+				run private livegate-private "$priv_pid" 1
+				run private livegate "$pub_pid" 1
+			fi
+			run private nginx "$ng_pid" 1
+		done
+		echo "private: one recording (one data directory) through two gateways; livegate is public, livegate-private needs the token"
+		;;
 	esac
 done
 
@@ -295,28 +367,42 @@ for m in "${modes[@]}"; do
 	if [ "$m" = live ]; then modes_done+=(live-segments live-parts); else modes_done+=("$m"); fi
 done
 python3 - "$out" "$passes" "$report" "${modes_done[@]}" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 out, passes, report, modes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 figures = (("requests_per_s", "req/s"), ("mb_per_s", "MB/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
            ("server_us_per_request", "CPU µs/req"))
 summary, failed = {}, False
 for mode in modes:
-    rs = {s: [json.load(open(f"{out}/{mode}/{s}.{p}.json")) for p in range(1, passes + 1)] for s in ("livegate", "nginx")}
-    m = {"livegate": {}, "nginx": {}, "livegate/nginx": {}}
+    # the private mode has a third server, the gateway that needs a token
+    private = os.path.exists(f"{out}/{mode}/livegate-private.1.json")
+    servers = ("livegate", "nginx") + (("livegate-private",) if private else ())
+    rs = {s: [json.load(open(f"{out}/{mode}/{s}.{p}.json")) for p in range(1, passes + 1)] for s in servers}
+    m = {s: {} for s in servers}
+    m["livegate/nginx"] = {}
+    if private:
+        m["private/public"] = {}
     print(f"{mode}: medians of {passes} pass(es)")
     for k, label in figures:
         a, b = (statistics.median(r[k] for r in rs[s]) for s in ("livegate", "nginx"))
         m["livegate"][k], m["nginx"][k] = a, b
         m["livegate/nginx"][k] = round(a / b, 3) if b else None
-        print(f"  {label:11s} livegate {a:10.1f}  nginx {b:10.1f}  livegate/nginx {a / b if b else float('nan'):.2f}")
-    per = [round(l["requests_per_s"] / n["requests_per_s"], 3) if n["requests_per_s"] else None
-           for l, n in zip(rs["livegate"], rs["nginx"])]
-    m["pass_ratios"] = per
+        line = f"  {label:11s} livegate {a:10.1f}  nginx {b:10.1f}  livegate/nginx {a / b if b else float('nan'):.2f}"
+        if private:
+            p = m["livegate-private"][k] = statistics.median(r[k] for r in rs["livegate-private"])
+            m["private/public"][k] = round(p / a, 3) if a else None
+            line += f"  private {p:10.1f}  private/public {p / a if a else float('nan'):.3f}"
+        print(line)
+    ratios = lambda x, y: [round(l["requests_per_s"] / n["requests_per_s"], 3) if n["requests_per_s"] else None
+                           for l, n in zip(rs[x], rs[y])]
+    per = m["pass_ratios"] = ratios("livegate", "nginx")
     m["others_cores"] = [r["others_cores"] for s in rs for r in rs[s]]
     m["load_average"] = [r["load_average"] for s in rs for r in rs[s]]
-    print(f"  req/s livegate/nginx per pass: {' '.join(str(x) for x in per)}; errors: livegate "
-          f"{sum(r['errors'] for r in rs['livegate'])}, nginx {sum(r['errors'] for r in rs['nginx'])}; "
-          f"load average {min(m['load_average'])}-{max(m['load_average'])}")
+    print(f"  req/s livegate/nginx per pass: {' '.join(str(x) for x in per)}; errors: "
+          + ", ".join(f"{s} {sum(r['errors'] for r in rs[s])}" for s in servers)
+          + f"; load average {min(m['load_average'])}-{max(m['load_average'])}")
+    if private:
+        pp = m["private_pass_ratios"] = ratios("livegate-private", "livegate")
+        print(f"  req/s private/public per pass: {' '.join(str(x) for x in pp)}")
     summary[mode] = m
     failed = failed or any(r["errors"] or not r["requests"] for s in rs for r in rs[s])
 json.dump({"passes": passes, "modes": summary}, open(report, "w"), indent=1)

@@ -74,12 +74,19 @@ func TestDeliverySmoke(t *testing.T) {
 		Modes map[string]struct {
 			Livegate, Nginx figures
 			Ratio           figures `json:"livegate/nginx"`
+			// the private mode's
+			Private      figures `json:"livegate-private"`
+			PrivateRatio figures `json:"private/public"`
 		}
 	}
 	readJSON(t, filepath.Join(dir, "report.json"), &report)
 	keys := []string{"requests_per_s", "mb_per_s", "p50_ms", "p99_ms", "server_us_per_request"}
-	for _, mode := range []string{"ended", "recording", "live-segments", "live-parts"} {
-		for _, name := range []string{"livegate", "nginx"} {
+	for _, mode := range []string{"ended", "recording", "live-segments", "live-parts", "private"} {
+		servers := []string{"livegate", "nginx"}
+		if mode == "private" {
+			servers = append(servers, "livegate-private")
+		}
+		for _, name := range servers {
 			var r struct {
 				URLs, Requests, Errors int
 			}
@@ -89,7 +96,11 @@ func TestDeliverySmoke(t *testing.T) {
 			}
 		}
 		m := report.Modes[mode]
-		for side, fig := range map[string]figures{"livegate": m.Livegate, "nginx": m.Nginx, "livegate/nginx": m.Ratio} {
+		sides := map[string]figures{"livegate": m.Livegate, "nginx": m.Nginx, "livegate/nginx": m.Ratio}
+		if mode == "private" {
+			sides["livegate-private"], sides["private/public"] = m.Private, m.PrivateRatio
+		}
+		for side, fig := range sides {
 			for _, k := range keys {
 				if _, ok := fig[k]; !ok {
 					t.Errorf("report: %s %s %s missing", mode, side, k)

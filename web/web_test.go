@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -187,20 +188,105 @@ func TestRecordings(t *testing.T) {
 	}
 }
 
-// BenchmarkLiveFile is the /live/ route's own cost per media request (name
-// check, viewers, CORS, counter) around a stream that answers a few bytes.
+// BenchmarkLiveFile is the /live/ route's own cost per request (name
+// check, viewers, CORS, counter) around a stream that answers a few
+// bytes: a segment of a public stream; the same of a private stream with a
+// view token (the real access.Policy: parse and verify); and a live media
+// playlist, public, then private: fetched with the token, whose rewrite is
+// cached (a viewer sharing the token with one who fetched that version),
+// or first (a new version, or a token of its own: rewritten and kept).
 func BenchmarkLiveFile(b *testing.B) {
 	ready := make(chan struct{})
 	close(ready)
-	s := &Server{Catalog: fakeCatalog{"on": {info: StreamInfo{Name: "on", Live: true}, ready: ready}}}
-	h := started(b, s).Handler()
-	req := httptest.NewRequest("GET", "/live/on/720p/seg.mp4", nil)
-	rec := httptest.NewRecorder()
-	b.ReportAllocs()
-	for b.Loop() {
-		rec.Body.Reset()
-		h.ServeHTTP(rec, req)
+	policy := &access.Policy{Tokens: access.Tokens{Secret: []byte("0123456789abcdef0123456789abcdef")}}
+	token, err := policy.Tokens.Mint(access.Claims{Stream: "secret", Role: access.View}, time.Hour)
+	if err != nil {
+		b.Fatal(err)
 	}
+	playlists := [2][]byte{livePlaylist(1000), livePlaylist(1001)}
+	pub := &benchStream{fakeStream: fakeStream{info: StreamInfo{Name: "on", Live: true}, ready: ready}, playlists: playlists}
+	priv := &benchStream{fakeStream: fakeStream{info: StreamInfo{Name: "secret", Live: true, Private: true}, ready: ready}, playlists: playlists}
+	s := &Server{Catalog: catalogOf{"on": pub, "secret": priv}, Access: policy}
+	h := started(b, s).Handler()
+	for _, c := range []struct {
+		name, path string
+		st         *benchStream
+		versions   bool // a new playlist version each request
+	}{
+		{"public", "/live/on/720p/seg.mp4", pub, false},
+		{"private", "/live/secret/720p/seg.mp4?token=" + token, priv, false},
+		{"public_playlist", "/live/on/720p/media.m3u8", pub, false},
+		{"private_playlist_cached", "/live/secret/720p/media.m3u8?token=" + token, priv, false},
+		{"private_playlist_first", "/live/secret/720p/media.m3u8?token=" + token, priv, true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			c.st.versions = c.versions
+			req := httptest.NewRequest("GET", c.path, nil)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != 200 || strings.Contains(c.path, "token=") && strings.HasSuffix(req.URL.Path, ".m3u8") &&
+				!strings.Contains(rec.Body.String(), ".mp4?token=") {
+				b.Fatalf("%d %.300s", rec.Code, rec.Body)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				rec.Body.Reset()
+				h.ServeHTTP(rec, req)
+			}
+		})
+	}
+}
+
+// benchStream serves a live low-latency media playlist the size of the
+// gateway's (7 one-second segments, parts of the newest three), built
+// beforehand; with versions, each request gets another version than the
+// last (the window moved on).
+type benchStream struct {
+	fakeStream
+	playlists [2][]byte
+	versions  bool
+	n         int
+}
+
+func (s *benchStream) ServeFile(w http.ResponseWriter, r *http.Request, file string) {
+	if !strings.HasSuffix(file, ".m3u8") {
+		s.fakeStream.ServeFile(w, r, file)
+		return
+	}
+	if s.versions {
+		s.n++
+	}
+	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+	w.Write(s.playlists[s.n%2])
+}
+
+// livePlaylist is a media playlist as gohlslib writes it, its window
+// starting at media sequence msn.
+func livePlaylist(msn int) []byte {
+	const name = "f3a1c2d4e5b6_video1_stream"
+	var b strings.Builder
+	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:1\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.60000,CAN-SKIP-UNTIL=6.00000\n"+
+		"#EXT-X-PART-INF:PART-TARGET=0.20000\n#EXT-X-MEDIA-SEQUENCE:%d\n#EXT-X-MAP:URI=\"%s_init.mp4\"\n", msn, name)
+	part := msn * 5
+	for i := range 7 {
+		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:2026-12-04T18:%02d:%02d.000Z\n", (msn+i)/60%60, (msn+i)%60)
+		if i >= 4 {
+			for j := range 5 {
+				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=0.20000,URI=\"%s_part%d.mp4\"", name, part+j)
+				if j == 0 {
+					b.WriteString(",INDEPENDENT=YES")
+				}
+				b.WriteString("\n")
+			}
+		}
+		part += 5
+		fmt.Fprintf(&b, "#EXTINF:1.00000,\n%s_seg%d.mp4\n", name, msn+i)
+	}
+	fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s_part%d.mp4\"\n", name, part)
+	for _, r := range []string{"480p", "360p"} {
+		fmt.Fprintf(&b, "#EXT-X-RENDITION-REPORT:URI=\"../%s/video1_stream.m3u8\",LAST-MSN=%d,LAST-PART=0\n", r, msn+6)
+	}
+	return []byte(b.String())
 }
 
 func TestViewers(t *testing.T) {
