@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 	"github.com/livegate/livegate/access"
+	"github.com/livegate/livegate/internal/natstest"
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -361,7 +362,7 @@ func TestModeration(t *testing.T) {
 // members of another, and a gateway started later catches up with the
 // bans and slow mode.
 func TestModerationAcrossGateways(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	s1, _ := natsGateway(t, url)
 	s2, _ := natsGateway(t, url)
 	hs1, hs2 := startServer(t, moderated(s1)), startServer(t, moderated(s2))

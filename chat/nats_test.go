@@ -8,23 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/livegate/livegate/internal/natstest"
 )
-
-// startNATS runs a real NATS server on a random port.
-func startNATS(t *testing.T) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns.ClientURL()
-}
 
 func natsGateway(t *testing.T, url string) (*Server, *NATSBus) {
 	t.Helper()
@@ -49,7 +34,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestTwoGateways(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	s1, _ := natsGateway(t, url)
 	s2, bus2 := natsGateway(t, url)
 	hs1, hs2 := startServer(t, s1), startServer(t, s2)
@@ -124,7 +109,7 @@ func TestTwoGateways(t *testing.T) {
 }
 
 func TestLateGatewayGetsHistory(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	s1, _ := natsGateway(t, url)
 	hs1 := startServer(t, s1)
 	alice, _ := join(t, hs1, "show", "alice")
@@ -161,7 +146,7 @@ func TestLateGatewayGetsHistory(t *testing.T) {
 // members of other gateways too: their joins and leaves, over the limit,
 // reach its members as summaries.
 func TestBigRoomAcrossGateways(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	s1, _ := natsGateway(t, url)
 	s2, _ := natsGateway(t, url)
 	s1.PresenceLimit, s2.PresenceLimit = 3, 3

@@ -18,27 +18,11 @@ import (
 
 	"github.com/livegate/livegate/access"
 	"github.com/livegate/livegate/ingest"
+	"github.com/livegate/livegate/internal/natstest"
 	"github.com/livegate/livegate/web"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
-
-// startNATS runs a real NATS server with JetStream on a free port.
-func startNATS(t testing.TB) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns.ClientURL()
-}
 
 type testWriter struct{ t testing.TB }
 
@@ -87,7 +71,7 @@ func status(err error) int {
 // directory (the bucket's atomic create, on an embedded server over
 // loopback) and its release, one name after the other.
 func BenchmarkClaim(b *testing.B) {
-	d := startDirectory(b, startNATS(b))
+	d := startDirectory(b, natstest.Start(b))
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
@@ -101,7 +85,7 @@ func BenchmarkClaim(b *testing.B) {
 }
 
 func TestClaims(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	d1, d2 := startDirectory(t, url), startDirectory(t, url)
 	ctx := context.Background()
 	lost1 := make(chan struct{})
@@ -246,7 +230,7 @@ func (c *cutter) heal() {
 // name; when the partition heals, the cut-off gateway learns it lost the
 // claim (its publisher is to end): never two publishers once healed.
 func TestPartition(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	link := newCutter(t, url)
 	cut, other := startDirectory(t, link.url()), startDirectory(t, url)
 	ctx := context.Background()
@@ -293,7 +277,7 @@ func (emptyLocal) Live(string) bool         { return false }
 // the proxy's own view token for a private stream), one more just after
 // gets the kept answer, and segments are fetched once.
 func TestCollapse(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	d := startDirectory(t, url)
 	tokens := access.Tokens{Secret: []byte("0123456789abcdef0123456789abcdef")}
 	release := make(chan struct{})

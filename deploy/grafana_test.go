@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livegate/livegate/internal/natstest"
 )
 
 // dashboard is the part of a Grafana dashboard the test reads.
@@ -183,7 +185,7 @@ func TestDashboard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	gw := startGateway(t, gatewayBinary(t), "--nats-url", startNATS(t))
+	gw := startGateway(t, gatewayBinary(t), "--nats-url", natstest.Start(t))
 	done, out := background(t, command(t, lgloadBinary(t), "-url", gw.URL, "-publishers", "1", "-viewers", "2",
 		"-chat", "2", "-chat-rate", "1", "-size", "320x180", "-prefix", "dash", "-duration", "20s", "-start-wait", "60s"))
 	seen := map[string]bool{}

@@ -20,24 +20,8 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/livegate/livegate/internal/natstest"
 )
-
-// startJetStream runs a real NATS server with JetStream on a free port.
-func startJetStream(t *testing.T) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns.ClientURL()
-}
 
 // runLogged is runGateway, with the gateway's log shown when the test
 // fails (or LIVEGATE_TEST_LOGS is set).
@@ -77,62 +61,6 @@ func runLogged(t *testing.T, name, bin string, args ...string) (*exec.Cmd, strin
 		}
 	}()
 	return cmd, addr
-}
-
-// publishAt is publishAs (WebM) to a WebSocket URL.
-func publishAt(t *testing.T, url, size string, seconds int) *publisher {
-	t.Helper()
-	conn, resp, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v (%v)", url, err, resp)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-		"-f", "lavfi", "-i", "testsrc2=size="+size+":rate=30",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-t", strconv.Itoa(seconds),
-		"-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "800k", "-g", "30",
-		"-c:a", "libopus", "-cluster_time_limit", "100", "-f", "webm", "pipe:1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &publisher{conn: conn, cmd: cmd, done: make(chan error, 1), status: make(chan map[string]any, 1000)}
-	go func() {
-		for {
-			_, msg, err := conn.ReadMessage()
-			if err != nil {
-				p.err = err
-				close(p.status)
-				return
-			}
-			var m map[string]any
-			json.Unmarshal(msg, &m)
-			p.status <- m
-		}
-	}()
-	go func() {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := out.Read(buf)
-			if n > 0 {
-				if werr := conn.WriteMessage(websocket.BinaryMessage, buf[:n]); werr != nil {
-					cancel()
-					p.done <- werr
-					return
-				}
-			}
-			if err != nil {
-				p.done <- cmd.Wait()
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); conn.Close() })
-	return p
 }
 
 // liveSession reads status frames until the state is live and returns
@@ -222,7 +150,7 @@ func chatMember(t *testing.T, base, room, name string) *websocket.Conn {
 // within 5 s.
 func TestClusterServeAnywhere(t *testing.T) {
 	needTools(t)
-	nats := startJetStream(t)
+	nats := natstest.Start(t)
 	bin := buildGateway(t)
 	procA, addrA := runGateway(t, bin, "--nats-url", nats)
 	_, addrB := runGateway(t, bin, "--nats-url", nats)
@@ -314,7 +242,7 @@ func TestClusterServeAnywhere(t *testing.T) {
 // through the other gateway keeps playing with no error.
 func TestClusterRollingRestart(t *testing.T) {
 	needTools(t)
-	nats := startJetStream(t)
+	nats := natstest.Start(t)
 	bin := buildGateway(t)
 	procA, addrA := runLogged(t, "A", bin, "--nats-url", nats)
 	_, addrB := runLogged(t, "B", bin, "--nats-url", nats)

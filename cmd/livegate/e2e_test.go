@@ -102,9 +102,22 @@ func publish(t *testing.T, srv *httptest.Server, path string, size string, secon
 // fragmented MP4 (H.264/AAC, as Safari records).
 func publishAs(t *testing.T, srv *httptest.Server, path string, size string, seconds int, container string) *publisher {
 	t.Helper()
-	conn, resp, err := websocket.DefaultDialer.Dial(wsURL(srv, "/ingest/"+path), nil)
+	return publishTo(t, wsURL(srv, "/ingest/"+path), size, seconds, container)
+}
+
+// publishAt is publishAs (WebM) to a WebSocket URL.
+func publishAt(t *testing.T, url, size string, seconds int) *publisher {
+	t.Helper()
+	return publishTo(t, url, size, seconds, "webm")
+}
+
+// publishTo publishes an ffmpeg test pattern in container (webm or mp4)
+// to the ingest WebSocket at url, in real time, for seconds.
+func publishTo(t *testing.T, url, size string, seconds int, container string) *publisher {
+	t.Helper()
+	conn, resp, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
-		t.Fatalf("dial ingest: %v (%v)", err, resp)
+		t.Fatalf("dial %s: %v (%v)", url, err, resp)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	args := []string{"-hide_banner", "-loglevel", "error", "-re",
@@ -146,6 +159,7 @@ func publishAs(t *testing.T, srv *httptest.Server, path string, size string, sec
 			n, err := out.Read(buf)
 			if n > 0 {
 				if werr := conn.WriteMessage(websocket.BinaryMessage, buf[:n]); werr != nil {
+					cancel()
 					p.done <- werr
 					return
 				}
