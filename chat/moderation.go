@@ -18,7 +18,7 @@ import (
 //     all the same (the message may have left the history but not the
 //     screens).
 //   - ban {"user","seconds"}: a member present in the room (on any
-//     gateway), not a moderator, for seconds (0 or absent: 24 hours; at
+//     gateway) or among the last keepLeft to leave it, not a moderator, for seconds (0 or absent: 24 hours; at
 //     most Server.MaxBan). Every member gets {"type":"ban","user","by",
 //     "seconds"}; the local members whose client address or token identity
 //     match the ban's get error banned and close 1008, and a join that
@@ -47,8 +47,12 @@ func isModeration(typ string) bool {
 // defaultBan is the length of a ban asked for with 0 or no seconds.
 const defaultBan = 24 * time.Hour
 
-// keepDeleted is how many deleted message ids a room remembers.
-const keepDeleted = 100
+// keepDeleted is how many deleted message ids a room remembers, and
+// keepLeft how many members who left (whom a moderator may still ban).
+const (
+	keepDeleted = 100
+	keepLeft    = 100
+)
 
 // banError refuses a join that a ban matches.
 type banError struct{ until time.Time }
@@ -108,6 +112,20 @@ func (m *member) moderate(in inbound) bool {
 // lock held, or before it joins.
 func (m *member) member() Member {
 	return Member{User: m.user, Addr: m.addr, Subject: m.subject}
+}
+
+// find returns a member of the room by user id, or one of the last
+// keepLeft who left. Called with r.mu held.
+func (r *room) find(id string) (Member, bool) {
+	if u, ok := r.users[id]; ok {
+		return Member{User: u, Addr: r.marks[id].addr, Subject: r.marks[id].subject}, true
+	}
+	for i := len(r.gone) - 1; i >= 0; i-- {
+		if r.gone[i].ID == id {
+			return r.gone[i], true
+		}
+	}
+	return Member{}, false
 }
 
 // slowMode is the slow-mode interval in seconds.
@@ -241,16 +259,16 @@ func (r *room) ban(m *member, userID string, seconds int) error {
 	d = min(d, r.srv.MaxBan)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	u, ok := r.users[userID]
+	mk, ok := r.find(userID)
+	u := mk.User
 	switch {
 	case !ok:
 		return errors.New("ban: no such member here")
 	case u.Role == RoleModerator:
 		return errors.New("ban: moderators cannot be banned")
 	}
-	mk := r.marks[userID]
 	secs := int(d / time.Second)
-	b := &Ban{User: u, By: m.user, Seconds: secs, Until: time.Now().Add(d), Addr: mk.addr, Subject: mk.subject}
+	b := &Ban{User: u, By: m.user, Seconds: secs, Until: time.Now().Add(d), Addr: mk.Addr, Subject: mk.Subject}
 	r.keepBan(b)
 	r.moderation(Event{Room: r.name, Kind: "ban", User: m.user, Ban: b,
 		Frame: frame(moderationEvent{Type: "ban", User: &u, By: m.user, Seconds: &secs})})

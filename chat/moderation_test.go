@@ -351,6 +351,26 @@ func TestModeration(t *testing.T) {
 		mod.expectError("bad_request")
 	})
 
+	t.Run("ban one who just left", func(t *testing.T) {
+		hit, w := joinAs(t, hs, "show", "hitandrun", as{addr: "192.0.2.7"})
+		id := user(w, "you")["id"]
+		hit.conn.Close()
+		for l := mod.expect("leave"); user(l, "user")["id"] != id; l = mod.expect("leave") {
+		}
+		mod.send(map[string]any{"type": "ban", "user": id, "seconds": 60})
+		if b := mod.expect("ban"); user(b, "user")["name"] != "hitandrun" || b["seconds"] != 60.0 {
+			t.Fatalf("ban: %v", b)
+		}
+		c, _, err := dialAs(hs, "show", as{addr: "192.0.2.7"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := &client{t, c}
+		again.send(map[string]string{"type": "join", "name": "back"})
+		again.expectBanned()
+		c.Close()
+	})
+
 	t.Run("moderators cannot be banned", func(t *testing.T) {
 		_, w := joinAs(t, hs, "show", "mod2", as{query: "token=" + mint(t, "show", access.Publish, "")})
 		mod.send(map[string]any{"type": "ban", "user": user(w, "you")["id"]})

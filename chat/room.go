@@ -3,6 +3,7 @@ package chat
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ type room struct {
 	bans    map[string]*Ban
 	slow    int
 	deleted []string
+	gone    []Member // the last members removed, newest last: a moderator may ban one who just left
 
 	// What every welcome holds, encoded once and shared by the welcomes
 	// in flight (a join storm has hundreds): the others in the user list,
@@ -241,6 +243,10 @@ func (r *room) remove(id string) (User, bool) {
 	if r.sampled[id] {
 		r.others = nil
 	}
+	if len(r.gone) >= keepLeft {
+		r.gone = slices.Delete(r.gone, 0, 1)
+	}
+	r.gone = append(r.gone, Member{User: u, Addr: r.marks[id].addr, Subject: r.marks[id].subject})
 	delete(r.gateway, id)
 	delete(r.added, id)
 	delete(r.marks, id)
