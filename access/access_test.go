@@ -113,23 +113,23 @@ func TestPublish(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		policy  Policy
+		policy  *Policy
 		query   string
 		private bool
 		want    *Error
 	}{
-		{"open", Policy{}, "", false, nil},
-		{"open, private by name", Policy{PrivateStreams: []string{"s*"}, Tokens: tk}, "token=" + tok("s", Publish, false), true, nil},
-		{"key", Policy{Keys: []string{"k1", "k2"}}, "key=k2", false, nil},
-		{"wrong key", Policy{Keys: []string{"k1"}}, "key=k3", false, ErrKeyWrong},
-		{"nothing", Policy{Keys: []string{"k1"}}, "", false, ErrTokenMissing},
-		{"nothing, tokens", Policy{Tokens: tk}, "", false, ErrTokenMissing},
-		{"token", Policy{Tokens: tk}, "token=" + tok("s", Publish, false), false, nil},
-		{"private token", Policy{Tokens: tk}, "token=" + tok("s", Publish, true), true, nil},
-		{"view token", Policy{Tokens: tk}, "token=" + tok("s", View, false), false, ErrWrongRole},
-		{"token for another", Policy{Tokens: tk}, "token=" + tok("t", Publish, false), false, ErrWrongStream},
-		{"key beside a bad token", Policy{Keys: []string{"k1"}, Tokens: tk}, "key=k1&token=bad", false, nil},
-		{"wrong key, good token", Policy{Keys: []string{"k1"}, Tokens: tk}, "key=k9&token=" + tok("s", Publish, false), false, nil},
+		{"open", &Policy{}, "", false, nil},
+		{"open, private by name", &Policy{PrivateStreams: []string{"s*"}, Tokens: tk}, "token=" + tok("s", Publish, false), true, nil},
+		{"key", &Policy{Keys: []string{"k1", "k2"}}, "key=k2", false, nil},
+		{"wrong key", &Policy{Keys: []string{"k1"}}, "key=k3", false, ErrKeyWrong},
+		{"nothing", &Policy{Keys: []string{"k1"}}, "", false, ErrTokenMissing},
+		{"nothing, tokens", &Policy{Tokens: tk}, "", false, ErrTokenMissing},
+		{"token", &Policy{Tokens: tk}, "token=" + tok("s", Publish, false), false, nil},
+		{"private token", &Policy{Tokens: tk}, "token=" + tok("s", Publish, true), true, nil},
+		{"view token", &Policy{Tokens: tk}, "token=" + tok("s", View, false), false, ErrWrongRole},
+		{"token for another", &Policy{Tokens: tk}, "token=" + tok("t", Publish, false), false, ErrWrongStream},
+		{"key beside a bad token", &Policy{Keys: []string{"k1"}, Tokens: tk}, "key=k1&token=bad", false, nil},
+		{"wrong key, good token", &Policy{Keys: []string{"k1"}, Tokens: tk}, "key=k9&token=" + tok("s", Publish, false), false, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -145,13 +145,13 @@ func TestPublish(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []Policy{
+	for _, bad := range []*Policy{
 		{PrivateStreams: []string{"a*"}},             // private streams nobody could watch
 		{PrivateStreams: []string{"[a"}, Tokens: tk}, // bad glob
 		{Tokens: Tokens{Secret: []byte("short")}},    // weak secret
 	} {
 		if bad.Validate() == nil {
-			t.Errorf("%+v validated", bad)
+			t.Errorf("%+v validated", bad.PrivateStreams)
 		}
 	}
 }
@@ -271,5 +271,38 @@ func BenchmarkCheck(b *testing.B) {
 				p.Require(r, "team-a", View)
 			}
 		})
+	}
+}
+
+// TestRememberedTokens: a Policy remembers verified tokens, and still
+// refuses one for another stream or role, and one that has expired since.
+func TestRememberedTokens(t *testing.T) {
+	p := &Policy{Tokens: Tokens{Secret: secret, Leeway: time.Millisecond}}
+	tok, err := p.Tokens.Mint(Claims{Stream: "s", Role: View}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/live/s/index.m3u8?token="+tok, nil)
+	for range 2 { // verified, then remembered
+		if c, err := p.Require(req, "s", View); err != nil || c.Stream != "s" {
+			t.Fatalf("claims %v, err %v", c, err)
+		}
+	}
+	if _, err := p.Require(req, "t", View); !errors.Is(err, ErrWrongStream) {
+		t.Errorf("remembered token for another stream: %v", err)
+	}
+	if _, err := p.Require(req, "s", Moderate); !errors.Is(err, ErrWrongRole) {
+		t.Errorf("remembered token for a higher role: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := p.Require(req, "s", View)
+		if errors.Is(err, ErrTokenExpired) {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("after its expiry: %v, want %v", err, ErrTokenExpired)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

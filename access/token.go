@@ -144,13 +144,9 @@ func (t *Tokens) Parse(token string) (*Claims, error) {
 	if !t.Enabled() || len(token) > maxTokenBytes {
 		return nil, ErrTokenInvalid
 	}
-	leeway := t.Leeway
-	if leeway == 0 {
-		leeway = 5 * time.Second
-	}
 	var jc jwtClaims
 	_, err := jwt.ParseWithClaims(token, &jc, func(*jwt.Token) (any, error) { return t.Secret, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithLeeway(leeway))
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithLeeway(t.leeway()))
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, ErrTokenExpired
@@ -171,13 +167,29 @@ func (t *Tokens) Check(token, stream string, role Role) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Stream != stream && c.Stream != AnyStream {
-		return nil, ErrWrongStream
-	}
-	if c.Role < role {
-		return nil, ErrWrongRole
+	if err := c.allows(stream, role); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// allows is nil if the claims allow role on stream, else ErrWrongStream
+// or ErrWrongRole.
+func (c *Claims) allows(stream string, role Role) error {
+	if c.Stream != stream && c.Stream != AnyStream {
+		return ErrWrongStream
+	}
+	if c.Role < role {
+		return ErrWrongRole
+	}
+	return nil
+}
+
+func (t *Tokens) leeway() time.Duration {
+	if t.Leeway == 0 {
+		return 5 * time.Second
+	}
+	return t.Leeway
 }
 
 // FromRequest is the token a request carries: ?token= in its query, else
