@@ -341,7 +341,7 @@
       const q = new URLSearchParams();
       if (opts.token) q.set("token", opts.token);
       if (opts.key) q.set("key", opts.key);
-      const sock = new WebSocket(proto + "//" + location.host + "/chat/" + encodeURIComponent(stream) + (q.size ? "?" + q : ""));
+      const sock = new WebSocket(proto + "//" + location.host + "/chat/" + encodeURIComponent(stream) + (q.toString() ? "?" + q : ""));
       ws = sock;
       sock.onopen = () => {
         backoff = 500;
