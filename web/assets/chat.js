@@ -360,7 +360,7 @@
         msgForm.hidden = true; renameBtn.hidden = true; modbar.hidden = true;
         closeMenu(false);
         if (closed) return;
-        if (banned) { nameForm.hidden = true; return; } // the status says why; a reload tries again
+        if (banned) { nameForm.hidden = true; people.clear(); online = 0; users.replaceChildren(); count.textContent = ""; return; } // the status says why; a reload tries again
         if (was) auto = true; // join again under the same name
         if (e.code === 1008) backoff = Math.max(backoff, 10000); // closed for abuse: slow down
         const wait = Math.round(backoff * (0.75 + Math.random() / 2));
