@@ -21,7 +21,9 @@
 # message out to 10,000 clients one by one, which alone takes a few hundred
 # ms here), SERVERS ("livegate node"), LIVEGATE_BIN (a gateway binary to
 # measure instead of building ./cmd/livegate, e.g. one built from main),
-# LIVEGATE_CONFIG (a config file for it, e.g. {"chat_flush_interval":"0s"}),
+# LIVEGATE_CONFIG (a config file for it; default {"max_conns_per_ip": 0},
+# as every client comes from one address; {} for a build older than that
+# key),
 # OUT_DIR (a new temporary directory), REPORT (OUT_DIR/chat.json).
 # Traffic goes to 127.0.0.1 only; every phase is bounded in time.
 set -euo pipefail
@@ -145,12 +147,17 @@ machine_busy() { # busy cores over one second, from /proc/stat
 		printf "%.2f", (all > 0 ? busy / all * n : 0) }'
 }
 
+# every client comes from 127.0.0.1: no limit of connections per address
+if [ -z "${LIVEGATE_CONFIG:-}" ]; then
+	LIVEGATE_CONFIG=$OUT_DIR/livegate.json
+	echo '{"max_conns_per_ip": 0}' >"$LIVEGATE_CONFIG"
+fi
 echo "chat.sh: $CLIENTS clients ($SENDERS senders), rates $RATES msg/s, $DURATION per step; output in $OUT_DIR" >&2
 for server in $SERVERS; do
 	port=$(free_port)
 	case "$server" in
 	livegate)
-		"$bin/livegate" ${LIVEGATE_CONFIG:+--config "$LIVEGATE_CONFIG"} --listen "127.0.0.1:$port" --data "$OUT_DIR/livegate-data" >"$OUT_DIR/livegate.log" 2>&1 &
+		"$bin/livegate" --config "$LIVEGATE_CONFIG" --listen "127.0.0.1:$port" --data "$OUT_DIR/livegate-data" >"$OUT_DIR/livegate.log" 2>&1 &
 		;;
 	node)
 		node bench/chat-node/server.js "$port" >"$OUT_DIR/node.log" 2>&1 &
