@@ -162,25 +162,21 @@ func mainCode() int {
 		defer pprof.StopCPUProfile()
 	}
 
+	var rep interface{ print(io.Writer) }
+	var runErr error
 	if cfg.mode == "moderation" {
-		rep, err := runFanout(ctx, cfg, os.Stderr)
-		code := 0
-		if rep != nil {
-			rep.print(os.Stdout)
-			if cfg.jsonPath != "" {
-				if err := loadgen.WriteJSON(cfg.jsonPath, rep); err != nil {
-					fmt.Fprintf(os.Stderr, "chatload: %v\n", err)
-					code = 1
-				}
-			}
+		r, err := runFanout(ctx, cfg, os.Stderr)
+		if r != nil {
+			rep = r
 		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "chatload: %v\n", err)
-			code = 1
+		runErr = err
+	} else {
+		r, err := run(ctx, cfg, os.Stderr)
+		if r != nil {
+			rep = r
 		}
-		return code
+		runErr = err
 	}
-	rep, runErr := run(ctx, cfg, os.Stderr)
 	code := 0
 	if rep != nil {
 		rep.print(os.Stdout)

@@ -270,8 +270,7 @@ func TestBrowserAdaptiveUpload(t *testing.T) {
 // sideways scrolling.
 func TestBrowserAccessibility(t *testing.T) {
 	needTools(t)
-	axe, err := os.ReadFile("../../web/node_modules/axe-core/axe.min.js")
-	if err != nil {
+	if _, err := os.Stat("../../web/node_modules/axe-core/axe.min.js"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("axe-core missing in CI: %v", err)
 		}
@@ -300,19 +299,7 @@ func TestBrowserAccessibility(t *testing.T) {
 						t.Fatal(err)
 					}
 					time.Sleep(500 * time.Millisecond) // scripts fill the page
-					if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](string(axe)+";true")); err != nil {
-						t.Fatal(err)
-					}
-					report, err := chromedp.Run(ctx, chromedp.Evaluate[string](`axe.run(document, {resultTypes: ["violations"]}).then(r =>
-						JSON.stringify(r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
-							.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5)}))))`,
-						chromedp.EvalAwaitPromise))
-					if err != nil {
-						t.Fatal(err)
-					}
-					if report != "[]" {
-						t.Errorf("axe: %s", report)
-					}
+					axeCheck(t, ctx)
 					sideways, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
 					if sideways {
 						t.Errorf("the page scrolls sideways at %d px", width)
