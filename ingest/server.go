@@ -453,9 +453,25 @@ func (s *Server) release(st *stream, p *publisher) {
 		s.mu.Unlock() // a newer connection took over
 		return
 	}
-	if st.done {
-		s.mu.Unlock()
+	out, claim, ok := s.takeOut(st)
+	s.mu.Unlock()
+	if !ok {
 		return
+	}
+	if out != nil {
+		out.End()
+	}
+	if claim != nil {
+		claim.Release()
+	}
+}
+
+// takeOut marks st done and takes it out of the server, its grace timer
+// stopped: its output and claim, or ok false if it was done already.
+// Called with s.mu held.
+func (s *Server) takeOut(st *stream) (out Output, claim Claim, ok bool) {
+	if st.done {
+		return nil, nil, false
 	}
 	st.done = true
 	if s.streams[st.name] == st {
@@ -464,14 +480,7 @@ func (s *Server) release(st *stream, p *publisher) {
 	if st.grace != nil {
 		st.grace.Stop()
 	}
-	out, claim := st.out, st.claim
-	s.mu.Unlock()
-	if out != nil {
-		out.End()
-	}
-	if claim != nil {
-		claim.Release()
-	}
+	return st.out, st.claim, true
 }
 
 // lost ends a session that another gateway took over: its connection (if
@@ -498,19 +507,11 @@ func (s *Server) lost(st *stream) {
 // its final state.
 func (s *Server) handoff(st *stream) {
 	s.mu.Lock()
-	if st.done {
-		s.mu.Unlock()
+	out, claim, ok := s.takeOut(st)
+	s.mu.Unlock()
+	if !ok {
 		return
 	}
-	st.done = true
-	if s.streams[st.name] == st {
-		delete(s.streams, st.name)
-	}
-	if st.grace != nil {
-		st.grace.Stop()
-	}
-	out, claim := st.out, st.claim
-	s.mu.Unlock()
 	var state []byte
 	if out != nil {
 		state = out.Handoff()
