@@ -81,10 +81,26 @@ type Store struct {
 	// them). Default DefaultOpenFiles; negative: none kept, each request
 	// opens its file.
 	OpenFiles int
+	// Shared says other gateways write in Dir too (a cluster's one
+	// volume): a broadcast one of them hands off goes on here in the same
+	// recording (Continue), every gateway lists and serves every
+	// recording, and an unfinished recording is finished (see
+	// finishCutOff) only once untouched for CutOffAfter, as another
+	// gateway may be writing it: at Start, then every CutOffAfter. Without
+	// it, Start finishes every unfinished recording.
+	Shared bool
+	// CutOffAfter: see Shared; default 30 s.
+	CutOffAfter time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
 	files *files // nil until Start
+	stop  chan struct{}
+	swept sync.WaitGroup
+	once  sync.Once
+
+	mu      sync.Mutex
+	writing map[string]bool // the directories this Store's Writers write
 }
 
 // Start checks the settings, creates Dir and finishes the recordings that
@@ -106,18 +122,69 @@ func (st *Store) Start() error {
 	if st.Logger == nil {
 		st.Logger = slog.Default()
 	}
+	if st.CutOffAfter == 0 {
+		st.CutOffAfter = 30 * time.Second
+	}
+	if st.CutOffAfter < time.Second {
+		return errors.New("recordings: CutOffAfter under 1 s")
+	}
 	st.files = newFiles(max(st.OpenFiles, 0))
+	st.writing = map[string]bool{}
+	st.stop = make(chan struct{})
 	if err := os.MkdirAll(st.Dir, 0o755); err != nil {
 		return fmt.Errorf("recordings directory: %w", err)
 	}
-	st.finishCutOff()
+	if !st.Shared {
+		st.finishCutOff(0)
+		return nil
+	}
+	st.finishCutOff(st.CutOffAfter)
+	st.swept.Add(1)
+	go func() {
+		defer st.swept.Done()
+		t := time.NewTicker(st.CutOffAfter)
+		defer t.Stop()
+		for {
+			select {
+			case <-st.stop:
+				return
+			case <-t.C:
+				st.finishCutOff(st.CutOffAfter)
+			}
+		}
+	}()
 	return nil
 }
 
-// Close closes the descriptors kept open; the recordings are still
-// served, each request opening its file. Idempotent.
+// Close stops the sweep of a Shared Store and closes the descriptors kept
+// open; the recordings are still served, each request opening its file.
+// Idempotent.
 func (st *Store) Close() {
-	st.files.close()
+	st.once.Do(func() {
+		if st.stop != nil {
+			close(st.stop)
+		}
+		st.swept.Wait()
+		st.files.close()
+	})
+}
+
+// track notes that a Writer of this Store writes dir (on false: no more).
+func (st *Store) track(dir string, on bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if on {
+		st.writing[dir] = true
+	} else {
+		delete(st.writing, dir)
+	}
+}
+
+// written reports whether a Writer of this Store writes dir.
+func (st *Store) written(dir string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.writing[dir]
 }
 
 // Create starts a recording of stream that began at start, and deletes the
@@ -150,8 +217,46 @@ func (st *Store) Create(stream string, start time.Time, private bool) (*Writer, 
 			return nil, fmt.Errorf("record stream %s: %w", stream, err)
 		}
 	}
-	return &Writer{dir: dir, files: st.files, meta: Meta{Stream: stream, StartedAt: start.UTC(), Private: private},
+	st.track(dir, true)
+	return &Writer{dir: dir, st: st, files: st.files, meta: Meta{Stream: stream, StartedAt: start.UTC(), Private: private},
 		log: st.Logger.With("stream", stream, "recording", filepath.Base(dir)), lists: map[string]*mediaList{}}, nil
+}
+
+// Continue reopens the recording named name (see Writer.Name) of stream,
+// finished or not, for its broadcast, which goes on here: another gateway
+// sharing Dir handed it off. The segments added next follow its own, the
+// first of each media playlist marked a discontinuity, and Finish
+// finishes it again. An error wrapping fs.ErrNotExist says Dir has no
+// such recording (the gateways do not share one).
+func (st *Store) Continue(stream, name string) (*Writer, error) {
+	if !validStream(stream) || !validDir(name) {
+		return nil, fmt.Errorf("continue recording %s/%s: invalid name", stream, name)
+	}
+	dir := filepath.Join(st.Dir, stream, name)
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("continue recording: %w", err)
+	}
+	w, _, _, err := load(dir, stream, st.Logger.With("stream", stream, "recording", name))
+	if err != nil && !errors.Is(err, ErrEmpty) {
+		return nil, fmt.Errorf("continue recording %s: %w", dir, err)
+	}
+	w.st, w.files = st, st.files
+	if err := os.Remove(filepath.Join(dir, MetaFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("continue recording: %w", err)
+	}
+	for _, key := range w.list {
+		pl := w.lists[key]
+		for i := range pl.entries {
+			pl.entries[i].seq = 0 // never cut by alignEnds: they were aligned when handed off
+		}
+		pl.resumed = true
+		if err := writeAtomic(pl.path, pl.render(false)); err != nil {
+			return nil, fmt.Errorf("continue recording: %w", err)
+		}
+	}
+	st.track(dir, true)
+	w.log.Info("recording continued", "playlists", len(w.list))
+	return w, nil
 }
 
 // recordings lists the recording directories of a stream, oldest first.
@@ -313,6 +418,7 @@ type Segment struct {
 // concurrent use.
 type Writer struct {
 	dir   string
+	st    *Store // nil: finishing a cut-off recording
 	files *files // the Store's, for the Recording
 	log   *slog.Logger
 	mu    sync.Mutex
@@ -329,6 +435,7 @@ type mediaList struct {
 	path    string
 	target  int // EXT-X-TARGETDURATION
 	entries []entry
+	resumed bool // continued (Store.Continue): the next segment is a discontinuity
 }
 
 type entry struct {
@@ -340,6 +447,9 @@ type entry struct {
 
 // Dir is the recording's directory.
 func (w *Writer) Dir() string { return w.dir }
+
+// Name is the recording's name among its stream's (see Store.Continue).
+func (w *Writer) Name() string { return filepath.Base(w.dir) }
 
 // Err is the disk error that stopped the recording, if any.
 func (w *Writer) Err() error {
@@ -405,8 +515,9 @@ func (w *Writer) add(s Segment) error {
 		prev = pl.entries[n-1].init
 	}
 	e := entry{seq: s.Sequence, name: seg.Name, init: init.Name, duration: s.Duration,
-		discont: s.Discontinuity && len(pl.entries) > 0}
+		discont: (s.Discontinuity || pl.resumed) && len(pl.entries) > 0}
 	pl.entries = append(pl.entries, e)
+	pl.resumed = false
 	if t := targetDuration(s.Duration); t > pl.target || len(pl.entries) == 1 {
 		pl.target = max(pl.target, t)
 		return writeAtomic(pl.path, pl.render(false)) // a new header
@@ -484,6 +595,9 @@ func (w *Writer) WriteIndex(body []byte) {
 func (w *Writer) Finish(index []byte, rends []Rendition, ended time.Time) (*Recording, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.st != nil {
+		w.st.track(w.dir, false)
+	}
 	if w.err != nil {
 		return nil, w.err
 	}

@@ -21,15 +21,19 @@ import (
 // the same number of segments, and their metadata is written, with the
 // time of the last playlist write as the end. A recording without its
 // multivariant playlist (no rendition had a segment yet) is removed, as an
-// empty one is when it finishes. Called by Start, before any recording of
-// this process begins.
-func (st *Store) finishCutOff() {
+// empty one is when it finishes. Those this Store writes are left alone,
+// and so are those written to less than minAge ago (another gateway may
+// be writing them).
+func (st *Store) finishCutOff(minAge time.Duration) {
 	for _, stream := range st.Streams() {
 		parent := filepath.Join(st.Dir, stream)
 		for _, name := range recordings(parent) {
 			dir := filepath.Join(parent, name)
 			if _, err := os.Stat(filepath.Join(dir, MetaFile)); err == nil || !errors.Is(err, os.ErrNotExist) {
 				continue // finished, or not readable: left as it is
+			}
+			if st.written(dir) || minAge > 0 && time.Since(lastWrite(dir)) < minAge {
+				continue
 			}
 			log := st.Logger.With("stream", stream, "recording", name)
 			rec, err := recoverDir(dir, stream, log)
@@ -45,37 +49,67 @@ func (st *Store) finishCutOff() {
 	}
 }
 
-// recoverDir rebuilds the Writer of the unfinished recording in dir from
-// its files and finishes it.
+// lastWrite is when a file was last added to the recording in dir: the
+// latest change of its directory or of a rendition's (each segment is a
+// new file).
+func lastWrite(dir string) time.Time {
+	var last time.Time
+	if info, err := os.Stat(dir); err == nil {
+		last = info.ModTime()
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.ModTime().After(last) {
+			last = info.ModTime()
+		}
+	}
+	return last
+}
+
+// recoverDir finishes the unfinished recording in dir from its files, or
+// removes it if it has no multivariant playlist (ErrEmpty).
 func recoverDir(dir, stream string, log *slog.Logger) (*Recording, error) {
-	w := &Writer{dir: dir, log: log, lists: map[string]*mediaList{}}
+	w, rends, ended, err := load(dir, stream, log)
+	if errors.Is(err, ErrEmpty) {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return w.Finish(nil, rends, ended)
+}
+
+// load rebuilds the Writer of the recording in dir from its files: the
+// media playlists of the renditions its multivariant playlist lists, as
+// readMediaList reads them; ended is their latest change. ErrEmpty, with
+// a Writer of no playlist, when it has no multivariant playlist yet (no
+// rendition had a segment).
+func load(dir, stream string, log *slog.Logger) (w *Writer, rends []Rendition, ended time.Time, err error) {
+	w = &Writer{dir: dir, log: log, lists: map[string]*mediaList{}}
 	start, err := time.Parse(DirTime, strings.SplitN(filepath.Base(dir), "-", 2)[0])
 	if err != nil {
-		return nil, fmt.Errorf("directory name: %w", err)
+		return nil, nil, ended, fmt.Errorf("directory name: %w", err)
 	}
 	_, err = os.Stat(filepath.Join(dir, PrivateFile))
 	w.meta = Meta{Stream: stream, StartedAt: start, Private: err == nil}
 	index, err := os.ReadFile(filepath.Join(dir, IndexFile))
 	if errors.Is(err, os.ErrNotExist) {
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, err
-		}
-		return nil, ErrEmpty
+		return w, nil, ended, ErrEmpty
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, ended, err
 	}
 	pl, err := playlist.Unmarshal(index)
 	mv, ok := pl.(*playlist.Multivariant)
 	if err != nil || !ok {
-		return nil, fmt.Errorf("%s: not a multivariant playlist: %v", IndexFile, err)
+		return nil, nil, ended, fmt.Errorf("%s: not a multivariant playlist: %v", IndexFile, err)
 	}
-	var rends []Rendition
-	var ended time.Time
 	for _, v := range mv.Variants {
 		rend, file, ok := strings.Cut(v.URI, "/")
 		if !ok || !validDir(rend) || !validFile(file) {
-			return nil, fmt.Errorf("%s: variant %q", IndexFile, v.URI)
+			return nil, nil, ended, fmt.Errorf("%s: variant %q", IndexFile, v.URI)
 		}
 		r := Rendition{Name: rend, Bandwidth: v.Bandwidth}
 		fmt.Sscanf(v.Resolution, "%dx%d", &r.Width, &r.Height)
@@ -87,7 +121,7 @@ func recoverDir(dir, stream string, log *slog.Logger) (*Recording, error) {
 		for _, path := range names {
 			ml, mod, err := readMediaList(path)
 			if err != nil {
-				return nil, err
+				return nil, nil, ended, err
 			}
 			if len(ml.entries) == 0 {
 				continue
@@ -100,7 +134,7 @@ func recoverDir(dir, stream string, log *slog.Logger) (*Recording, error) {
 			}
 		}
 	}
-	return w.Finish(nil, rends, ended)
+	return w, rends, ended, nil
 }
 
 // readMediaList parses a media playlist that Writer wrote while recording

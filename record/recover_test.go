@@ -1,6 +1,8 @@
 package record
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +89,97 @@ func TestRecover(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(done.Dir(), MetaFile)); err != nil {
 		t.Errorf("the finished recording: %v", err)
+	}
+}
+
+// TestContinue: a recording one gateway finished as it handed its
+// broadcast off goes on in the same directory on another gateway sharing
+// the Dir: one recording, the second part after a discontinuity in each
+// playlist, its duration the sum; a name the Dir does not have is
+// fs.ErrNotExist.
+func TestContinue(t *testing.T) {
+	a := newStore(t, 5)
+	w, _ := a.Create("s", start, false)
+	add(w, seg(0, 1000, "a.mp4", false))
+	add(w, seg(1, 1000, "a.mp4", false))
+	w.WriteIndex([]byte(testIndex))
+	if _, err := w.Finish(nil, []Rendition{{Name: "720p"}}, start.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	b := &Store{Dir: a.Dir, Shared: true}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Continue("s", "20261201T084459Z"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("continue a recording that is not there: %v, want fs.ErrNotExist", err)
+	}
+	w2, err := b.Continue("s", w.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Latest("s"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a continued recording is still served as finished: %v", err)
+	}
+	add(w2, seg(5, 2000, "b.mp4", false)) // the new gateway's muxer: its own init section
+	add(w2, seg(6, 1000, "b.mp4", false))
+	r, err := w2.Finish(nil, []Rendition{{Name: "720p"}}, start.Add(9*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Dir() != w.Dir() || r.Duration != 5 || !r.EndedAt.Equal(start.Add(9*time.Second)) {
+		t.Errorf("continued recording %s, %v s, ended %v; want %s, 5 s", r.Dir(), r.Duration, r.EndedAt, w.Dir())
+	}
+	body, _ := os.ReadFile(filepath.Join(w.Dir(), "720p", "video1_stream.m3u8"))
+	want := `#EXT-X-MAP:URI="a.mp4"
+#EXTINF:1.00000,
+p_video1_sega.mp4
+#EXTINF:1.00000,
+p_video1_segb.mp4
+#EXT-X-DISCONTINUITY
+#EXT-X-MAP:URI="b.mp4"
+#EXTINF:2.00000,
+p_video1_segf.mp4
+#EXTINF:1.00000,
+p_video1_segg.mp4
+#EXT-X-ENDLIST
+`
+	if !strings.HasSuffix(string(body), want) || !strings.Contains(string(body), "#EXT-X-PLAYLIST-TYPE:VOD") {
+		t.Errorf("continued playlist:\n%s\nwant it to end with:\n%s", body, want)
+	}
+	if names := recordings(filepath.Join(a.Dir, "s")); len(names) != 1 {
+		t.Errorf("recordings %v, want one", names)
+	}
+}
+
+// TestSharedCutOff: a Store sharing its Dir finishes an unfinished
+// recording only once nothing was written to it for CutOffAfter, and never
+// one of its own Writers'.
+func TestSharedCutOff(t *testing.T) {
+	a := newStore(t, 5)
+	other := &Store{Dir: a.Dir} // another gateway's
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mine, _ := a.Create("mine", start, false) // idle for a minute, but a's
+	add(mine, seg(0, 1000, "i.mp4", false))
+	mine.WriteIndex([]byte(testIndex))
+	busy, _ := other.Create("busy", start, false) // written to now
+	add(busy, seg(0, 1000, "i.mp4", false))
+	busy.WriteIndex([]byte(testIndex))
+	idle, _ := other.Create("idle", start, false) // left a minute ago: that gateway died
+	add(idle, seg(0, 1000, "i.mp4", false))
+	idle.WriteIndex([]byte(testIndex))
+	old := time.Now().Add(-time.Minute)
+	for _, d := range []string{idle.Dir(), mine.Dir()} {
+		filepath.WalkDir(d, func(path string, _ fs.DirEntry, _ error) error { return os.Chtimes(path, old, old) })
+	}
+	a.Shared, a.CutOffAfter = true, 30*time.Second
+	a.finishCutOff(a.CutOffAfter) // as b's Start or sweep would
+	for stream, finished := range map[string]bool{"mine": false, "busy": false, "idle": true} {
+		if _, err := a.Latest(stream); (err == nil) != finished {
+			t.Errorf("%s: finished %v, want %v", stream, err == nil, finished)
+		}
 	}
 }

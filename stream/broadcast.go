@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -63,6 +64,9 @@ type state struct {
 	Width   int       `json:"width"`
 	Height  int       `json:"height"`
 	Started time.Time `json:"started"`
+	// Recording is the name of the broadcast's recording (see
+	// record.Store.Continue), if it has one.
+	Recording string `json:"recording,omitempty"`
 }
 
 // inexactRoom is how many media sequence numbers a continuation skips
@@ -88,18 +92,39 @@ func newBroadcast(h *Hub, name string, private bool, from *state) (*broadcast, e
 		}
 		b.log.Info("continuing the stream of another gateway", "sequence", c.Sequence, "discontinuities", c.Discontinuities)
 	}
-	if err := b.seg.Start(); err != nil {
-		return nil, err
-	}
-	if h.rec != nil {
-		w, err := h.rec.Create(name, b.started, private) // prunes, maybe the cached recording
+	if h.rec != nil { // before Start, which wraps OnSegment for a continuation
+		w, err := b.openRecording(from)
 		if err != nil {
 			b.log.Error("recording not started (the live stream goes on)", "error", err)
 		} else {
 			b.rec, b.seg.OnSegment = w, b.record
 		}
 	}
+	if err := b.seg.Start(); err != nil {
+		if b.rec != nil {
+			b.rec.Finish(nil, nil, time.Now())
+		}
+		return nil, err
+	}
 	return b, nil
+}
+
+// openRecording goes on in the recording of the broadcast continued, when
+// the gateways share their recordings, or else starts a new one.
+func (b *broadcast) openRecording(from *state) (*record.Writer, error) {
+	h := b.hub
+	if from != nil && from.Recording != "" && h.RecordShared {
+		w, err := h.rec.Continue(b.name, from.Recording)
+		if err == nil {
+			return w, nil
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			b.log.Info("this gateway records its part of the broadcast in a new recording (the gateways do not share their recordings directory)")
+		} else {
+			b.log.Warn("the recording goes on in a new one", "error", err)
+		}
+	}
+	return h.rec.Create(b.name, b.started, b.private) // prunes, maybe the cached recording
 }
 
 // Transcode implements ingest.Output: it starts ffmpeg, the segmenter
@@ -187,7 +212,9 @@ func (b *broadcast) End() {
 	b.mu.Unlock()
 	b.log.Info("stream ended")
 	if b.rec != nil {
-		b.finishRecording(ended, still, b.Info().Renditions)
+		if rec := b.finishRecording(ended, b.Info().Renditions); rec != nil {
+			b.publishRecording(rec, still)
+		}
 	}
 	b.mu.Lock()
 	b.expire = time.AfterFunc(b.hub.KeepEnded, func() { b.hub.drop(b) })
@@ -207,15 +234,19 @@ func (b *broadcast) state(c segmenter.Continuity) []byte {
 	b.mu.Lock()
 	st := state{Segmenter: c, Width: b.srcW, Height: b.srcH, Started: b.started}
 	b.mu.Unlock()
+	if b.rec != nil {
+		st.Recording = b.rec.Name()
+	}
 	out, _ := json.Marshal(st)
 	return out
 }
 
 // Handoff implements ingest.Output: the segmenter stops without
 // finishing the playlists and the broadcast leaves the Hub; the recording
-// of what was made here is finished after Handoff returns (its thumbnail
-// takes an ffmpeg run: the state is wanted at once) and served from then
-// on. Hub.Close waits for it.
+// is finished before Handoff returns (the gateway that continues the
+// broadcast may reopen it), and served once it has its thumbnail, which
+// takes an ffmpeg run after Handoff returns (the state is wanted at
+// once). Hub.Close waits for it.
 func (b *broadcast) Handoff() []byte {
 	var still []byte
 	var rends []web.RenditionInfo
@@ -238,11 +269,13 @@ func (b *broadcast) Handoff() []byte {
 	b.log.Info("stream handed off to another gateway", "sequence", c.Sequence)
 	b.hub.drop(b)
 	if b.rec != nil {
-		b.hub.finishing.Add(1)
-		go func() {
-			defer b.hub.finishing.Done()
-			b.finishRecording(ended, still, rends)
-		}()
+		if rec := b.finishRecording(ended, rends); rec != nil {
+			b.hub.finishing.Add(1)
+			go func() {
+				defer b.hub.finishing.Done()
+				b.publishRecording(rec, still)
+			}()
+		}
 	}
 	return out
 }
@@ -278,10 +311,10 @@ func (b *broadcast) record(seg segmenter.Segment) {
 	}
 }
 
-// finishRecording closes the recording after the last segment, gives it a
-// thumbnail of still (a segment, if any) and makes it the stream's newest.
-// renditions describe the recorded renditions.
-func (b *broadcast) finishRecording(ended time.Time, still []byte, renditions []web.RenditionInfo) {
+// finishRecording closes the recording after the last segment;
+// renditions describe the recorded renditions. nil: nothing was recorded,
+// or a disk error stopped the recording (logged then).
+func (b *broadcast) finishRecording(ended time.Time, renditions []web.RenditionInfo) *record.Recording {
 	index, err := b.liveMultivariant()
 	if err != nil || len(renditions) == 0 {
 		b.log.Warn("recording keeps its last multivariant playlist", "error", err)
@@ -292,12 +325,15 @@ func (b *broadcast) finishRecording(ended time.Time, still []byte, renditions []
 		rends = append(rends, record.Rendition(r))
 	}
 	rec, err := b.rec.Finish(index, rends, ended)
-	if err != nil {
-		if errors.Is(err, record.ErrEmpty) {
-			b.log.Debug("nothing recorded")
-		}
-		return // a disk error was logged when it stopped the recording
+	if errors.Is(err, record.ErrEmpty) {
+		b.log.Debug("nothing recorded")
 	}
+	return rec
+}
+
+// publishRecording gives a finished recording a thumbnail of still (a
+// segment, if any) and makes it the stream's newest.
+func (b *broadcast) publishRecording(rec *record.Recording, still []byte) {
 	if still != nil {
 		jpeg, err := transcode.Thumbnail(context.Background(), b.hub.FFmpeg, still, b.log.With("component", "thumbnail"))
 		if err == nil {

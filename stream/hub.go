@@ -10,8 +10,11 @@
 // A broadcast can move between gateways: its State (the segmenter's
 // Continuity, the source size its ladder was planned for, its start) is
 // what another gateway's Hub needs to continue it, and Handoff stops it
-// here without finishing its playlists. The continuation's recording is a
-// new one (each gateway records the part it made).
+// here without finishing its playlists. Its recording is finished as it
+// is handed off; when the gateways share their recordings directory
+// (RecordShared), the continuation reopens it and goes on in it, so that
+// a broadcast is one recording however often it moves; otherwise each
+// gateway records the part it made.
 //
 // A Hub is the ingest.Backend of package ingest and the web.Catalog of
 // package web.
@@ -56,6 +59,10 @@ type Hub struct {
 	RecordDir string
 	// RecordKeep is how many recordings of one stream are kept; default 5.
 	RecordKeep int
+	// RecordShared says other gateways share RecordDir (see
+	// record.Store.Shared): a broadcast handed off to this gateway goes on
+	// in the recording it had.
+	RecordShared bool
 	// RecordOpenFiles is how many descriptors of recorded files are kept
 	// open between requests (see record.Store.OpenFiles); default 1024,
 	// negative: none.
@@ -67,7 +74,7 @@ type Hub struct {
 
 	mu      sync.Mutex
 	streams map[string]*broadcast
-	vods    map[string]*record.Recording // newest finished recording by stream, once looked up
+	vods    map[string]vodEntry // newest finished recording by stream, once looked up
 	closed  bool
 
 	finishing sync.WaitGroup // recordings of handed-off broadcasts being finished
@@ -101,10 +108,10 @@ func (h *Hub) Start() error {
 		return fmt.Errorf("stream: ffmpeg: %w (install it: apt-get install -y ffmpeg)", err)
 	}
 	h.streams = map[string]*broadcast{}
-	h.vods = map[string]*record.Recording{}
+	h.vods = map[string]vodEntry{}
 	if h.RecordDir != "" {
 		h.rec = &record.Store{Dir: h.RecordDir, Keep: h.RecordKeep, OpenFiles: h.RecordOpenFiles,
-			Logger: h.Logger.With("component", "record")}
+			Shared: h.RecordShared, Logger: h.Logger.With("component", "record")}
 		if err := h.rec.Start(); err != nil {
 			return fmt.Errorf("stream: %w", err)
 		}
@@ -127,6 +134,7 @@ func (h *Hub) Open(name string, private bool, resume *ingest.Resume) (ingest.Out
 			from = nil
 		} else if !resume.Exact {
 			from.Segmenter.Sequence += inexactRoom
+			from.Recording = "" // that gateway may still write it
 		}
 	}
 	b, err := newBroadcast(h, name, private, from)
@@ -173,21 +181,33 @@ func (h *Hub) Stream(name string) web.Stream {
 	if h.rec == nil {
 		return nil
 	}
-	if v == nil {
-		r, err := h.rec.Latest(name) // a recording of an earlier run of the gateway
+	if v.rec == nil || h.RecordShared && time.Since(v.at) > vodRecheck {
+		r, err := h.rec.Latest(name) // one of an earlier run of the gateway, or another gateway's
 		if err != nil {
 			return nil
 		}
-		v = r
-		h.setVOD(name, r)
+		v = h.setVOD(name, r)
 	}
-	return vod{v}
+	return vod{v.rec}
 }
 
-func (h *Hub) setVOD(name string, r *record.Recording) {
+// vodRecheck is how long a stream's newest recording is served before the
+// shared recordings directory is read again: a recording another gateway
+// finished is found within that time.
+const vodRecheck = time.Second
+
+// vodEntry is a stream's newest finished recording, and when it was found.
+type vodEntry struct {
+	rec *record.Recording
+	at  time.Time
+}
+
+func (h *Hub) setVOD(name string, r *record.Recording) vodEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.vods[name] = r
+	v := vodEntry{r, time.Now()}
+	h.vods[name] = v
+	return v
 }
 
 // Live reports whether the named stream has a broadcast that has not

@@ -2,11 +2,13 @@ package stream
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
 	"github.com/livegate/livegate/ingest"
+	"github.com/livegate/livegate/record"
 	"github.com/livegate/livegate/transcode"
 	"github.com/livegate/livegate/web"
 )
@@ -335,7 +338,7 @@ func TestCrash(t *testing.T) {
 // numbers after the first one's, a discontinuity, the same start.
 func TestHandoff(t *testing.T) {
 	a := startHub(t, func(h *Hub) { h.RecordDir = t.TempDir() })
-	b := startHub(t, nil)
+	b := startHub(t, func(h *Hub) { h.RecordDir = t.TempDir() }) // each its own: two recordings
 	out, err := a.Open("moving", false, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -381,6 +384,68 @@ func TestHandoff(t *testing.T) {
 		t.Errorf("continued info %+v, started %v", info, started)
 	}
 	next.End()
+}
+
+// TestHandoffSharedRecording: with a recordings directory both Hubs
+// share, the broadcast handed off goes on in the recording it had: one
+// recording of both parts, the second after a discontinuity. A takeover
+// that is not a handoff (the first gateway may still write) starts a new
+// one.
+func TestHandoffSharedRecording(t *testing.T) {
+	dir := t.TempDir()
+	shared := func(h *Hub) { h.RecordDir, h.RecordShared = dir, true }
+	a, b := startHub(t, shared), startHub(t, shared)
+	out, err := a.Open("moving", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := feed(t, out, webm(t)); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	next, err := b.Open("moving", false, &ingest.Resume{State: out.Handoff(), Exact: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := feed(t, next, webm(t)); err != nil {
+		t.Fatalf("continued run: %v", err)
+	}
+	last := next.State()
+	next.End()
+	metas, _ := filepath.Glob(filepath.Join(dir, "moving", "*", record.MetaFile))
+	if len(metas) != 1 {
+		t.Fatalf("recordings %v, want one", metas)
+	}
+	var meta record.Meta
+	if body, err := os.ReadFile(metas[0]); err != nil || json.Unmarshal(body, &meta) != nil {
+		t.Fatalf("%s: %v", metas[0], err)
+	}
+	body, _ := os.ReadFile(filepath.Join(filepath.Dir(metas[0]), "360p", "video1_stream.m3u8"))
+	var pl playlist.Media
+	if err := pl.Unmarshal(body); err != nil {
+		t.Fatal(err)
+	}
+	discont := 0
+	for _, s := range pl.Segments {
+		if s.Discontinuity {
+			discont++
+		}
+	}
+	if meta.Duration < 6 || discont != 1 || !pl.Endlist {
+		t.Errorf("recording of %.1f s with %d discontinuities, want both parts (about 8 s) and one:\n%s", meta.Duration, discont, body)
+	}
+
+	// a takeover from a gateway that did not hand off: a new recording
+	again, err := a.Open("moving", false, &ingest.Resume{State: last, Exact: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := feed(t, again, webm(t)); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	again.End()
+	if metas, _ := filepath.Glob(filepath.Join(dir, "moving", "*", record.MetaFile)); len(metas) != 2 {
+		t.Errorf("recordings after an inexact takeover %v, want two", metas)
+	}
 }
 
 // TestPrivateRecording: a private stream's recording stays private, also

@@ -67,6 +67,7 @@ func (c *config) gateway(log *slog.Logger) *gateway {
 	}
 	if c.Data != "" && c.Record {
 		g.hub.RecordDir = filepath.Join(c.Data, "recordings")
+		g.hub.RecordShared = c.NATSURL != "" // a cluster's gateways may share it
 	}
 	g.rooms = &chat.Server{
 		MaxTextRunes:  c.ChatMaxTextRunes,
