@@ -67,7 +67,7 @@ func decodeCompose(b []byte) (*composeFile, error) {
 
 // TestCompose decodes compose.yaml strictly and checks that it is a
 // cluster: NATS 2.11 or later with JetStream, every gateway on it with
-// its own --advertise, nginx routing to every gateway with the
+// its own --advertise and the shared data volume, nginx routing to every gateway with the
 // repository's configuration files.
 func TestCompose(t *testing.T) {
 	b, err := os.ReadFile("compose.yaml")
@@ -127,6 +127,9 @@ func TestCompose(t *testing.T) {
 		if env["LIVEGATE_PUBLISH_KEY"] == "" {
 			t.Errorf("%s: no LIVEGATE_PUBLISH_KEY", name)
 		}
+		if !slices.Contains(s.Volumes, "data:/var/lib/livegate") {
+			t.Errorf("%s: volumes %v: want the shared data:/var/lib/livegate (one recording per broadcast)", name, s.Volumes)
+		}
 		if s.Build == nil || s.Build.Dockerfile != "deploy/Dockerfile" {
 			t.Errorf("%s: not built from deploy/Dockerfile", name)
 		} else if _, err := os.Stat(filepath.Join(s.Build.Context, s.Build.Dockerfile)); err != nil {
@@ -164,7 +167,7 @@ func TestCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	var servers []string
-	for _, m := range regexp.MustCompile(`(?m)^\s*server\s+([a-z0-9]+):8080;`).FindAllStringSubmatch(string(conf), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\s*server\s+([a-z0-9]+):8080[ ;]`).FindAllStringSubmatch(string(conf), -1) {
 		servers = append(servers, m[1])
 	}
 	slices.Sort(gateways)

@@ -123,21 +123,35 @@ func (l *logBuffer) String() string {
 
 // gatewayProc is a running gateway.
 type gatewayProc struct {
-	URL  string // http://127.0.0.1:PORT
-	Addr string
-	PID  int
-	Log  *logBuffer
+	URL    string // http://127.0.0.1:PORT
+	Addr   string
+	PID    int
+	Log    *logBuffer
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// stop sends SIGTERM and waits for the gateway to exit, at most within;
+// it reports whether it did.
+func (g *gatewayProc) stop(within time.Duration) bool {
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.exited:
+		return true
+	case <-time.After(within):
+		return false
+	}
 }
 
 var servingRE = regexp.MustCompile(`msg="livegate serving" addr=(\S+)`)
 
-// startGateway starts the gateway binary on a free loopback port with
-// args, waits until it serves, and stops it (SIGTERM) when the test ends.
+// startGateway starts the gateway binary on a free loopback port (unless
+// args has a --listen of its own) with args, waits until it serves, and stops it (SIGTERM) when the test ends.
 // Its log is shown if the test fails.
 func startGateway(t *testing.T, bin string, args ...string) *gatewayProc {
 	t.Helper()
 	cmd := command(t, bin, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
-	g := &gatewayProc{Log: &logBuffer{}}
+	g := &gatewayProc{Log: &logBuffer{}, cmd: cmd, exited: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = g.Log, pw
 	if err := cmd.Start(); err != nil {
@@ -160,17 +174,14 @@ func startGateway(t *testing.T, bin string, args ...string) *gatewayProc {
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	exited := make(chan struct{})
+	exited := g.exited
 	go func() {
 		cmd.Wait()
 		pw.Close()
 		close(exited)
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
+		if !g.stop(20 * time.Second) {
 			cmd.Process.Kill()
 			<-exited
 		}
@@ -255,6 +266,14 @@ type nginxEdge struct {
 // have the lines it replaces.
 func startNginx(t *testing.T, upstream string) *nginxEdge {
 	t.Helper()
+	return startNginxSite(t, "single.conf", [2]string{"server 127.0.0.1:8080;", "server " + upstream + ";"})
+}
+
+// startNginxSite is startNginx with the site file site of deploy/nginx,
+// its upstream servers replaced as servers say (each pair: the line, its
+// replacement).
+func startNginxSite(t *testing.T, site string, servers ...[2]string) *nginxEdge {
+	t.Helper()
 	bin := needTool(t, "nginx")
 	dir := t.TempDir()
 	for _, d := range []string{"livegate", "cache", "tmp"} {
@@ -279,7 +298,7 @@ func startNginx(t *testing.T, upstream string) *nginxEdge {
 		}
 		os.WriteFile(filepath.Join(dir, "livegate", f), []byte(conf), 0o644)
 	}
-	single, err := os.ReadFile("nginx/single.conf")
+	single, err := os.ReadFile(filepath.Join("nginx", site))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,16 +306,15 @@ func startNginx(t *testing.T, upstream string) *nginxEdge {
 	for attempt := 0; attempt < 3; attempt++ {
 		port := freePort(t)
 		conf := string(single)
-		for _, r := range append(paths[:2:2],
-			[2]string{"server 127.0.0.1:8080;", "server " + upstream + ";"},
+		for _, r := range append(append(paths[:2:2], servers...),
 			[2]string{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
 		) {
 			if !strings.Contains(conf, r[0]) {
-				t.Fatalf("nginx/single.conf has no %q to replace", r[0])
+				t.Fatalf("nginx/%s has no %q to replace", site, r[0])
 			}
 			conf = strings.ReplaceAll(conf, r[0], r[1])
 		}
-		os.WriteFile(filepath.Join(dir, "single.conf"), []byte(conf), 0o644)
+		os.WriteFile(filepath.Join(dir, "site.conf"), []byte(conf), 0o644)
 		u, _ := user.Current()
 		g, _ := user.LookupGroupId(u.Gid)
 		main := fmt.Sprintf(`# the workers run as whoever runs the test (as root, nginx would
@@ -315,7 +333,7 @@ http {
 	fastcgi_temp_path %[3]s/tmp/fastcgi;
 	uwsgi_temp_path %[3]s/tmp/uwsgi;
 	scgi_temp_path %[3]s/tmp/scgi;
-	include %[3]s/single.conf;
+	include %[3]s/site.conf;
 }
 `, u.Username, g.Name, dir)
 		os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o644)

@@ -130,6 +130,7 @@ type Segmenter struct {
 	closed    bool
 	base      int64        // 90 kHz offset added to every timestamp of the current Consume
 	last      int64        // highest video timestamp written, 90 kHz
+	lastDate  time.Time    // the #EXT-X-PROGRAM-DATE-TIME of the frame at last; zero before any
 	discontAt []uint64     // muxer numbers of the segments that begin a new transcoder run
 	mediaTime atomic.Int64 // highest video timestamp, 90 kHz
 	holdBack  []byte       // the PART-HOLD-BACK attribute offered
@@ -154,9 +155,14 @@ type Continuity struct {
 	Sequence uint64 `json:"sequence"`
 	// Discontinuities is how many discontinuities came before it.
 	Discontinuities int `json:"discontinuities"`
-	// Time is the newest timestamp written, 90 kHz; the continuation's
-	// follow on 100 ms after it.
+	// Time is where the last finished segment ends (the newest timestamp
+	// written when that is not known), 90 kHz; the continuation's
+	// timestamps follow on 100 ms after it.
 	Time int64 `json:"time"`
+	// Date is the #EXT-X-PROGRAM-DATE-TIME at Time: the continuation's
+	// dates follow on from it as its timestamps do (zero: they come from
+	// its own clock).
+	Date time.Time `json:"date,omitzero"`
 }
 
 // firstSegment is the muxer number of a variant's first media segment:
@@ -217,7 +223,7 @@ func (s *Segmenter) Start() error {
 		}
 		s.continued, s.offset, s.discBase = true, c.Sequence-first, c.Discontinuities
 		s.discontAt = []uint64{first}
-		s.last = c.Time
+		s.last, s.lastDate = c.Time, c.Date
 		s.base = c.Time + 9000 // as a resumed run follows on
 		s.mediaTime.Store(c.Time)
 		if s.OnSegment != nil {
@@ -247,7 +253,12 @@ func (s *Segmenter) MediaTime() time.Duration {
 // same stream) continues the same playlists, its timestamps shifted to follow
 // on, and must carry the same number of video tracks. Each segment's
 // #EXT-X-PROGRAM-DATE-TIME is the wall time its first frame reached the
-// segmenter; ConsumeCaptured makes it the capture time.
+// segmenter; ConsumeCaptured makes it the capture time. A later run, or the
+// first of a continuation, dates its frames on from the last one's as its
+// timestamps follow on: a player aligns the segments after a
+// discontinuity by their dates, and a jump of the dates (the seconds a
+// publisher took to come back) would leave a hole in its timeline, where
+// hls.js finds no fragment to load and stops.
 func (s *Segmenter) Consume(r io.Reader) error { return s.ConsumeCaptured(r, nil) }
 
 // CaptureClock tells when the media of one transcoder run was captured:
@@ -285,6 +296,9 @@ func (s *Segmenter) ConsumeCaptured(r io.Reader, capture CaptureClock) error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	anchor, anchorDate := s.last, s.lastDate // the run before's newest frame, if any
+	s.mu.Unlock()
 	log := s.Logger
 	log.Debug("transcoder output started", "video_tracks", len(videos), "audio", audio != nil)
 	rd.OnDecodeError(func(err error) { log.Warn("transcoder output", "error", err) })
@@ -293,6 +307,9 @@ func (s *Segmenter) ConsumeCaptured(r io.Reader, capture CaptureClock) error {
 	// date gives a frame at rel (90 kHz since the run's first packet) its
 	// wall time
 	date := func(rel int64) time.Time {
+		if !anchorDate.IsZero() {
+			return anchorDate.Add(time.Duration(base+rel-anchor) * time.Second / 90000)
+		}
 		if capture != nil {
 			if t, ok := capture(); ok {
 				return t.Add(time.Duration(rel) * time.Second / 90000)
@@ -314,10 +331,11 @@ func (s *Segmenter) ConsumeCaptured(r io.Reader, capture CaptureClock) error {
 			}
 			rel := dec.Decode(pts)
 			pts = base + rel
+			at := date(rel)
 			if leading {
-				s.note(pts, true)
+				s.note(pts, at, true)
 			}
-			return mx.m.WriteH264(mx.video, date(rel), pts, au)
+			return mx.m.WriteH264(mx.video, at, pts, au)
 		})
 	}
 	if audio != nil {
@@ -325,8 +343,8 @@ func (s *Segmenter) ConsumeCaptured(r io.Reader, capture CaptureClock) error {
 		rd.OnDataMPEG4Audio(audio, func(pts int64, aus [][]byte) error {
 			rel := dec.Decode(pts)
 			pts = base + rel
-			s.note(pts, false)
 			at := date(rel)
+			s.note(pts, at, false)
 			for _, mx := range muxers {
 				if mx.audio == nil {
 					continue
@@ -386,11 +404,12 @@ func isEOF(err error) bool {
 		strings.Contains(err.Error(), "no more packets") || strings.Contains(err.Error(), "EOF")
 }
 
-// note keeps the newest timestamp, where a later transcoder run follows on.
-func (s *Segmenter) note(pts int64, video bool) {
+// note keeps the newest timestamp and its date, where a later transcoder
+// run follows on.
+func (s *Segmenter) note(pts int64, at time.Time, video bool) {
 	s.mu.Lock()
 	if pts > s.last {
-		s.last = pts
+		s.last, s.lastDate = pts, at
 	}
 	s.mu.Unlock()
 	if video {
@@ -398,20 +417,25 @@ func (s *Segmenter) note(pts int64, video bool) {
 	}
 }
 
-// nextSegment is the media sequence number of the segment in progress.
-func nextSegment(mx *muxer) (uint64, error) {
+// nextSegment is the media sequence number of the segment in progress,
+// and the date where the last finished one ends (zero when unknown).
+func nextSegment(mx *muxer) (uint64, time.Time, error) {
 	if mx.info == nil || len(mx.info.Variants) == 0 {
-		return 0, errors.New("no content yet")
+		return 0, time.Time{}, errors.New("no content yet")
 	}
 	body, err := get(mx.m, stripQuery(mx.info.Variants[0].URI))
 	if err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
 	var pl playlist.Media
 	if err := pl.Unmarshal(body); err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
-	return uint64(pl.MediaSequence + len(pl.Segments)), nil
+	var end time.Time
+	if n := len(pl.Segments); n > 0 && pl.Segments[n-1].DateTime != nil {
+		end = pl.Segments[n-1].DateTime.Add(pl.Segments[n-1].Duration)
+	}
+	return uint64(pl.MediaSequence + len(pl.Segments)), end, nil
 }
 
 // attach creates the muxers on the first call, or checks that a new
@@ -434,7 +458,7 @@ func (s *Segmenter) attach(videos []*mpegts.Track, audio *mpegts.Track) ([]*muxe
 		// run past it), and mark the
 		// segment after the one in progress as a discontinuity
 		s.base = s.last + 9000
-		if next, err := nextSegment(s.muxers[0]); err == nil {
+		if next, _, err := nextSegment(s.muxers[0]); err == nil {
 			s.discontAt = append(s.discontAt, next+1)
 		}
 		return s.muxers, s.base, nil
@@ -622,6 +646,7 @@ func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) 
 		return
 	}
 	playlist := strings.HasSuffix(file, ".m3u8")
+	uri := r.URL.RequestURI()
 	if playlist && s.continued {
 		r = s.translate(r)
 	}
@@ -637,6 +662,12 @@ func (s *Segmenter) Handle(w http.ResponseWriter, r *http.Request, file string) 
 		// a blocking reload held while the stream ended: gohlslib answers 500
 		// when its muxer closes; the finished playlist is the right answer
 		if c.code == http.StatusInternalServerError && s.serveFrozen(w, r, file) {
+			return
+		}
+		// held while the segmenter stopped (Stop): the client asks again,
+		// and is answered by whatever serves the stream now
+		if c.code == http.StatusInternalServerError && s.Ended() {
+			http.Redirect(w, r, uri, http.StatusTemporaryRedirect)
 			return
 		}
 		if (len(discont) > 0 || s.continued) && c.code == http.StatusOK {
@@ -872,16 +903,24 @@ func (s *Segmenter) Continuity() (c Continuity, ok bool) {
 	if len(s.muxers) > 0 && s.muxers[0].info != nil {
 		mx = s.muxers[0]
 	}
-	last, discont := s.last, s.discontAt
+	last, date, discont := s.last, s.lastDate, s.discontAt
 	s.mu.Unlock()
 	if mx == nil {
 		return Continuity{}, false
 	}
-	next, err := nextSegment(mx) // the segment in progress, muxer numbers
+	next, end, err := nextSegment(mx) // the segment in progress, muxer numbers
 	if err != nil {
 		return Continuity{}, false
 	}
-	c = Continuity{Sequence: next + 1 + s.offset, Discontinuities: s.discBase, Time: last}
+	c = Continuity{Sequence: next + 1 + s.offset, Discontinuities: s.discBase, Time: last, Date: date}
+	if !end.IsZero() && !date.IsZero() && end.Before(date) {
+		// From the end of the last finished segment: players have the
+		// parts of the one in progress, some or none, and the
+		// continuation overlaps what some have rather than leave a hole
+		// behind what the others have (see ConsumeCaptured).
+		c.Time -= int64(date.Sub(end) * 90000 / time.Second)
+		c.Date = end
+	}
 	for _, msn := range discont {
 		if msn <= next {
 			c.Discontinuities++
@@ -894,7 +933,8 @@ func (s *Segmenter) Continuity() (c Continuity, ok bool) {
 // Consume returned: the segments finished so far go to OnSegment, the
 // muxers close, nothing is frozen (no #EXT-X-ENDLIST: players are to go on
 // with the continuation), and Handle answers 404 from then on; a blocking
-// reload it holds gets 500. It returns where the stream stood (ok false
+// reload it holds is redirected to itself (307), to be asked again of
+// whatever serves the stream then. It returns where the stream stood (ok false
 // as Continuity). Use Close after it, not End.
 func (s *Segmenter) Stop() (c Continuity, ok bool) {
 	c, ok = s.Continuity()

@@ -144,12 +144,17 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	// publishers and chat members first: Shutdown does not wait for hijacked
-	// connections (with NATS, the publishers are told to resume their
-	// sessions on another gateway, which takes their streams over)
-	g.Close()
+	// Publishers first (with NATS they are told to resume their sessions on
+	// another gateway, which takes their streams over), while every other
+	// part still runs: a viewer's request that comes here meanwhile is
+	// answered as before, a stream handed off by proxying to the gateway
+	// that took it. Then the listener closes and the requests in flight
+	// end; then the rest (Shutdown does not wait for hijacked connections:
+	// chat members are closed by g.Close).
+	g.pub.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
+	g.Close()
 	return nil
 }

@@ -135,10 +135,10 @@
   // took a second or more. A little faster while behind and buffered, a little
   // slower when the buffer runs low (a stall costs more than a slow
   // moment), and after a stall the target back where it was.
-  let stalls = 0;
+  let stalls = 0, lastTime = -1, movedAt = 0;
   setInterval(() => {
     if (!hls || recording || video.paused || !hls.media) return;
-    const lat = hls.latency, b = video.buffered;
+    const lat = hls.latency, b = video.buffered, now = performance.now();
     let ahead = 0;
     for (let i = 0; i < b.length; i++) if (b.start(i) <= video.currentTime + 0.1 && video.currentTime <= b.end(i)) ahead = b.end(i) - video.currentTime;
     // far behind (a slow start, a stall) with the live position
@@ -148,6 +148,14 @@
       for (let i = 0; i < b.length; i++) {
         if (b.start(i) <= sync && sync + 0.2 < b.end(i)) { video.currentTime = sync; return; }
       }
+    }
+    // stuck for 2 s with nothing buffered ahead and the live position
+    // further on: the segments it waits for may be gone (they left with a
+    // gateway that stopped, and the one that took the stream over goes on
+    // after a hole, where hls.js finds nothing to load): go live
+    if (video.currentTime !== lastTime) { lastTime = video.currentTime; movedAt = now; }
+    else if (ahead < 0.1 && sync && sync > video.currentTime + 1 && now - movedAt > 2000) {
+      video.currentTime = sync; movedAt = now; dbg.jumps = (dbg.jumps || 0) + 1; return;
     }
     let rate = 1;
     if (ahead < 0.15) rate = 0.95;
