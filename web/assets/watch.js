@@ -154,7 +154,8 @@
     // gateway that stopped, and the one that took the stream over goes on
     // after a hole, where hls.js finds nothing to load): go live
     if (video.currentTime !== lastTime) { lastTime = video.currentTime; movedAt = now; }
-    else if (ahead < 0.1 && sync && sync > video.currentTime + 1 && now - movedAt > 2000) {
+    else if (ahead < 0.1 && sync && sync > video.currentTime + 1 && now - movedAt > 2000 &&
+      hls.latestLevelDetails && hls.latestLevelDetails.live && !video.ended) {
       video.currentTime = sync; movedAt = now; dbg.jumps = (dbg.jumps || 0) + 1; return;
     }
     let rate = 1;
