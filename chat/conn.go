@@ -42,6 +42,14 @@ type flushConn struct {
 	bufs    net.Buffers
 }
 
+// collect appends frames to c.bufs; it reports whether they are the first
+// since the last flush. Called with c.mu held.
+func (c *flushConn) collect(frames ...[]byte) bool {
+	first := len(c.bufs) == 0
+	c.bufs = append(c.bufs, frames...)
+	return first
+}
+
 // start makes writes collect; the first after a flush calls kick.
 func (c *flushConn) start(kick func()) {
 	c.kick = kick
@@ -57,13 +65,32 @@ func (c *flushConn) Write(p []byte) (int, error) {
 	if c.copying && !isTail(p, c.stable) {
 		p = bytes.Clone(p)
 	}
-	first := len(c.bufs) == 0
-	c.bufs = append(c.bufs, p)
+	first := c.collect(p)
 	c.mu.Unlock()
 	if first {
 		c.kick()
 	}
 	return len(p), nil
+}
+
+// add collects frames framed before (see member.writeEvents).
+func (c *flushConn) add(frames ...[]byte) {
+	c.mu.Lock()
+	first := c.collect(frames...)
+	c.mu.Unlock()
+	if first {
+		c.kick()
+	}
+}
+
+// last is the frame collected last, nil for none.
+func (c *flushConn) last() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.bufs) == 0 {
+		return nil
+	}
+	return c.bufs[len(c.bufs)-1]
 }
 
 // SetWriteDeadline applies only before start: flush sets its own.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
@@ -118,5 +119,44 @@ func TestFlushConn(t *testing.T) {
 				t.Fatalf("received %d bytes, want %d (or different bytes)", len(b), len(want))
 			}
 		})
+	}
+}
+
+// TestFramedOnce: events batched to several members are framed by
+// gorilla/websocket on the first member's connection only; the others
+// get that frame, and every member reads each event whole and in order.
+func TestFramedOnce(t *testing.T) {
+	s := &Server{FlushInterval: time.Hour, FlushPerConn: time.Hour}
+	hs := startServer(t, s)
+	var cs []*client
+	for _, name := range []string{"a", "b", "c", "d"} {
+		c, _ := join(t, hs, "r", name) // the first flush is at once, the others wait an hour
+		cs = append(cs, c)
+	}
+	for i := range 3 {
+		cs[0].send(map[string]string{"type": "message", "text": fmt.Sprint("m", i)})
+	}
+	r := s.room("r")
+	var evs []*event
+	eventually(t, "the messages waiting for the flush", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		evs = slices.Clone(r.out)
+		return len(r.history) == 3
+	})
+	r.mu.Lock()
+	r.flush()
+	r.mu.Unlock()
+	for _, c := range cs {
+		for i := range 3 {
+			if m := c.expect("message"); m["text"] != fmt.Sprint("m", i) {
+				t.Fatalf("message %d: %v", i, m)
+			}
+		}
+	}
+	for i, ev := range evs {
+		if f := ev.frame.Load(); f == nil || !bytes.HasSuffix(*f, ev.data) {
+			t.Errorf("event %d (%s) not kept framed: %v", i, ev.data, f)
+		}
 	}
 }

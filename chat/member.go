@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +60,7 @@ const closeGrace = time.Second
 // batch, prepared once for every member), or one message of its own, or a
 // control frame.
 type outItem struct {
-	batch []*websocket.PreparedMessage
+	batch []*event
 	parts [][]byte // a message for this member alone, in parts
 	ctl   int      // websocket.PingMessage, PongMessage or CloseMessage; 0: none
 	data  []byte   // the control frame's payload
@@ -177,12 +178,7 @@ func (m *member) flush(closing bool) bool {
 func (m *member) encode(it *outItem) error {
 	switch {
 	case it.batch != nil:
-		for _, pm := range it.batch {
-			if err := m.conn.WritePreparedMessage(pm); err != nil {
-				return err
-			}
-		}
-		return nil
+		return m.writeEvents(it.batch)
 	case it.parts != nil:
 		m.nc.setCopying(true, it.parts)
 		defer m.nc.setCopying(false, nil)
@@ -199,6 +195,45 @@ func (m *member) encode(it *outItem) error {
 	default:
 		return m.conn.WriteControl(it.ctl, it.data, time.Now().Add(m.srv.WriteTimeout))
 	}
+}
+
+// writeEvents frames a room's events into m.nc. The first member to write
+// an event does so with gorilla/websocket's WritePreparedMessage, which
+// hands m.nc the event's frame in one Write; that frame is the same for
+// every member (a server's, never compressed), so the others take it as
+// it is, without going through gorilla's writer frame by frame: a batch
+// to thousands of members costs one framing of each event.
+func (m *member) writeEvents(evs []*event) error {
+	for len(evs) > 0 {
+		// the frames there are, at once
+		var framed [16][]byte
+		n := 0
+		for n < len(framed) && n < len(evs) {
+			f := evs[n].frame.Load()
+			if f == nil {
+				break
+			}
+			framed[n] = *f
+			n++
+		}
+		if n > 0 {
+			m.nc.add(framed[:n]...)
+			evs = evs[n:]
+			continue
+		}
+		ev := evs[0]
+		evs = evs[1:]
+		if err := m.conn.WritePreparedMessage(ev.pm); err != nil {
+			return err
+		}
+		// the frame is the header (at most 10 bytes) and the event as it
+		// is: anything else (a close frame gorilla wrote meanwhile) is
+		// not kept
+		if f := m.nc.last(); bytes.HasSuffix(f, ev.data) && len(f)-len(ev.data) <= 10 {
+			ev.frame.CompareAndSwap(nil, &f)
+		}
+	}
+	return nil
 }
 
 // inbound is any client frame.

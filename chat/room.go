@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -48,7 +49,7 @@ type room struct {
 	// Events wait here, each prepared once for every member, for the next
 	// flush: at most one write of room traffic per member every
 	// Server.FlushInterval (see broadcast).
-	out     []*websocket.PreparedMessage
+	out     []*event
 	flushed time.Time   // the last flush
 	timer   *time.Timer // the next flush, while something waits
 
@@ -96,14 +97,23 @@ func (r *room) localMembers() []*member {
 // since the last summary a summary names.
 const presenceNames = 10
 
+// event is a server event prepared once for every member: as a
+// gorilla/websocket prepared message, and, once a member's connection has
+// framed it, as that frame (see member.writeEvents).
+type event struct {
+	pm    *websocket.PreparedMessage
+	data  []byte
+	frame atomic.Pointer[[]byte]
+}
+
 // prepare encodes a server event as a WebSocket message, once for every
 // member.
-func prepare(b []byte) *websocket.PreparedMessage {
+func prepare(b []byte) *event {
 	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
 	if err != nil {
 		panic(fmt.Sprintf("chat: prepare an event: %v", err)) // only compression can fail, and there is none
 	}
-	return pm
+	return &event{pm: pm, data: b}
 }
 
 // broadcast sends one encoded event to every local member but skip, as the

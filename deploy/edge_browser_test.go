@@ -32,23 +32,7 @@ func TestEdgeBrowser(t *testing.T) {
 	background(t, command(t, lg, "-url", edge.URL, "-origin", gw.URL, "-publish=false", "-prefix", "web",
 		"-viewers", "10", "-duration", "90s", "-start-wait", "30s"))
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-	)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(alloc)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancelT := context.WithTimeout(newBrowser(t, chromium), 90*time.Second)
 	defer cancelT()
 	logFrom := fileSize(filepath.Join(edge.Dir, "access.log"))
 	if err := chromedp.Do(ctx, chromedp.Navigate(edge.URL+"/watch/web0")); err != nil {

@@ -54,30 +54,24 @@ func TestRollingRestart(t *testing.T) {
 	gws := []*gatewayProc{start(0), start(1), start(2)}
 	edge := startNginxSite(t, "compose.conf", servers...)
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-	)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	browser := newBrowser(t, chromium)
 	eval := func(ctx context.Context, expr string) float64 {
 		v, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](expr))
 		return v
+	}
+	// what a page and its player show, hls.js's events (but the level
+	// loads that change no discontinuity, one every part) and the answers
+	// nginx gave that were not 200: for a failure
+	diagnose := func(ctx context.Context) string {
+		page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.__livegate||null, (k,v)=> (k==="hls"||k==="video")?undefined:v) + " " + document.getElementById("state").textContent + " " + JSON.stringify(window.__events || [])`))
+		b, _ := os.ReadFile(filepath.Join(edge.Dir, "access.log"))
+		var refused []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 3 && f[3] != "200" && f[3] != "101" {
+				refused = append(refused, l)
+			}
+		}
+		return page + "\nnginx:\n" + strings.Join(refused, "\n")
 	}
 	until := func(ctx context.Context, within time.Duration, what, expr string) {
 		t.Helper()
@@ -87,35 +81,7 @@ func TestRollingRestart(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.__livegate||null, (k,v)=> (k==="hls"||k==="video")?undefined:v) + " " + (document.getElementById("state")||{}).textContent`))
-				for _, u := range []string{edge.URL, gws[0].URL, gws[1].URL, gws[2].URL} {
-					for _, f := range []string{"/api/streams/roll", "/live/roll/index.m3u8", "/live/roll/360p/video1_stream.m3u8"} {
-						if resp, err := http.Get(u + f); err == nil {
-							b, _ := io.ReadAll(resp.Body)
-							resp.Body.Close()
-							t.Logf("%s%s: %d\n%s", u, f, resp.StatusCode, tail(string(b), 12))
-						}
-					}
-				}
-				player, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const v = document.getElementById("video"); const b = []; for (let i = 0; i < v.buffered.length; i++) b.push(v.buffered.start(i).toFixed(2) + "-" + v.buffered.end(i).toFixed(2)); const h = window.__livegate.hls; const d = (l) => { const x = h && h.levels[l] && h.levels[l].details; return x && {live: x.live, start: x.startSN, end: x.endSN, parts: x.partList && x.partList.length, frag: x.fragments.length && x.fragments[x.fragments.length-1].url, age: x.age, updated: x.updated, misses: x.misses}; }; const ad = h && h.audioTracks && h.audioTracks[h.audioTrack] && h.audioTracks[h.audioTrack].details; return JSON.stringify({t: v.currentTime, rs: v.readyState, paused: v.paused, buffered: b, level: h && h.currentLevel, load: h && h.loadLevel, details: h && d(h.currentLevel), audio: ad && {end: ad.endSN, age: ad.age, frag: ad.fragments.length && ad.fragments[ad.fragments.length-1].url}, state: h && h.streamController && h.streamController.state, astate: h && h.audioStreamController && h.audioStreamController.state, latency: h && h.latency}) })()`))
-				events, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__events || []`))
-				var kept []string // but the level loads that change no discontinuity (one every part)
-				lastDisc := ""
-				for _, e := range events {
-					_, disc, loaded := strings.Cut(e, " disc ")
-					if strings.Contains(e, "hlsLevelLoading") || loaded && disc == lastDisc {
-						continue
-					}
-					if loaded {
-						lastDisc = disc
-					}
-					kept = append(kept, e)
-				}
-				t.Logf("hls.js events:\n%s", strings.Join(kept[max(0, len(kept)-150):], "\n"))
-				if b, err := os.ReadFile(filepath.Join(edge.Dir, "access.log")); err == nil {
-					t.Logf("nginx access.log:\n%s", tail(string(b), 40))
-				}
-				t.Fatalf("%s: not within %s; page state %s; player %s", what, within, state, player)
+				t.Fatalf("%s: not within %s; %s", what, within, diagnose(ctx))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -136,11 +102,11 @@ func TestRollingRestart(t *testing.T) {
 	}
 	const played = `document.getElementById("video").currentTime`
 	until(wctx, 60*time.Second, "the video to play through nginx", played+` > 1`)
-	// hls.js's last events, shown if the video stops
-	if _, err := chromedp.Run(wctx, chromedp.Evaluate[any](`(() => { const h = window.__livegate.hls; window.__events = [];
-		const keep = (e, s) => { window.__events.push(((performance.now()/1000).toFixed(2)) + " " + e + " " + s); if (window.__events.length > 3000) window.__events.shift(); };
-		h.on("hlsLevelLoading", (e, d) => keep(e, d.level + " " + d.url.replace(/^.*\/live\//, "")));
-		h.on("hlsLevelLoaded", (e, d) => keep(e, d.level + " " + d.details.startSN + "-" + d.details.endSN + " parts " + (d.details.partList||[]).length + " disc " + d.details.startCC + "-" + d.details.endCC));
+	// hls.js's events, shown if the video stops
+	if _, err := chromedp.Run(wctx, chromedp.Evaluate[any](`(() => { const h = window.__livegate.hls, ev = window.__events = [];
+		let cc = "";
+		const keep = (e, s) => { ev.push((performance.now()/1000).toFixed(2) + " " + e + " " + s); if (ev.length > 300) ev.shift(); };
+		h.on("hlsLevelLoaded", (e, d) => { const c = d.details.startCC + "-" + d.details.endCC; if (c !== cc) keep(e, d.level + " " + d.details.startSN + "-" + d.details.endSN + " cc " + c); cc = c; });
 		h.on("hlsLevelSwitching", (e, d) => keep(e, d.level));
 		h.on("hlsFragLoading", (e, d) => keep(e, d.frag.type + " " + d.frag.level + " sn " + d.frag.sn + (d.part ? " part " + d.part.index : "") + " cc " + d.frag.cc + " start " + d.frag.start.toFixed(2)));
 		h.on("hlsError", (e, d) => keep(e, d.type + " " + d.details + " fatal " + d.fatal));
@@ -160,13 +126,7 @@ func TestRollingRestart(t *testing.T) {
 		t.Logf("gateway %d restarted; video at %.1f s, %v jumps over a hole so far", i+1, eval(wctx, played), eval(wctx, `window.__livegate.jumps || 0`))
 	}
 	if errs, err := chromedp.Run(wctx, chromedp.Evaluate[[]string](`window.__livegate.errors`)); err != nil || len(errs) > 0 {
-		t.Errorf("fatal hls.js errors through the restarts: %v %v", errs, err)
-		b, _ := os.ReadFile(filepath.Join(edge.Dir, "access.log"))
-		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) > 3 && f[3] != "200" {
-				t.Logf("nginx: %s", l)
-			}
-		}
+		t.Errorf("fatal hls.js errors through the restarts: %v %v; %s", errs, err, diagnose(wctx))
 	}
 	handoffs := 0
 	for _, g := range all {
