@@ -212,7 +212,8 @@ func (b *broadcast) End() {
 	b.mu.Unlock()
 	b.log.Info("stream ended")
 	if b.rec != nil {
-		if rec := b.finishRecording(ended, b.Info().Renditions); rec != nil {
+		index, _ := b.liveMultivariant()
+		if rec := b.finishRecording(ended, index, b.Info().Renditions); rec != nil {
 			b.publishRecording(rec, still)
 		}
 	}
@@ -248,14 +249,12 @@ func (b *broadcast) state(c segmenter.Continuity) []byte {
 // takes an ffmpeg run after Handoff returns (the state is wanted at
 // once). Hub.Close waits for it.
 func (b *broadcast) Handoff() []byte {
-	var still []byte
+	var still, index []byte
 	var rends []web.RenditionInfo
 	if b.rec != nil {
 		still, _ = b.seg.Latest()
 		rends = b.Info().Renditions // the segmenter tells them no more once stopped
-		if body, err := b.liveMultivariant(); err == nil {
-			b.rec.WriteIndex(body) // the last one: the one written after the stop would be empty
-		}
+		index, _ = b.liveMultivariant() // the last one: after the stop there is none
 	}
 	c, ok := b.seg.Stop()
 	var out []byte
@@ -269,7 +268,7 @@ func (b *broadcast) Handoff() []byte {
 	b.log.Info("stream handed off to another gateway", "sequence", c.Sequence)
 	b.hub.drop(b)
 	if b.rec != nil {
-		if rec := b.finishRecording(ended, rends); rec != nil {
+		if rec := b.finishRecording(ended, index, rends); rec != nil {
 			b.hub.finishing.Add(1)
 			go func() {
 				defer b.hub.finishing.Done()
@@ -311,13 +310,13 @@ func (b *broadcast) record(seg segmenter.Segment) {
 	}
 }
 
-// finishRecording closes the recording after the last segment;
+// finishRecording closes the recording after the last segment, with the
+// multivariant playlist index (nil: the last one written is kept);
 // renditions describe the recorded renditions. nil: nothing was recorded,
 // or a disk error stopped the recording (logged then).
-func (b *broadcast) finishRecording(ended time.Time, renditions []web.RenditionInfo) *record.Recording {
-	index, err := b.liveMultivariant()
-	if err != nil || len(renditions) == 0 {
-		b.log.Warn("recording keeps its last multivariant playlist", "error", err)
+func (b *broadcast) finishRecording(ended time.Time, index []byte, renditions []web.RenditionInfo) *record.Recording {
+	if index == nil || len(renditions) == 0 {
+		b.log.Warn("recording keeps its last multivariant playlist")
 		index = nil
 	}
 	var rends []record.Rendition
