@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/livegate/livegate/internal/chromium"
 )
 
 // browser is a headless Chromium. Whoever calls startBrowser must call
@@ -31,24 +33,7 @@ func startBrowser(dir string, nice int) (*browser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("browser: %w", err)
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.UserDataDir(profile),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// timers and media of a headless tab must not be throttled
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.WindowSize(800, 600), // small: less compositing work
-	}
+	opts := append(chromium.Options(path, profile), chromedp.WindowSize(800, 600)) // small: less compositing work
 	if nice != 0 {
 		nicePath, err := exec.LookPath("nice")
 		if err != nil {
