@@ -169,9 +169,15 @@ func TestClusterServeAnywhere(t *testing.T) {
 		Live       bool
 		Renditions []struct{ Height int }
 	}
-	if code, body := getURL(t, B+"/api/streams/both"); code != 200 || json.Unmarshal(body, &info) != nil || !info.Live ||
-		len(info.Renditions) != 1 || info.Renditions[0].Height != 360 {
-		t.Errorf("/api/streams/both through B: %d %s", code, body)
+	// the renditions reach the directory with A's next refresh (every TTL/3)
+	var code2 int
+	var body2 []byte
+	waitFor(t, 10*time.Second, "/api/streams/both through B with its rendition", func() bool {
+		code2, body2 = getURL(t, B+"/api/streams/both")
+		return code2 == 200 && json.Unmarshal(body2, &info) == nil && len(info.Renditions) == 1
+	})
+	if !info.Live || info.Renditions[0].Height != 360 {
+		t.Errorf("/api/streams/both through B: %d %s", code2, body2)
 	}
 	if code, _ := getURL(t, B+"/watch/both"); code != 200 {
 		t.Errorf("/watch/both through B: %d", code)
