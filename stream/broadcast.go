@@ -253,7 +253,7 @@ func (b *broadcast) Handoff() []byte {
 	var rends []web.RenditionInfo
 	if b.rec != nil {
 		still, _ = b.seg.Latest()
-		rends = b.Info().Renditions // the segmenter tells them no more once stopped
+		rends = b.Info().Renditions     // the segmenter tells them no more once stopped
 		index, _ = b.liveMultivariant() // the last one: after the stop there is none
 	}
 	c, ok := b.seg.Stop()
